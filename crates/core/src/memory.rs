@@ -1,0 +1,294 @@
+//! [`MemoryStore`]: the in-memory reference model.
+//!
+//! Simple enough to be obviously right, it is what model-based tests compare
+//! real backends with, and a handy store for tests of front ends. It is not
+//! durable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use event_listener::Event;
+
+use crate::event::{RecordedEvent, StreamInfo};
+use crate::idempotency::{Decision, decide};
+use crate::ids::{EventId, Position, Revision, StreamKey, StreamType};
+use crate::store::{
+    AppendOutcome, AppendRequest, Direction, EventStore, FeedFilter, FeedPage, StoreError,
+    StreamCursor, StreamListPage, StreamRead, StreamSlice, StreamTypeCount,
+};
+use crate::time::Timestamp;
+
+#[derive(Default)]
+struct Stream {
+    events: Vec<RecordedEvent>,
+    ids: HashMap<EventId, Revision>,
+    created_at: Option<Timestamp>,
+}
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<StreamKey, Stream>,
+    /// (stream, revision) by position - 1.
+    feed: Vec<(StreamKey, Revision)>,
+    /// Per type: set of (updated_at micros, stream id) for listings.
+    by_update: BTreeMap<StreamType, BTreeSet<(Timestamp, crate::ids::StreamId)>>,
+    last_time: Option<Timestamp>,
+}
+
+/// The in-memory reference model of an event store.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    committed: Event,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl State {
+    fn info(&self, key: &StreamKey) -> Option<StreamInfo> {
+        let s = self.streams.get(key)?;
+        let last = s.events.last()?;
+        Some(StreamInfo {
+            stream_id: key.stream_id.clone(),
+            stream_type: key.stream_type.clone(),
+            revision: last.revision,
+            updated_at: last.created_at,
+            created_at: s.created_at.expect("a stream with events has a creation time"),
+        })
+    }
+
+    /// A commit time that never goes backwards, so listings stay ordered.
+    fn commit_time(&mut self) -> Timestamp {
+        let mut now = Timestamp::now();
+        if let Some(last) = self.last_time
+            && now <= last
+        {
+            now = Timestamp::from_micros(last.as_micros() + 1);
+        }
+        self.last_time = Some(now);
+        now
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let mut st = self.state.lock().expect("poisoned");
+        let key = request.stream().clone();
+        let ids = request.event_ids();
+        let (current, found) = match st.streams.get(&key) {
+            Some(s) => (
+                s.events.last().map_or(Revision::ZERO, |e| e.revision),
+                ids.iter().map(|id| s.ids.get(id).copied()).collect(),
+            ),
+            None => (Revision::ZERO, vec![None; ids.len()]),
+        };
+        match decide(request.expectation(), current, &ids, &found)? {
+            Decision::AlreadyAppended { first, last } => {
+                let stream = st.info(&key).expect("stream exists");
+                let first_position = st.streams[&key].events[first.get() as usize - 1].position;
+                Ok(AppendOutcome {
+                    stream,
+                    first_revision: first,
+                    last_revision: last,
+                    first_position,
+                    already_appended: true,
+                })
+            }
+            Decision::Write => {
+                let now = st.commit_time();
+                let (_, _, events) = request.into_parts();
+                let first_position = Position::new(st.feed.len() as u64 + 1);
+                let old_updated = st.info(&key).map(|i| i.updated_at);
+                let mut revision = current;
+                let mut recorded = Vec::with_capacity(events.len());
+                for e in events {
+                    revision = revision.next();
+                    st.feed.push((key.clone(), revision));
+                    recorded.push(RecordedEvent {
+                        stream_id: key.stream_id.clone(),
+                        stream_type: key.stream_type.clone(),
+                        revision,
+                        event_type: e.event_type,
+                        payload: e.payload,
+                        created_at: now,
+                        event_id: e.event_id,
+                        metadata: e.metadata,
+                        position: Some(Position::new(st.feed.len() as u64)),
+                    });
+                }
+                let stream = st.streams.entry(key.clone()).or_default();
+                stream.created_at.get_or_insert(now);
+                for e in recorded {
+                    stream.ids.insert(e.event_id, e.revision);
+                    stream.events.push(e);
+                }
+                let listing = st.by_update.entry(key.stream_type.clone()).or_default();
+                if let Some(old) = old_updated {
+                    listing.remove(&(old, key.stream_id.clone()));
+                }
+                listing.insert((now, key.stream_id.clone()));
+                let info = st.info(&key).expect("just written");
+                drop(st);
+                self.committed.notify(usize::MAX);
+                Ok(AppendOutcome {
+                    stream: info,
+                    first_revision: current.next(),
+                    last_revision: revision,
+                    first_position: Some(first_position),
+                    already_appended: false,
+                })
+            }
+        }
+    }
+
+    async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
+        Ok(self.state.lock().expect("poisoned").info(stream))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamKey,
+        read: StreamRead,
+    ) -> Result<StreamSlice, StoreError> {
+        let st = self.state.lock().expect("poisoned");
+        let s = st
+            .streams
+            .get(stream)
+            .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
+        let total = s.events.len() as u64;
+        let limit = read.limit as u64;
+        match read.direction {
+            Direction::Forward => {
+                let after = read.from.unwrap_or(Revision::ZERO).get();
+                let start = after.min(total);
+                let end = (start + limit).min(total);
+                let events = s.events[start as usize..end as usize].to_vec();
+                Ok(StreamSlice {
+                    last_evaluated_revision: events
+                        .last()
+                        .map_or(Revision::new(after), |e| e.revision),
+                    has_more: end < total,
+                    events,
+                })
+            }
+            Direction::Backward => {
+                let before = read.from.map_or(total + 1, |r| r.get());
+                let end = before.saturating_sub(1).min(total); // last revision to include
+                let start = end.saturating_sub(limit); // exclusive lower bound
+                let mut events = s.events[start as usize..end as usize].to_vec();
+                events.reverse();
+                Ok(StreamSlice {
+                    last_evaluated_revision: events
+                        .last()
+                        .map_or(Revision::new(before), |e| e.revision),
+                    has_more: start > 0,
+                    events,
+                })
+            }
+        }
+    }
+
+    async fn list_streams(
+        &self,
+        stream_type: &StreamType,
+        updated_after: Option<Timestamp>,
+        cursor: Option<StreamCursor>,
+        limit: usize,
+    ) -> Result<StreamListPage, StoreError> {
+        let st = self.state.lock().expect("poisoned");
+        let Some(listing) = st.by_update.get(stream_type) else {
+            return Ok(StreamListPage {
+                streams: vec![],
+                next: None,
+            });
+        };
+        let mut streams = Vec::new();
+        let mut more = false;
+        for (updated, id) in listing.iter() {
+            if updated_after.is_some_and(|t| *updated <= t) {
+                continue;
+            }
+            if let Some(c) = &cursor
+                && (*updated, id) <= (c.updated_at, &c.stream_id)
+            {
+                continue;
+            }
+            if streams.len() == limit {
+                more = true;
+                break;
+            }
+            let key = StreamKey::new(stream_type.clone(), id.clone());
+            streams.push(st.info(&key).expect("listed stream exists"));
+        }
+        let next = if more {
+            streams.last().map(|s| StreamCursor {
+                updated_at: s.updated_at,
+                stream_id: s.stream_id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(StreamListPage { streams, next })
+    }
+
+    async fn stream_types(&self) -> Result<Vec<StreamTypeCount>, StoreError> {
+        let st = self.state.lock().expect("poisoned");
+        Ok(st
+            .by_update
+            .iter()
+            .map(|(t, set)| StreamTypeCount {
+                stream_type: t.clone(),
+                streams: set.len() as u64,
+            })
+            .collect())
+    }
+
+    async fn read_feed(
+        &self,
+        filter: &FeedFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<FeedPage, StoreError> {
+        let st = self.state.lock().expect("poisoned");
+        let mut events = Vec::new();
+        let mut has_more = false;
+        for (key, rev) in st.feed.iter().skip(after.get() as usize) {
+            if let FeedFilter::StreamType(t) = filter
+                && &key.stream_type != t
+            {
+                continue;
+            }
+            if events.len() == limit {
+                has_more = true;
+                break;
+            }
+            events.push(st.streams[key].events[rev.get() as usize - 1].clone());
+        }
+        let last_position = events
+            .last()
+            .and_then(|e: &RecordedEvent| e.position)
+            .unwrap_or(after);
+        Ok(FeedPage {
+            events,
+            has_more,
+            last_position,
+        })
+    }
+
+    async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {
+        loop {
+            let listener = self.committed.listen();
+            if self.state.lock().expect("poisoned").feed.len() as u64 > after.get() {
+                return Ok(());
+            }
+            listener.await;
+        }
+    }
+}
