@@ -119,3 +119,37 @@ export async function appendEvents(server, type, id, expectedRevision, events) {
   }
   return res.body;
 }
+
+/**
+ * A reverse proxy that serves `server` under `prefix` (e.g. `/foo`), as a
+ * proxy or a Lambda Function URL with a path would. Requests outside the
+ * prefix are answered 404 and recorded in `stray`.
+ */
+export async function startPrefixProxy(server, prefix) {
+  const { createServer, request } = await import('node:http');
+  const target = new URL(server.base);
+  const stray = [];
+  const proxy = createServer((req, res) => {
+    if (!req.url.startsWith(`${prefix}/`)) {
+      stray.push(req.url);
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('outside the prefix');
+      return;
+    }
+    const upstream = request({
+      host: target.hostname, port: target.port, method: req.method,
+      path: req.url.slice(prefix.length), headers: { ...req.headers, host: target.host },
+    }, (up) => {
+      res.writeHead(up.statusCode, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', (err) => { res.writeHead(502); res.end(String(err)); });
+    req.pipe(upstream);
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${proxy.address().port}${prefix}`,
+    stray,
+    close: () => new Promise((r) => { proxy.closeAllConnections?.(); proxy.close(r); }),
+  };
+}

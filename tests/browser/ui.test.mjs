@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  appendEvents, http, launchBrowser, newPage, screenshotDir, startServer,
+  appendEvents, http, launchBrowser, newPage, screenshotDir, startPrefixProxy, startServer,
 } from './lib.mjs';
 
 let browser;
@@ -366,6 +366,32 @@ describe('stream browser', () => {
       await page.locator('table.events-table').waitFor();
       assert.deepEqual(page.pageErrors, []);
       await page.context().close();
+    });
+  });
+
+  test('works behind a proxy under a path prefix (relative URLs only)', async () => {
+    await withServer({}, async (server) => {
+      await seedSmall(server);
+      const proxy = await startPrefixProxy(server, '/some/prefix');
+      try {
+        const page = await newPage(browser);
+        await page.goto(`${proxy.base}/`);
+        await page.waitForURL(`${proxy.base}/ui/`);
+        await page.locator('table.types-table').waitFor();
+        await page.getByRole('link', { name: 'Order', exact: true }).click();
+        await page.getByRole('link', { name: 'order-1', exact: true }).click();
+        await page.locator('table.events-table').waitFor();
+        assert.deepEqual(await column(page, 'Revision'), ['1', '2', '3']);
+        await page.goto(`${proxy.base}/ui/#/feed`);
+        await page.locator('table.events-table').waitFor();
+        assert.equal(await page.locator('table.events-table tbody tr').count(), 5);
+        assert.equal(new URL(await page.locator('#api-link').evaluate((a) => a.href)).pathname, '/some/prefix/openapi/');
+        assert.deepEqual(proxy.stray, [], 'every request stays under the prefix');
+        assert.deepEqual(page.pageErrors, []);
+        await page.context().close();
+      } finally {
+        await proxy.close();
+      }
     });
   });
 
