@@ -1,0 +1,376 @@
+//! The on-disk format of `events.log` (see `docs/storage-engine.md`).
+//!
+//! ```text
+//! file    := file_header frame*
+//! file_header (16 bytes) := "EVSTLOG\0" version:u32 reserved:u32
+//! frame   := magic:u32 "EVFR" | body_len:u32 | crc:u32 | count:u32 | body
+//!            crc = CRC-32 of (count as 4 LE bytes ++ body)
+//! body    := first_position:u64 commit_time:i64 first_revision:u64
+//!            type_len:u8 stream_type  id_len:u8 stream_id
+//!            record{count}
+//! record  := record_len:u32 | revision:u64 created_at:i64 event_id:[u8;16]
+//!            event_type_len:u16 event_type payload_len:u32 payload
+//!            metadata_len:u32 metadata
+//! ```
+//!
+//! All integers are little-endian; times are microseconds since the Unix
+//! epoch. One frame holds one append, so an append is on disk whole or not
+//! at all. Indexes point at a record's bytes after its `record_len`.
+
+use eventstore_core::{
+    EventId, EventType, JsonObject, JsonValue, NewEvent, Revision, StreamId, StreamKey, StreamType,
+    Timestamp,
+};
+
+/// Magic bytes at the start of the file.
+pub(crate) const FILE_MAGIC: &[u8; 8] = b"EVSTLOG\0";
+/// The format version this code writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Length of the file header.
+pub(crate) const FILE_HEADER_LEN: u64 = 16;
+/// Magic number that opens every frame.
+pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"EVFR");
+/// Length of a frame header.
+pub(crate) const FRAME_HEADER_LEN: usize = 16;
+/// Largest frame body accepted: 100 events of 256 KiB of data each, their
+/// names and headers, with room to spare.
+pub(crate) const MAX_FRAME_BODY: u32 = 64 << 20;
+
+/// The file header this code writes.
+pub(crate) fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
+    let mut h = [0u8; FILE_HEADER_LEN as usize];
+    h[..8].copy_from_slice(FILE_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// A frame's header fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameHeader {
+    pub body_len: u32,
+    pub crc: u32,
+    pub count: u32,
+}
+
+impl FrameHeader {
+    /// Parses a header; `None` when the magic is wrong or the length is
+    /// impossible (the end of the valid log).
+    pub(crate) fn parse(bytes: &[u8; FRAME_HEADER_LEN]) -> Option<Self> {
+        let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        if word(0) != FRAME_MAGIC {
+            return None;
+        }
+        let header = Self {
+            body_len: word(4),
+            crc: word(8),
+            count: word(12),
+        };
+        (header.body_len <= MAX_FRAME_BODY && header.count > 0).then_some(header)
+    }
+
+    /// Whether `body` is the body this header announces.
+    pub(crate) fn checks(&self, body: &[u8]) -> bool {
+        body.len() == self.body_len as usize && frame_crc(self.count, body) == self.crc
+    }
+}
+
+fn frame_crc(count: u32, body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&count.to_le_bytes());
+    h.update(body);
+    h.finalize()
+}
+
+/// Where an encoded record lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordSpan {
+    /// Offset of the record's first byte after its length prefix.
+    pub offset: u64,
+    /// Length of the record without its length prefix.
+    pub len: u32,
+}
+
+/// What a frame says besides its events.
+pub(crate) struct FrameMeta<'a> {
+    pub first_position: u64,
+    pub commit_time: Timestamp,
+    pub first_revision: Revision,
+    pub stream: &'a StreamKey,
+}
+
+/// Appends one frame holding `events` to `out`; `base` is the file offset
+/// of `out[0]`. Returns where each record lands.
+pub(crate) fn encode_frame(
+    out: &mut Vec<u8>,
+    base: u64,
+    meta: &FrameMeta<'_>,
+    events: &[NewEvent],
+) -> Vec<RecordSpan> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let body_start = out.len();
+    out.extend_from_slice(&meta.first_position.to_le_bytes());
+    out.extend_from_slice(&meta.commit_time.as_micros().to_le_bytes());
+    out.extend_from_slice(&meta.first_revision.get().to_le_bytes());
+    put_short(out, meta.stream.stream_type.as_str());
+    put_short(out, meta.stream.stream_id.as_str());
+    let mut spans = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let len_at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        let record_start = out.len();
+        out.extend_from_slice(&(meta.first_revision.get() + i as u64).to_le_bytes());
+        out.extend_from_slice(&meta.commit_time.as_micros().to_le_bytes());
+        out.extend_from_slice(e.event_id.as_uuid().as_bytes());
+        let event_type = e.event_type.as_str().as_bytes();
+        out.extend_from_slice(&(event_type.len() as u16).to_le_bytes());
+        out.extend_from_slice(event_type);
+        put_long(out, e.payload.get());
+        put_long(out, e.metadata.get());
+        let len = (out.len() - record_start) as u32;
+        out[len_at..record_start].copy_from_slice(&len.to_le_bytes());
+        spans.push(RecordSpan {
+            offset: base + record_start as u64,
+            len,
+        });
+    }
+    let body_len = (out.len() - body_start) as u32;
+    let count = events.len() as u32;
+    let crc = frame_crc(count, &out[body_start..]);
+    let header = &mut out[start..body_start];
+    header[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    header[4..8].copy_from_slice(&body_len.to_le_bytes());
+    header[8..12].copy_from_slice(&crc.to_le_bytes());
+    header[12..16].copy_from_slice(&count.to_le_bytes());
+    spans
+}
+
+fn put_short(out: &mut Vec<u8>, s: &str) {
+    // Stream types and ids are at most 128 bytes (validated by their types).
+    out.push(s.len() as u8);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_long(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A frame body taken apart, as recovery needs it.
+pub(crate) struct DecodedFrame {
+    pub first_position: u64,
+    pub commit_time: Timestamp,
+    pub first_revision: Revision,
+    pub stream: StreamKey,
+    /// Event id and span of each record (spans relative to the body start).
+    pub events: Vec<(EventId, RecordSpan)>,
+}
+
+/// Takes a CRC-checked frame body apart.
+pub(crate) fn decode_frame(body: &[u8], count: u32) -> Result<DecodedFrame, String> {
+    let mut r = Reader::new(body);
+    let first_position = r.u64()?;
+    let commit_time = Timestamp::from_micros(r.i64()?);
+    let first_revision = Revision::new(r.u64()?);
+    let stream_type = r.short_str()?;
+    let stream_id = r.short_str()?;
+    let stream = StreamKey::new(
+        StreamType::parse(stream_type).map_err(|e| e.to_string())?,
+        StreamId::parse(stream_id).map_err(|e| e.to_string())?,
+    );
+    let mut events = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let len = r.u32()?;
+        let offset = r.pos as u64;
+        let record = r.take(len as usize)?;
+        let event = decode_record(record)?;
+        if event.revision.get() != first_revision.get() + u64::from(i) {
+            return Err(format!(
+                "record {i} has revision {}, expected {}",
+                event.revision,
+                first_revision.get() + u64::from(i)
+            ));
+        }
+        if event.created_at != commit_time {
+            return Err(format!("record {i} has another time than its frame"));
+        }
+        events.push((event.event_id, RecordSpan { offset, len }));
+    }
+    if r.pos != body.len() {
+        return Err("trailing bytes after the last record".into());
+    }
+    Ok(DecodedFrame {
+        first_position,
+        commit_time,
+        first_revision,
+        stream,
+        events,
+    })
+}
+
+/// One record's fields.
+pub(crate) struct DecodedRecord {
+    pub revision: Revision,
+    pub created_at: Timestamp,
+    pub event_id: EventId,
+    pub event_type: EventType,
+    pub payload: JsonValue,
+    pub metadata: JsonObject,
+}
+
+/// Decodes one record (the bytes after its length prefix).
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
+    let mut r = Reader::new(bytes);
+    let revision = Revision::new(r.u64()?);
+    let created_at = Timestamp::from_micros(r.i64()?);
+    let id: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
+    let event_id = EventId::from(uuid::Uuid::from_bytes(id));
+    let type_len = r.u16()?;
+    let event_type = EventType::parse(r.str(type_len as usize)?).map_err(|e| e.to_string())?;
+    let payload_len = r.u32()?;
+    let payload = JsonValue::from_text(r.str(payload_len as usize)?).map_err(|e| e.to_string())?;
+    let metadata_len = r.u32()?;
+    let metadata =
+        JsonObject::from_text(r.str(metadata_len as usize)?).map_err(|e| e.to_string())?;
+    if r.pos != bytes.len() {
+        return Err("trailing bytes in a record".into());
+    }
+    Ok(DecodedRecord {
+        revision,
+        created_at,
+        event_id,
+        event_type,
+        payload,
+        metadata,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| format!("truncated at byte {} (wanted {n} more)", self.pos))?;
+        let out = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn str(&mut self, n: usize) -> Result<&'a str, String> {
+        std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())
+    }
+
+    fn short_str(&mut self) -> Result<&'a str, String> {
+        let n = self.take(1)?[0] as usize;
+        self.str(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (StreamKey, Vec<NewEvent>) {
+        let key = StreamKey::new(
+            StreamType::parse("order").unwrap(),
+            StreamId::parse("o-1").unwrap(),
+        );
+        let mut e = NewEvent::new(
+            EventType::parse("placed").unwrap(),
+            JsonValue::from_text(r#"{"b":1, "a":[1.50]}"#).unwrap(),
+        );
+        e.metadata = JsonObject::from_text(r#"{"by":"me"}"#).unwrap();
+        let f = NewEvent::new(
+            EventType::parse("paid ✓").unwrap(),
+            JsonValue::from_text("\"x\"").unwrap(),
+        );
+        (key, vec![e, f])
+    }
+
+    #[test]
+    fn a_frame_round_trips() {
+        let (key, events) = sample();
+        let mut out = vec![0u8; 5];
+        let meta = FrameMeta {
+            first_position: 7,
+            commit_time: Timestamp::from_micros(1_700_000_000_000_001),
+            first_revision: Revision::new(3),
+            stream: &key,
+        };
+        let spans = encode_frame(&mut out, 100, &meta, &events);
+        let header = FrameHeader::parse(out[5..21].try_into().unwrap()).unwrap();
+        let body = &out[21..];
+        assert!(header.checks(body));
+        let frame = decode_frame(body, header.count).unwrap();
+        assert_eq!(frame.stream, key);
+        assert_eq!(frame.first_position, 7);
+        assert_eq!(frame.first_revision, Revision::new(3));
+        for ((id, rel), (span, e)) in frame.events.iter().zip(spans.iter().zip(&events)) {
+            assert_eq!(*id, e.event_id);
+            assert_eq!(span.offset - 100 - 21, rel.offset);
+            let s = (span.offset - 100) as usize;
+            let rec = decode_record(&out[s..s + span.len as usize]).unwrap();
+            assert_eq!(rec.payload, e.payload);
+            assert_eq!(rec.metadata, e.metadata);
+            assert_eq!(rec.event_type, e.event_type);
+            assert_eq!(rec.created_at, meta.commit_time);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_check() {
+        let (key, events) = sample();
+        let mut out = Vec::new();
+        let meta = FrameMeta {
+            first_position: 1,
+            commit_time: Timestamp::now(),
+            first_revision: Revision::new(1),
+            stream: &key,
+        };
+        encode_frame(&mut out, 0, &meta, &events);
+        let header = FrameHeader::parse(out[..16].try_into().unwrap()).unwrap();
+        for i in 16..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 0x10;
+            assert!(!header.checks(&bad[16..]), "flip at {i} must be detected");
+        }
+        assert!(
+            FrameHeader::parse(&[0u8; 16]).is_none(),
+            "zeroes are not a frame"
+        );
+    }
+}

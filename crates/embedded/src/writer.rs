@@ -1,0 +1,328 @@
+//! The single writer: group commit of every append queued while the
+//! previous commit was syncing.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, atomic::Ordering};
+
+use eventstore_core::idempotency::{Decision, decide};
+use eventstore_core::{
+    AppendOutcome, AppendRequest, EventId, Position, Revision, StoreError, StreamKey, Timestamp,
+};
+use tokio::sync::oneshot;
+
+use crate::EmbeddedError;
+use crate::format::{self, FrameMeta};
+use crate::index::{Commit, Index};
+use crate::store::Shared;
+
+/// Most payload bytes one group commit takes before it stops collecting.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Most appends one group commit takes.
+const MAX_BATCH_APPENDS: usize = 4096;
+
+/// What the store handle sends the writer.
+pub(crate) enum Command {
+    /// Append, and answer on `reply` once durable (or rejected).
+    Append {
+        request: AppendRequest,
+        reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    },
+    /// Finish what is queued before this and stop.
+    Close,
+}
+
+type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+
+/// What the writer decided for one append of a batch.
+enum Planned {
+    Write(Commit),
+    Already {
+        stream: StreamKey,
+        first: Revision,
+        last: Revision,
+    },
+    Rejected(StoreError),
+}
+
+/// The state of a stream as the appends earlier in the batch left it.
+struct Pending {
+    revision: Revision,
+    ids: HashMap<EventId, Revision>,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    _lock: File,
+    /// Where the next frame goes.
+    end: u64,
+    next_position: u64,
+    last_time: Option<Timestamp>,
+    /// Set when a write or sync failed: what is on disk past `end` is
+    /// unknown, so nothing more is written until the store is reopened.
+    failed: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        file: File,
+        lock: File,
+        end: u64,
+        last_position: u64,
+        last_time: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            shared,
+            file,
+            _lock: lock,
+            end,
+            next_position: last_position + 1,
+            last_time,
+            failed: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Runs until `Close` or until every sender is gone. Appends queued
+    /// behind a `Close` are dropped unanswered (their callers see the store
+    /// as unavailable).
+    pub(crate) fn run(mut self, queue: Receiver<Command>) {
+        loop {
+            let Ok(first) = queue.recv() else { break };
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            let mut closing = false;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Close => {
+                        closing = true;
+                        break;
+                    }
+                    Command::Append { request, reply } => {
+                        bytes += request.events().iter().map(|e| e.data_len()).sum::<usize>();
+                        batch.push((request, reply));
+                    }
+                }
+                if bytes >= MAX_BATCH_BYTES || batch.len() >= MAX_BATCH_APPENDS {
+                    break;
+                }
+                next = match queue.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+                };
+            }
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            if closing {
+                break;
+            }
+        }
+        self.shared.closed.store(true, Ordering::SeqCst);
+        if self.failed.is_none()
+            && let Err(e) = self.file.sync_all()
+        {
+            tracing::error!(error = %e, "final sync of the log failed");
+        }
+        tracing::info!(path = %self.shared.path.display(), "embedded store closed");
+    }
+
+    /// One group commit: decide, write, sync, publish, answer.
+    fn commit(&mut self, batch: Vec<(AppendRequest, Reply)>) {
+        if let Some(reason) = &self.failed {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+            }
+            return;
+        }
+        self.buf.clear();
+        let mut plans = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        {
+            let shared = self.shared.clone();
+            let index = shared.read_index();
+            let mut pending: HashMap<StreamKey, Pending> = HashMap::new();
+            for (request, reply) in batch {
+                plans.push(self.plan(&index, &mut pending, request));
+                replies.push(reply);
+            }
+        }
+        if !self.buf.is_empty() {
+            let written = self
+                .file
+                .write_all_at(&self.buf, self.end)
+                .and_then(|()| self.file.sync_data());
+            if let Err(e) = written {
+                let err =
+                    EmbeddedError::io(format!("appending to {}", self.shared.path.display()), e);
+                tracing::error!(error = %err, "the log could not be written; refusing further appends");
+                self.failed = Some(format!("the log could not be written: {err}"));
+                let err = Arc::new(err);
+                for reply in replies {
+                    let _ =
+                        reply.send(Err(StoreError::Backend(Box::new(SharedError(err.clone())))));
+                }
+                return;
+            }
+            self.end += self.buf.len() as u64;
+        }
+        let mut answers = Vec::with_capacity(plans.len());
+        let last_position;
+        {
+            let mut index = self.shared.write_index();
+            for plan in plans {
+                answers.push(answer(&mut index, plan));
+            }
+            last_position = index.last_position();
+        }
+        self.shared.committed.send_replace(last_position);
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Decides one append against the index plus the batch so far, and
+    /// encodes its frame when it writes.
+    fn plan(
+        &mut self,
+        index: &Index,
+        pending: &mut HashMap<StreamKey, Pending>,
+        request: AppendRequest,
+    ) -> Planned {
+        let key = request.stream();
+        let existing = index.stream(key);
+        let before = pending.get(key);
+        let current = before
+            .map(|p| p.revision)
+            .or_else(|| existing.map(|s| index.revision(s)))
+            .unwrap_or(Revision::ZERO);
+        let ids = request.event_ids();
+        let found: Vec<Option<Revision>> = ids
+            .iter()
+            .map(|id| {
+                before
+                    .and_then(|p| p.ids.get(id).copied())
+                    .or_else(|| existing.and_then(|s| index.find(s, id)))
+            })
+            .collect();
+        match decide(request.expectation(), current, &ids, &found) {
+            Err(e) => Planned::Rejected(e),
+            Ok(Decision::AlreadyAppended { first, last }) => Planned::Already {
+                stream: key.clone(),
+                first,
+                last,
+            },
+            Ok(Decision::Write) => {
+                let commit_time = self.commit_time();
+                let first_revision = current.next();
+                let stream = match existing {
+                    Some(s) => index.key(s).clone(),
+                    None => Arc::new(key.clone()),
+                };
+                let first_position = self.next_position;
+                let meta = FrameMeta {
+                    first_position,
+                    commit_time,
+                    first_revision,
+                    stream: &stream,
+                };
+                // `self.buf[0]` goes to `self.end`.
+                let spans = format::encode_frame(&mut self.buf, self.end, &meta, request.events());
+                self.next_position += spans.len() as u64;
+                let entry = pending.entry(key.clone()).or_insert_with(|| Pending {
+                    revision: current,
+                    ids: HashMap::new(),
+                });
+                for (i, id) in ids.iter().enumerate() {
+                    entry
+                        .ids
+                        .insert(*id, Revision::new(first_revision.get() + i as u64));
+                }
+                entry.revision = Revision::new(current.get() + ids.len() as u64);
+                Planned::Write(Commit {
+                    stream,
+                    commit_time,
+                    first_revision,
+                    first_position,
+                    events: ids.into_iter().zip(spans).collect(),
+                })
+            }
+        }
+    }
+
+    /// A commit time later than every earlier one, so that listings by
+    /// `updatedAt` keep their order and every append has its own time.
+    fn commit_time(&mut self) -> Timestamp {
+        let mut now = Timestamp::now();
+        if let Some(last) = self.last_time
+            && now <= last
+        {
+            now = Timestamp::from_micros(last.as_micros() + 1);
+        }
+        self.last_time = Some(now);
+        now
+    }
+}
+
+/// Publishes one planned append into the index and makes its answer.
+fn answer(index: &mut Index, plan: Planned) -> Result<AppendOutcome, StoreError> {
+    match plan {
+        Planned::Rejected(e) => Err(e),
+        Planned::Write(commit) => {
+            let s = index.apply(&commit).map_err(|reason| {
+                StoreError::Backend(format!("index out of step with the log: {reason}").into())
+            })?;
+            let n = commit.events.len() as u64;
+            Ok(AppendOutcome {
+                stream: index.info(s),
+                first_revision: commit.first_revision,
+                last_revision: Revision::new(commit.first_revision.get() + n - 1),
+                first_position: Some(Position::new(commit.first_position)),
+                already_appended: false,
+            })
+        }
+        Planned::Already {
+            stream,
+            first,
+            last,
+        } => {
+            let found = index
+                .stream(&stream)
+                .and_then(|s| Some((s, index.position_of(s, first)?)));
+            let Some((s, position)) = found else {
+                return Err(StoreError::Backend(
+                    format!("a retried append of {stream} is not in the index").into(),
+                ));
+            };
+            Ok(AppendOutcome {
+                stream: index.info(s),
+                first_revision: first,
+                last_revision: last,
+                first_position: Some(Position::new(position)),
+                already_appended: true,
+            })
+        }
+    }
+}
+
+/// One I/O failure reported to every append of the failed batch.
+#[derive(Debug)]
+struct SharedError(Arc<EmbeddedError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
