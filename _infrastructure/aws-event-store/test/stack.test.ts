@@ -1,0 +1,348 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import { loadTableSchema, parseTableSchema, SchemaError, TABLE_SCHEMA_FILE } from '../lib/table-schema';
+import {
+  asArray,
+  fakeBuiltBundle,
+  functionId,
+  only,
+  resourcesOf,
+  roleOfFunction,
+  statementsOfRole,
+  synth,
+} from './helpers';
+
+const API = 'Event store HTTP API';
+const RELAY = 'Event store relay';
+
+describe('DynamoDB table', () => {
+  it('has the keys, indexes and stream view type of the schema file', () => {
+    const schema = loadTableSchema();
+    const { json } = synth();
+    const [, table] = only(json, 'AWS::DynamoDB::Table');
+    const p = table.Properties;
+    const keySchema = [
+      { AttributeName: schema.partitionKey.name, KeyType: 'HASH' },
+      ...(schema.sortKey ? [{ AttributeName: schema.sortKey.name, KeyType: 'RANGE' }] : []),
+    ];
+    assert.deepEqual(p.KeySchema, keySchema);
+    assert.equal(p.StreamSpecification.StreamViewType, schema.streamViewType);
+    const gsis = p.GlobalSecondaryIndexes ?? [];
+    assert.deepEqual(
+      gsis.map((g: any) => g.IndexName),
+      schema.globalSecondaryIndexes.map((g) => g.indexName),
+    );
+    for (const [i, g] of schema.globalSecondaryIndexes.entries()) {
+      assert.equal(gsis[i].KeySchema[0].AttributeName, g.partitionKey.name);
+      assert.equal(gsis[i].Projection.ProjectionType, g.projectionType);
+    }
+    // Every key attribute is declared with the schema's type.
+    const declared = Object.fromEntries(p.AttributeDefinitions.map((a: any) => [a.AttributeName, a.AttributeType]));
+    for (const k of [schema.partitionKey, schema.sortKey, ...schema.globalSecondaryIndexes.flatMap((g) => [g.partitionKey, g.sortKey])]) {
+      if (k) assert.equal(declared[k.name], k.type, k.name);
+    }
+  });
+
+  it('maps indexes with their projections (a schema with an INCLUDE index)', () => {
+    const schema = parseTableSchema(
+      JSON.stringify({
+        partitionKey: { name: 'pk', type: 'S' },
+        sortKey: { name: 'sk', type: 'N' },
+        globalSecondaryIndexes: [
+          {
+            indexName: 'byType',
+            partitionKey: { name: 'type', type: 'S' },
+            sortKey: { name: 'at', type: 'S' },
+            projectionType: 'INCLUDE',
+            nonKeyAttributes: ['rev'],
+          },
+        ],
+        billingMode: 'PAY_PER_REQUEST',
+        streamViewType: 'NEW_AND_OLD_IMAGES',
+      }),
+      'fixture',
+    );
+    const { template } = synth({}, schema);
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: Match.arrayWith([{ AttributeName: 'sk', AttributeType: 'N' }]),
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'byType',
+          KeySchema: [
+            { AttributeName: 'type', KeyType: 'HASH' },
+            { AttributeName: 'at', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['rev'] },
+        },
+      ],
+      StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
+    });
+    // Grants cover the indexes as well as the table.
+    const { json } = synth({}, schema);
+    const apiGrants = statementsOfRole(json, roleOfFunction(json, functionId(json, API)));
+    const dynamo = apiGrants.find((s) => asArray(s.Action).includes('dynamodb:Query'));
+    assert.equal(asArray(dynamo.Resource).length, 2, 'table and table/index/*');
+  });
+
+  it('refuses a schema without a stream', () => {
+    assert.throws(() =>
+      parseTableSchema(
+        JSON.stringify({ partitionKey: { name: 'pk', type: 'S' }, billingMode: 'PAY_PER_REQUEST' }),
+      ),
+      SchemaError,
+    );
+  });
+
+  it('is retained, on demand, with point-in-time recovery; deletion protection in production', () => {
+    const { template } = synth();
+    template.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: false,
+      }),
+    });
+    synth({ ES_APP_MODE: 'production' }).template.hasResourceProperties('AWS::DynamoDB::Table', {
+      DeletionProtectionEnabled: true,
+    });
+  });
+
+  it(`reads the schema from ${TABLE_SCHEMA_FILE.split('/').slice(-3).join('/')}`, () => {
+    const s = loadTableSchema();
+    assert.ok(s.partitionKey.name);
+  });
+});
+
+describe('log group', () => {
+  it('has the configured retention and receives both functions’ JSON logs', () => {
+    const { json } = synth({ ES_LOG_RETENTION_DAYS: '90' });
+    const [logsId, logGroup] = only(json, 'AWS::Logs::LogGroup');
+    assert.equal(logGroup.Properties.RetentionInDays, 90);
+    for (const fn of [API, RELAY]) {
+      const f = json.Resources[functionId(json, fn)].Properties;
+      assert.deepEqual(f.LoggingConfig.LogGroup, { Ref: logsId });
+      assert.equal(f.LoggingConfig.LogFormat, 'JSON');
+    }
+  });
+
+  it('is kept in production and removed with the stack elsewhere', () => {
+    assert.equal(only(synth().json, 'AWS::Logs::LogGroup')[1].DeletionPolicy, 'Delete');
+    assert.equal(only(synth({ ES_APP_MODE: 'production' }).json, 'AWS::Logs::LogGroup')[1].DeletionPolicy, 'Retain');
+  });
+});
+
+describe('API function', () => {
+  it('runs the bootstrap binary on provided.al2023, arm64 by default, with the table name', () => {
+    const { json } = synth();
+    const [tableId] = only(json, 'AWS::DynamoDB::Table');
+    const f = json.Resources[functionId(json, API)].Properties;
+    assert.equal(f.Runtime, 'provided.al2023');
+    assert.equal(f.Handler, 'bootstrap');
+    assert.deepEqual(f.Architectures, ['arm64']);
+    assert.deepEqual(f.Environment.Variables.EVENT_STORE_TABLE_NAME, { Ref: tableId });
+    assert.equal(f.Environment.Variables.EVENT_STORE_LOG_FORMAT, 'json');
+    assert.ok(f.Timeout > 30, 'long polling holds requests up to 30 s');
+  });
+
+  it('takes the architecture from the configuration', () => {
+    const { json } = synth({ ES_LAMBDA_ARCH: 'x86_64' });
+    for (const fn of [API, RELAY]) {
+      assert.deepEqual(json.Resources[functionId(json, fn)].Properties.Architectures, ['x86_64']);
+    }
+  });
+
+  it('uses the zips of `just build` when they exist, and no placeholder rule then', () => {
+    const dir = fakeBuiltBundle();
+    const { json, stack } = synth({ ES_PLACEHOLDER_BUNDLE: undefined, ES_LAMBDA_BUNDLE_DIR: dir });
+    assert.equal(json.Rules?.PlaceholderBundleIsNotDeployable, undefined);
+    Annotations.fromStack(stack).hasNoWarning('*', Match.stringLikeRegexp('placeholder'));
+    Annotations.fromStack(stack).hasNoError('*', Match.anyValue());
+    const keys = resourcesOf(json, 'AWS::Lambda::Function').map(([, r]) => r.Properties.Code.S3Key);
+    assert.equal(new Set(keys).size, 2, 'each function has its own zip');
+  });
+
+  it('with the placeholder bundle: a warning and a rule that fails every deployment', () => {
+    const { json, stack } = synth();
+    const rule = json.Rules.PlaceholderBundleIsNotDeployable.Assertions[0];
+    const [a, b] = rule.Assert['Fn::Equals'];
+    assert.notEqual(a, b, 'the assertion can never hold');
+    Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp('placeholder'));
+  });
+
+  it('without a bundle and without the placeholder flag: a synthesis error', () => {
+    const { stack } = synth({ ES_PLACEHOLDER_BUNDLE: undefined, ES_LAMBDA_BUNDLE_DIR: '/nonexistent' });
+    Annotations.fromStack(stack).hasError('*', Match.stringLikeRegexp('Lambda bundle missing'));
+  });
+});
+
+describe('Function URL', () => {
+  const authOf = (env: Record<string, string>) => only(synth(env).json, 'AWS::Lambda::Url')[1].Properties.AuthType;
+
+  it('is open in development and AWS_IAM in staging and production by default', () => {
+    assert.equal(authOf({}), 'NONE');
+    assert.equal(authOf({ ES_APP_MODE: 'staging' }), 'AWS_IAM');
+    assert.equal(authOf({ ES_APP_MODE: 'production' }), 'AWS_IAM');
+    assert.equal(authOf({ ES_FUNCTION_URL_AUTH: 'AWS_IAM' }), 'AWS_IAM');
+  });
+
+  it('targets the API function and allows CORS with the configured origins', () => {
+    const { json } = synth({ ES_CORS_ALLOWED_ORIGINS: 'https://a.example, https://b.example' });
+    const url = only(json, 'AWS::Lambda::Url')[1].Properties;
+    assert.deepEqual(url.TargetFunctionArn, { 'Fn::GetAtt': [functionId(json, API), 'Arn'] });
+    assert.deepEqual(url.Cors.AllowOrigins, ['https://a.example', 'https://b.example']);
+    assert.deepEqual([...url.Cors.AllowMethods].sort(), ['GET', 'HEAD', 'POST', 'PUT']);
+    assert.ok(url.Cors.AllowHeaders.includes('content-type'));
+    assert.ok(url.Cors.AllowHeaders.includes('authorization'));
+    assert.ok(url.Cors.ExposeHeaders.includes('x-request-id'));
+  });
+
+  it('is public only when its auth type is NONE', () => {
+    const publicPermissions = (json: any) =>
+      resourcesOf(json, 'AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === '*');
+    assert.ok(publicPermissions(synth().json).length > 0);
+    assert.equal(publicPermissions(synth({ ES_APP_MODE: 'production' }).json).length, 0);
+  });
+});
+
+describe('relay function', () => {
+  it('reads the table stream in order, bisects, retries a bounded number of times, reports item failures', () => {
+    const { json } = synth({ ES_RELAY_BATCH_SIZE: '50', ES_RELAY_RETRY_ATTEMPTS: '20' });
+    const [tableId] = only(json, 'AWS::DynamoDB::Table');
+    const [queueId] = only(json, 'AWS::SQS::Queue');
+    const m = only(json, 'AWS::Lambda::EventSourceMapping')[1].Properties;
+    assert.deepEqual(m.FunctionName, { Ref: functionId(json, RELAY) });
+    assert.deepEqual(m.EventSourceArn, { 'Fn::GetAtt': [tableId, 'StreamArn'] });
+    assert.equal(m.StartingPosition, 'TRIM_HORIZON');
+    assert.equal(m.BatchSize, 50);
+    assert.equal(m.ParallelizationFactor, 1);
+    assert.equal(m.BisectBatchOnFunctionError, true);
+    assert.equal(m.MaximumRetryAttempts, 20);
+    assert.deepEqual(m.FunctionResponseTypes, ['ReportBatchItemFailures']);
+    assert.deepEqual(m.DestinationConfig.OnFailure.Destination, { 'Fn::GetAtt': [queueId, 'Arn'] });
+  });
+
+  it('knows the table and the topic', () => {
+    const { json } = synth();
+    const [tableId] = only(json, 'AWS::DynamoDB::Table');
+    const [topicId] = only(json, 'AWS::SNS::Topic');
+    const env = json.Resources[functionId(json, RELAY)].Properties.Environment.Variables;
+    assert.deepEqual(env.EVENT_STORE_TABLE_NAME, { Ref: tableId });
+    assert.deepEqual(env.EVENT_STORE_TOPIC_ARN, { Ref: topicId });
+  });
+
+  it('keeps failed batches for 14 days in an encrypted queue', () => {
+    synth().template.hasResourceProperties('AWS::SQS::Queue', {
+      MessageRetentionPeriod: 14 * 24 * 3600,
+      SqsManagedSseEnabled: true,
+    });
+  });
+});
+
+describe('SNS topic', () => {
+  it('logs delivery status for SQS, Lambda and HTTP through a role SNS assumes', () => {
+    const { json } = synth();
+    const [, topic] = only(json, 'AWS::SNS::Topic');
+    const logging = topic.Properties.DeliveryStatusLogging;
+    assert.deepEqual(logging.map((l: any) => l.Protocol).sort(), ['http/s', 'lambda', 'sqs']);
+    const roleIds = new Set(
+      logging.flatMap((l: any) => [l.SuccessFeedbackRoleArn['Fn::GetAtt'][0], l.FailureFeedbackRoleArn['Fn::GetAtt'][0]]),
+    );
+    assert.equal(roleIds.size, 1);
+    const [roleId] = roleIds;
+    const role = json.Resources[roleId as string].Properties;
+    assert.equal(role.AssumeRolePolicyDocument.Statement[0].Principal.Service, 'sns.amazonaws.com');
+    for (const l of logging) assert.equal(l.SuccessFeedbackSampleRate, '100');
+  });
+
+  it('delivery status logs may only go to the topic’s own sns/… log groups', () => {
+    const { json } = synth();
+    const [topicId, topic] = only(json, 'AWS::SNS::Topic');
+    const roleId = topic.Properties.DeliveryStatusLogging[0].SuccessFeedbackRoleArn['Fn::GetAtt'][0];
+    const statements = statementsOfRole(json, roleId);
+    assert.equal(statements.length, 1);
+    const resource = JSON.stringify(statements[0].Resource);
+    assert.match(resource, /log-group:sns\/eu-central-1\/123456789012\//);
+    assert.ok(resource.includes(JSON.stringify({ 'Fn::GetAtt': [topicId, 'TopicName'] })));
+  });
+});
+
+describe('IAM', () => {
+  it('attaches no managed policy to any role', () => {
+    for (const [id, role] of resourcesOf(synth().json, 'AWS::IAM::Role')) {
+      assert.equal(role.Properties.ManagedPolicyArns, undefined, id);
+    }
+  });
+
+  it('scopes every grant to the stack’s resources', () => {
+    const { json } = synth();
+    for (const [id, policy] of resourcesOf(json, 'AWS::IAM::Policy')) {
+      for (const s of policy.Properties.PolicyDocument.Statement) {
+        assert.equal(s.Effect, 'Allow');
+        for (const a of asArray(s.Action)) assert.doesNotMatch(a, /\*/, `${id}: wildcard action ${a}`);
+        if (asArray(s.Resource).includes('*')) {
+          // dynamodb:ListStreams has no resource-level permissions in IAM:
+          // the stream event source needs it on "*" (it only lists stream ARNs).
+          assert.deepEqual(asArray(s.Action), ['dynamodb:ListStreams'], `${id}: grant on "*"`);
+        }
+      }
+    }
+  });
+
+  it('gives the API function item access to the table and nothing to the topic or the stream', () => {
+    const { json } = synth();
+    const [tableId] = only(json, 'AWS::DynamoDB::Table');
+    const actions = statementsOfRole(json, roleOfFunction(json, functionId(json, API))).flatMap((s) => asArray(s.Action));
+    assert.ok(actions.includes('dynamodb:PutItem') && actions.includes('dynamodb:Query'));
+    for (const a of actions) assert.doesNotMatch(a, /^(sns:|dynamodb:(GetRecords|Scan|CreateTable|DeleteTable))/);
+    const tableStatements = statementsOfRole(json, roleOfFunction(json, functionId(json, API))).filter((s) =>
+      JSON.stringify(s.Resource).includes(tableId),
+    );
+    assert.equal(tableStatements.length, 1);
+  });
+
+  it('lets the relay function read the stream and publish to the topic only', () => {
+    const { json } = synth();
+    const [topicId] = only(json, 'AWS::SNS::Topic');
+    const statements = statementsOfRole(json, roleOfFunction(json, functionId(json, RELAY)));
+    const publish = statements.filter((s) => asArray(s.Action).includes('sns:Publish'));
+    assert.equal(publish.length, 1);
+    assert.deepEqual(publish[0].Resource, { Ref: topicId });
+    assert.ok(statements.some((s) => asArray(s.Action).includes('dynamodb:GetRecords')));
+  });
+});
+
+describe('SSM parameters and outputs', () => {
+  it('publishes the resource names under /<mode>/event-store/', () => {
+    const { json } = synth({ ES_APP_MODE: 'staging' });
+    const names = resourcesOf(json, 'AWS::SSM::Parameter').map(([, p]) => p.Properties.Name).sort();
+    assert.deepEqual(names, [
+      '/staging/event-store/DYNAMODB_TABLE_NAME',
+      '/staging/event-store/ES_SNS_TOPIC',
+      '/staging/event-store/ES_URL',
+      '/staging/event-store/LOG_GROUP',
+    ]);
+  });
+
+  it('has the outputs of the original service', () => {
+    const { json } = synth();
+    const [tableId] = only(json, 'AWS::DynamoDB::Table');
+    const [topicId] = only(json, 'AWS::SNS::Topic');
+    const [logsId] = only(json, 'AWS::Logs::LogGroup');
+    const [urlId] = only(json, 'AWS::Lambda::Url');
+    assert.deepEqual(json.Outputs.EsDynamoDbTable.Value, { Ref: tableId });
+    assert.deepEqual(json.Outputs.EsSnsTopic.Value, { Ref: topicId });
+    assert.deepEqual(json.Outputs.EsLogGroup.Value, { Ref: logsId });
+    assert.deepEqual(json.Outputs.EsUrl.Value, { 'Fn::GetAtt': [urlId, 'FunctionUrl'] });
+  });
+
+  it('names the stack after the mode', () => {
+    assert.equal(synth({ ES_APP_MODE: 'production' }).stack.stackName, 'AwsEventStoreStack-production');
+  });
+});
