@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, atomic::Ordering};
 
 use eventstore_core::idempotency::{Decision, decide};
@@ -112,10 +112,8 @@ impl Writer {
                 if bytes >= MAX_BATCH_BYTES || batch.len() >= MAX_BATCH_APPENDS {
                     break;
                 }
-                next = match queue.try_recv() {
-                    Ok(c) => Some(c),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                // Empty or disconnected: commit what we have.
+                next = queue.try_recv().ok();
             }
             if !batch.is_empty() {
                 self.commit(batch);
