@@ -168,7 +168,7 @@ describe('stream browser', () => {
       await page.locator('#jump-id').fill('cust-7');
       await page.locator('#jump-id').press('Enter');
       await page.waitForURL(/#\/streams\/Customer\/cust-7$/);
-      await page.locator('table.events-table').waitFor();
+      await page.locator('td[data-label="Event type"]', { hasText: 'CustomerRegistered' }).waitFor();
       assert.deepEqual(await column(page, 'Event type'), ['CustomerRegistered']);
 
       // A stream that does not exist.
@@ -383,6 +383,7 @@ describe('stream browser', () => {
         await page.locator('table.events-table').waitFor();
         assert.deepEqual(await column(page, 'Revision'), ['1', '2', '3']);
         await page.goto(`${proxy.base}/ui/#/feed`);
+        await page.getByRole('heading', { name: 'Global feed' }).waitFor();
         await page.locator('table.events-table').waitFor();
         assert.equal(await page.locator('table.events-table tbody tr').count(), 5);
         assert.equal(new URL(await page.locator('#api-link').evaluate((a) => a.href)).pathname, '/some/prefix/openapi/');
@@ -417,6 +418,7 @@ describe('stream browser', () => {
 
       // The feed renders the same data.
       await page.goto(`${server.uiUrl}#/feed`);
+      await page.getByRole('heading', { name: 'Global feed' }).waitFor();
       await page.locator('table.events-table').waitFor();
       assert.deepEqual((await column(page, 'Event type')).slice(0, 3), attacks);
       assert.equal(await page.locator('main img, main script, main svg').count(), 0);
