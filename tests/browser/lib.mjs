@@ -39,7 +39,7 @@ export async function screenshotDir() {
 
 /**
  * Starts `event-store serve --port 0 --data-dir <fresh dir>` and waits for
- * its `listening on http://ADDR:PORT` line. Returns {base, apiBase, stop}.
+ * its `listening on http://ADDR:PORT` line. Returns {base, uiUrl, apiKey, stop}.
  */
 export async function startServer({ apiKey } = {}) {
   const bin = serverBinary();
@@ -55,7 +55,7 @@ export async function startServer({ apiKey } = {}) {
     const timer = setTimeout(() => reject(new Error(`server did not report its address in 30 s; output:\n${output}`)), 30_000);
     const onData = (chunk) => {
       output += chunk.toString();
-      const m = output.match(/listening on (http:\/\/[^\s]+)/);
+      const m = output.match(/listening on (http:\/\/[0-9A-Za-z.:\[\]-]+)/);
       if (m) { clearTimeout(timer); resolve(m[1].replace(/\/$/, '')); }
     };
     child.stdout.on('data', onData);
