@@ -1,0 +1,72 @@
+//! The DynamoDB storage backend of the event store and its feed relay.
+//!
+//! This crate owns the single-table item design (documented with its costs
+//! in `docs/dynamodb.md`), [`DynamoStore`] (the
+//! [`EventStore`](eventstore_core::EventStore) over it), the table schema
+//! shared with the CDK app ([`create_table`], `table-schema.json`), and the
+//! [`relay`] that turns the table's DynamoDB Stream into the global feed,
+//! the per-type listings and the append notifications.
+//!
+//! It must not know about HTTP: page keys reach it as validated
+//! [`StreamCursor`](eventstore_core::StreamCursor)s and every key it builds
+//! names one partition of the kind asked for. It must not publish anything
+//! itself: the relay returns the [`Notification`](eventstore_api::Notification)s
+//! it derived and the caller publishes them.
+//!
+//! # Layout
+//!
+//! - [`store`]: [`DynamoStore`], the append, read, listing and feed paths.
+//! - [`relay`]: [`Relay`], [`ChangeRecord`], [`spawn_poller`], [`RelayProgress`].
+//! - [`schema`]: [`create_table`] and the schema file.
+//! - [`codec`]: the compact binary form of an append's events.
+//! - [`cost`]: DynamoDB's item-size and capacity rules, and [`cost::Recorder`],
+//!   an SDK interceptor that records every request's items for cost checks.
+//! - [`retry`]: jittered backoff and the error codes retried.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod cost;
+mod error;
+mod items;
+pub mod relay;
+pub mod retry;
+pub mod schema;
+pub mod store;
+
+pub use error::DynamoError;
+pub use relay::{ChangeRecord, FeedEntry, PollerHandle, Relay, RelayOutput, RelayProgress, spawn_poller};
+pub use schema::{TABLE_SCHEMA_JSON, TableSchema, create_table};
+pub use store::DynamoStore;
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+
+/// A DynamoDB client config builder from shared AWS settings, with the
+/// standard retry strategy (jittered exponential backoff on throttling,
+/// `ProvisionedThroughputExceeded`, 5xx and transport errors) raised to 8
+/// attempts. Add interceptors to it before building.
+pub fn dynamodb_config(sdk: &SdkConfig) -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::from(sdk).retry_config(sdk_config_retry())
+}
+
+/// The retry settings of every client this crate makes.
+pub fn sdk_config_retry() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(std::time::Duration::from_millis(20))
+}
+
+/// Clients from the environment (`AWS_REGION`, credentials,
+/// `AWS_ENDPOINT_URL` for an emulator).
+pub async fn clients_from_env() -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let streams = aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
+        .retry_config(sdk_config_retry())
+        .build();
+    (
+        aws_sdk_dynamodb::Client::from_conf(dynamodb_config(&sdk).build()),
+        aws_sdk_dynamodbstreams::Client::from_conf(streams),
+    )
+}

@@ -1,0 +1,1052 @@
+//! [`DynamoStore`]: the [`EventStore`] over one DynamoDB table.
+//!
+//! Appends write the stream's tip item in one request whose condition
+//! expression encodes [`Expectation::check`](eventstore_core::Expectation::check)
+//! and the recent-event-id check; only a failed condition leads to a read,
+//! after which [`idempotency::decide`] judges the append. The item layout and
+//! its costs are documented in `docs/dynamodb.md`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, Select,
+    TransactWriteItem, Update,
+};
+use sha2::{Digest, Sha256};
+
+use eventstore_core::idempotency::{Decision, decide};
+use eventstore_core::{
+    AppendOutcome, AppendRequest, Direction, EventId, EventStore, Expectation, FeedFilter,
+    FeedPage, NewEvent, Position, RecordedEvent, Revision, StoreError, StreamCursor, StreamId,
+    StreamInfo, StreamKey, StreamListPage, StreamRead, StreamSlice, StreamType, StreamTypeCount,
+    Timestamp,
+};
+
+use crate::codec;
+use crate::error::DynamoError;
+use crate::items::{self, Item, SK, TIP_SK, get_blobs, get_u64, n, pad, req_u64, s};
+use crate::relay::{FeedEntry, RelayProgress, parse_page};
+use crate::retry::{Backoff, is_retryable};
+
+/// Most bytes of event blobs the tip holds; an append that would pass it
+/// moves the tip's events to a chunk item.
+pub const TIP_BYTES: usize = 640;
+/// Fingerprints of at least this many recent events stay in the tip.
+pub const ID_WINDOW: usize = 16;
+/// The tip holds at most this many fingerprints before they are trimmed
+/// (the last append's are always kept, so up to 100 + [`ID_WINDOW`]).
+pub const ID_CAP: usize = 48;
+/// Most bytes of event blobs in one chunk item, far below DynamoDB's 400 KB
+/// item limit (one event is at most 256 KiB of JSON plus a few bytes).
+pub const CHUNK_BYTES: usize = 350 * 1024;
+
+/// The stream's tip item, as read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tip {
+    pub revision: u64,
+    pub base: u64,
+    pub created: i64,
+    pub updated: i64,
+    pub blobs: Vec<Vec<u8>>,
+    pub fingerprints: Vec<Vec<u8>>,
+}
+
+impl Tip {
+    pub(crate) fn from_item(item: &Item) -> Result<Option<Self>, DynamoError> {
+        let Some(revision) = get_u64(item, "r")? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            revision,
+            base: get_u64(item, "b")?.unwrap_or(0),
+            created: get_u64(item, "c")?.unwrap_or(0) as i64,
+            updated: get_u64(item, "u")?.unwrap_or(0) as i64,
+            blobs: get_blobs(item, "e")?,
+            fingerprints: get_blobs(item, "x")?,
+        }))
+    }
+
+    fn info(&self, stream: &StreamKey) -> StreamInfo {
+        StreamInfo {
+            stream_id: stream.stream_id.clone(),
+            stream_type: stream.stream_type.clone(),
+            revision: Revision::new(self.revision),
+            updated_at: Timestamp::from_micros(self.updated),
+            created_at: Timestamp::from_micros(self.created),
+        }
+    }
+
+    /// The tip's own events with their revisions.
+    fn events(&self) -> Result<Vec<(u64, codec::StoredEvent)>, DynamoError> {
+        let mut rev = self.base;
+        let mut out = Vec::new();
+        for blob in &self.blobs {
+            for e in codec::decode(blob)? {
+                rev += 1;
+                out.push((rev, e));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The DynamoDB backend.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    progress: Option<Arc<RelayProgress>>,
+}
+
+fn sdk_err<E, R>(operation: &'static str, err: SdkError<E, R>) -> DynamoError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    DynamoError::request(operation, DisplayErrorContext(err))
+}
+
+/// The `ClientRequestToken` of a transaction: a hash of the request's event
+/// ids and of the tip state the transaction was built on, so an SDK retry of
+/// the same attempt is deduplicated by DynamoDB and a new attempt on a newer
+/// tip is not mistaken for it.
+pub fn request_token(ids: &[EventId], tip_revision: u64, tip_base: u64) -> String {
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_uuid().as_bytes());
+    }
+    h.update(tip_revision.to_be_bytes());
+    h.update(tip_base.to_be_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The condition on the tip that encodes an expectation.
+fn expectation_condition(expectation: Expectation, values: &mut Item) -> Option<String> {
+    match expectation {
+        Expectation::Exact(r) if r.get() > 0 => {
+            values.insert(":expected".into(), n(r.get()));
+            Some("r = :expected".into())
+        }
+        Expectation::Exact(_) | Expectation::NoStream => Some("attribute_not_exists(r)".into()),
+        Expectation::Exists => Some("attribute_exists(r)".into()),
+        Expectation::Any => None,
+    }
+}
+
+/// Conditions that no request id's fingerprint is among the tip's recent ones.
+fn fingerprint_conditions(fps: &[[u8; 4]], values: &mut Item) -> Vec<String> {
+    fps.iter()
+        .enumerate()
+        .map(|(i, fp)| {
+            values.insert(format!(":f{i}"), items::b(fp.to_vec()));
+            format!("NOT contains(x, :f{i})")
+        })
+        .collect()
+}
+
+/// Splits events into groups whose blobs stay under [`CHUNK_BYTES`].
+fn split_chunks(events: &[NewEvent]) -> Vec<&[NewEvent]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = codec::BLOB_HEADER;
+    for (i, e) in events.iter().enumerate() {
+        let len = codec::encoded_len(e);
+        if i > start && size + len > CHUNK_BYTES {
+            out.push(&events[start..i]);
+            start = i;
+            size = codec::BLOB_HEADER;
+        }
+        size += len;
+    }
+    out.push(&events[start..]);
+    out
+}
+
+enum Attempt {
+    Done(AppendOutcome),
+    /// The condition failed; the tip as it was (None: no stream).
+    Failed(Option<Tip>),
+    /// A transient conflict; try again after a pause.
+    Conflict,
+}
+
+impl DynamoStore {
+    /// A store over `table` (created with [`crate::create_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            progress: None,
+        }
+    }
+
+    /// Shares progress with a relay running in this process: listings then
+    /// wait until this process's own appends are indexed (read your writes),
+    /// and feed waits wake up when the relay publishes.
+    pub fn with_progress(mut self, progress: Arc<RelayProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub(crate) async fn get_tip(&self, stream: &StreamKey) -> Result<Option<Tip>, DynamoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(items::stream_pk(stream), TIP_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        match out.item() {
+            Some(item) => Tip::from_item(item),
+            None => Ok(None),
+        }
+    }
+
+    /// Events `from..=to` of a stream whose tip is `tip`.
+    pub(crate) async fn read_range(
+        &self,
+        stream: &StreamKey,
+        tip: &Tip,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<RecordedEvent>, DynamoError> {
+        let to = to.min(tip.revision);
+        if from == 0 || from > to {
+            return Ok(Vec::new());
+        }
+        let mut found: BTreeMap<u64, codec::StoredEvent> = BTreeMap::new();
+        if from <= tip.base {
+            let pk = items::stream_pk(stream);
+            // The chunk holding `from`, then the chunks starting after it.
+            let first = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("p = :p AND s BETWEEN :lo AND :hi")
+                .expression_attribute_values(":p", s(&pk))
+                .expression_attribute_values(":lo", s(pad(1)))
+                .expression_attribute_values(":hi", s(pad(from)))
+                .scan_index_forward(false)
+                .limit(1)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            let mut chunks: Vec<Item> = first.items().to_vec();
+            let hi = to.min(tip.base);
+            if hi > from {
+                let mut start: Option<Item> = None;
+                loop {
+                    let page = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("p = :p AND s BETWEEN :lo AND :hi")
+                        .expression_attribute_values(":p", s(&pk))
+                        .expression_attribute_values(":lo", s(pad(from + 1)))
+                        .expression_attribute_values(":hi", s(pad(hi)))
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_err("Query", e))?;
+                    chunks.extend(page.items().iter().cloned());
+                    start = page.last_evaluated_key().cloned();
+                    if start.is_none() {
+                        break;
+                    }
+                }
+            }
+            for chunk in chunks {
+                let sk = items::get_str(&chunk, SK)?;
+                let mut rev: u64 = sk
+                    .parse::<u64>()
+                    .map_err(|_| DynamoError::Corrupt(format!("chunk key {sk}")))?
+                    - 1;
+                for blob in get_blobs(&chunk, "e")? {
+                    for e in codec::decode(&blob)? {
+                        rev += 1;
+                        if (from..=to).contains(&rev) {
+                            found.insert(rev, e);
+                        }
+                    }
+                }
+            }
+        }
+        for (rev, e) in tip.events()? {
+            if (from..=to).contains(&rev) {
+                found.insert(rev, e);
+            }
+        }
+        if found.len() as u64 != to - from + 1 {
+            return Err(DynamoError::Corrupt(format!(
+                "stream {stream}: revisions {from}..={to} incomplete ({} found)",
+                found.len()
+            )));
+        }
+        Ok(found
+            .into_iter()
+            .map(|(rev, e)| e.into_recorded(stream, Revision::new(rev)))
+            .collect())
+    }
+
+    /// Where the request's ids already sit, as far as the tip's window, the
+    /// tip's events and the retry candidate range can tell.
+    async fn locate_ids(
+        &self,
+        stream: &StreamKey,
+        tip: &Tip,
+        expectation: Expectation,
+        ids: &[EventId],
+    ) -> Result<Vec<Option<Revision>>, DynamoError> {
+        let mut known: HashMap<EventId, u64> = HashMap::new();
+        for (rev, e) in tip.events()? {
+            known.insert(e.event_id, rev);
+        }
+        let n_ids = ids.len() as u64;
+        // The revisions a retry of this request would occupy.
+        let base = match expectation.pinned() {
+            Some(b) => Some(b.get()),
+            None => tip.revision.checked_sub(n_ids),
+        };
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        if let Some(base) = base
+            && base < tip.revision
+        {
+            ranges.push((base + 1, (base + n_ids).min(tip.revision)));
+        }
+        // Revisions whose fingerprint matches one of the request's ids.
+        let window_start = tip.revision + 1 - tip.fingerprints.len() as u64;
+        let wanted: Vec<[u8; 4]> = ids.iter().map(codec::fingerprint).collect();
+        let hits: Vec<u64> = tip
+            .fingerprints
+            .iter()
+            .enumerate()
+            .filter(|(_, fp)| wanted.iter().any(|w| w.as_slice() == fp.as_slice()))
+            .map(|(i, _)| window_start + i as u64)
+            .filter(|rev| *rev > 0)
+            .collect();
+        if let (Some(lo), Some(hi)) = (hits.iter().min(), hits.iter().max()) {
+            ranges.push((*lo, *hi));
+        }
+        for (lo, hi) in ranges {
+            if lo > tip.base && hi <= tip.revision {
+                continue; // already known from the tip's events
+            }
+            for e in self.read_range(stream, tip, lo, hi).await? {
+                known.insert(e.event_id, e.revision.get());
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| known.get(id).map(|r| Revision::new(*r)))
+            .collect())
+    }
+
+    /// The fast path: one `UpdateItem` of the tip.
+    async fn try_tip_update(
+        &self,
+        request: &AppendRequest,
+        blob: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<Attempt, DynamoError> {
+        let stream = request.stream();
+        let k = request.events().len() as u64;
+        let fps: Vec<[u8; 4]> = request.event_ids().iter().map(codec::fingerprint).collect();
+        let mut values = Item::new();
+        let mut conds = Vec::new();
+        if let Some(c) = expectation_condition(request.expectation(), &mut values) {
+            conds.push(c);
+        }
+        conds.push("(attribute_not_exists(z) OR z <= :zroom)".into());
+        conds.push("(attribute_not_exists(x) OR size(x) <= :xroom)".into());
+        conds.extend(fingerprint_conditions(&fps, &mut values));
+        values.insert(":zroom".into(), n(TIP_BYTES - blob.len()));
+        values.insert(":xroom".into(), n(ID_CAP.saturating_sub(fps.len())));
+        values.insert(":zero".into(), n(0));
+        values.insert(":k".into(), n(k));
+        values.insert(":now".into(), n(now.as_micros()));
+        values.insert(":nil".into(), AttributeValue::L(vec![]));
+        values.insert(":bytes".into(), n(blob.len()));
+        values.insert(":blob".into(), items::blob_list([blob]));
+        values.insert(
+            ":fps".into(),
+            items::blob_list(fps.iter().map(|f| f.to_vec())),
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(items::stream_pk(stream), TIP_SK)))
+            .update_expression(
+                "SET r = if_not_exists(r, :zero) + :k, b = if_not_exists(b, :zero), \
+                 c = if_not_exists(c, :now), v = if_not_exists(u, :zero), u = :now, n = :k, \
+                 e = list_append(if_not_exists(e, :nil), :blob), \
+                 z = if_not_exists(z, :zero) + :bytes, \
+                 x = list_append(if_not_exists(x, :nil), :fps)",
+            )
+            .condition_expression(conds.join(" AND "))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let tip = out
+                    .attributes()
+                    .map(Tip::from_item)
+                    .transpose()?
+                    .flatten()
+                    .ok_or_else(|| DynamoError::Corrupt("UpdateItem returned no tip".into()))?;
+                Ok(Attempt::Done(AppendOutcome {
+                    stream: tip.info(stream),
+                    first_revision: Revision::new(tip.revision - k + 1),
+                    last_revision: Revision::new(tip.revision),
+                    first_position: None,
+                    already_appended: false,
+                }))
+            }
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                UpdateItemError::ConditionalCheckFailedException(c) => Ok(Attempt::Failed(
+                    c.item().map(Tip::from_item).transpose()?.flatten(),
+                )),
+                other if other.meta().code().is_some_and(is_retryable) => Ok(Attempt::Conflict),
+                _ => Err(sdk_err("UpdateItem", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("UpdateItem", e)),
+        }
+    }
+
+    /// The transactional path, built on a known tip (`None`: no stream).
+    /// Moves the tip's events to a chunk when needed and writes large
+    /// appends as chunk items.
+    async fn try_transaction(
+        &self,
+        request: &AppendRequest,
+        tip: Option<&Tip>,
+        assumed: bool,
+        now: Timestamp,
+    ) -> Result<Attempt, DynamoError> {
+        let stream = request.stream();
+        let pk = items::stream_pk(stream);
+        let events = request.events();
+        let k = events.len() as u64;
+        let old_rev = tip.map_or(0, |t| t.revision);
+        let new_rev = old_rev + k;
+        let mut writes: Vec<TransactWriteItem> = Vec::new();
+        let put = |item: Item| -> Result<TransactWriteItem, DynamoError> {
+            Ok(TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+                )
+                .build())
+        };
+        let chunk = |first: u64, last: u64, blobs: Vec<Vec<u8>>| {
+            let mut item = items::key(&pk, pad(first));
+            item.insert("l".into(), n(last));
+            item.insert("e".into(), items::blob_list(blobs));
+            item
+        };
+        // The tip's events move to a chunk.
+        if let Some(t) = tip
+            && !assumed
+            && !t.blobs.is_empty()
+        {
+            writes.push(put(chunk(t.base + 1, t.revision, t.blobs.clone()))?);
+        }
+        let new_blob = codec::encode(now, events);
+        let (tip_blobs, tip_base) = if new_blob.len() <= TIP_BYTES {
+            (vec![new_blob], old_rev)
+        } else {
+            let mut first = old_rev + 1;
+            for group in split_chunks(events) {
+                let last = first + group.len() as u64 - 1;
+                writes.push(put(chunk(first, last, vec![codec::encode(now, group)]))?);
+                first = last + 1;
+            }
+            (Vec::new(), new_rev)
+        };
+        let created = tip.map_or(now.as_micros(), |t| t.created);
+        let bytes: usize = tip_blobs.iter().map(Vec::len).sum();
+        let tip_key = items::key(&pk, TIP_SK);
+        let tip_write = if assumed {
+            // Built on an assumed empty tip at the pinned revision: the
+            // condition checks it, the id window is kept and extended.
+            let mut values = Item::new();
+            let mut conds: Vec<String> = expectation_condition(request.expectation(), &mut values)
+                .into_iter()
+                .collect();
+            conds.push("(attribute_not_exists(z) OR z = :zero)".into());
+            conds.push("(attribute_not_exists(x) OR size(x) <= :xroom)".into());
+            let ids: Vec<[u8; 4]> = request.event_ids().iter().map(codec::fingerprint).collect();
+            conds.extend(fingerprint_conditions(&ids, &mut values));
+            values.insert(":zero".into(), n(0));
+            values.insert(":xroom".into(), n(ID_CAP.saturating_sub(ids.len())));
+            values.insert(":r".into(), n(new_rev));
+            values.insert(":k".into(), n(k));
+            values.insert(":now".into(), n(now.as_micros()));
+            values.insert(":nil".into(), AttributeValue::L(vec![]));
+            values.insert(":e".into(), items::blob_list(tip_blobs));
+            values.insert(":z".into(), n(bytes));
+            values.insert(":b".into(), n(tip_base));
+            values.insert(":fps".into(), items::blob_list(ids.iter().map(|f| f.to_vec())));
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(tip_key))
+                        .update_expression(
+                            "SET r = :r, b = :b, c = if_not_exists(c, :now), \
+                             v = if_not_exists(u, :zero), u = :now, n = :k, e = :e, z = :z, \
+                             x = list_append(if_not_exists(x, :nil), :fps)",
+                        )
+                        .condition_expression(conds.join(" AND "))
+                        .set_expression_attribute_values(Some(values))
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+                )
+                .build()
+        } else {
+            let mut fps: Vec<Vec<u8>> = tip.map(|t| t.fingerprints.clone()).unwrap_or_default();
+            fps.extend(request.event_ids().iter().map(|id| codec::fingerprint(id).to_vec()));
+            let keep = ID_WINDOW.max(events.len());
+            let fps = fps.split_off(fps.len().saturating_sub(keep));
+            let mut item = tip_key;
+            item.insert("r".into(), n(new_rev));
+            item.insert("b".into(), n(tip_base));
+            item.insert("c".into(), n(created));
+            item.insert("u".into(), n(now.as_micros()));
+            item.insert("v".into(), n(tip.map_or(0, |t| t.updated)));
+            item.insert("n".into(), n(k));
+            item.insert("e".into(), items::blob_list(tip_blobs));
+            item.insert("z".into(), n(bytes));
+            item.insert("x".into(), items::blob_list(fps));
+            let mut cond = Put::builder().table_name(&self.table).set_item(Some(item));
+            cond = match tip {
+                Some(t) => cond
+                    .condition_expression("r = :r AND b = :b")
+                    .expression_attribute_values(":r", n(t.revision))
+                    .expression_attribute_values(":b", n(t.base)),
+                None => cond.condition_expression("attribute_not_exists(p)"),
+            };
+            TransactWriteItem::builder()
+                .put(
+                    cond.return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+                )
+                .build()
+        };
+        let tip_index = writes.len();
+        writes.push(tip_write);
+        let token = request_token(
+            &request.event_ids(),
+            old_rev,
+            tip.map_or(0, |t| t.base),
+        );
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .client_request_token(token)
+            .send()
+            .await;
+        match result {
+            Ok(_) if assumed && old_rev > 0 => {
+                // createdAt is not known on this path: read it back.
+                let tip = self.get_tip(stream).await?.ok_or_else(|| {
+                    DynamoError::Corrupt("the tip vanished after an append".into())
+                })?;
+                Ok(Attempt::Done(AppendOutcome {
+                    stream: StreamInfo {
+                        revision: Revision::new(new_rev),
+                        updated_at: now,
+                        ..tip.info(stream)
+                    },
+                    first_revision: Revision::new(old_rev + 1),
+                    last_revision: Revision::new(new_rev),
+                    first_position: None,
+                    already_appended: false,
+                }))
+            }
+            Ok(_) => Ok(Attempt::Done(AppendOutcome {
+                stream: StreamInfo {
+                    stream_id: stream.stream_id.clone(),
+                    stream_type: stream.stream_type.clone(),
+                    revision: Revision::new(new_rev),
+                    updated_at: now,
+                    created_at: Timestamp::from_micros(created),
+                },
+                first_revision: Revision::new(old_rev + 1),
+                last_revision: Revision::new(new_rev),
+                first_position: None,
+                already_appended: false,
+            })),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let reasons = c.cancellation_reasons();
+                    let tip_reason = reasons.get(tip_index);
+                    if tip_reason.and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+                        let old = tip_reason
+                            .and_then(|r| r.item())
+                            .map(Tip::from_item)
+                            .transpose()?
+                            .flatten();
+                        // moto and DynamoDB both return the old item; fall
+                        // back to a read when it is missing.
+                        return match old {
+                            Some(t) => Ok(Attempt::Failed(Some(t))),
+                            None => Ok(Attempt::Failed(self.get_tip(stream).await?)),
+                        };
+                    }
+                    if reasons.iter().any(|r| r.code().is_some_and(is_retryable)) {
+                        return Ok(Attempt::Conflict);
+                    }
+                    Err(sdk_err("TransactWriteItems", SdkError::ServiceError(se)))
+                }
+                other if other.meta().code().is_some_and(is_retryable) => Ok(Attempt::Conflict),
+                _ => Err(sdk_err("TransactWriteItems", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("TransactWriteItems", e)),
+        }
+    }
+
+    async fn append_inner(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let stream = request.stream().clone();
+        let ids = request.event_ids();
+        let expectation = request.expectation();
+        let mut backoff = Backoff::default();
+        let first_blob_len =
+            codec::BLOB_HEADER + request.events().iter().map(codec::encoded_len).sum::<usize>();
+        // First attempt: blind, unless a large append must know the revision.
+        let mut known: Option<Option<Tip>> = None;
+        let mut attempt = if first_blob_len <= TIP_BYTES {
+            self.try_tip_update(&request, codec::encode(Timestamp::now(), request.events()), Timestamp::now())
+                .await?
+        } else if expectation.pinned().is_some() {
+            // A large append with a pinned revision: assume an empty tip.
+            let assumed = Tip {
+                revision: expectation.pinned().map_or(0, |r| r.get()),
+                base: expectation.pinned().map_or(0, |r| r.get()),
+                ..Tip::default()
+            };
+            self.try_transaction(&request, Some(&assumed), true, Timestamp::now())
+                .await?
+        } else {
+            Attempt::Failed(self.get_tip(&stream).await?)
+        };
+        loop {
+            match attempt {
+                Attempt::Done(outcome) => {
+                    if let Some(p) = &self.progress {
+                        p.committed(&stream, outcome.last_revision.get());
+                    }
+                    return Ok(outcome);
+                }
+                Attempt::Conflict => {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention(backoff.attempts()).into());
+                    }
+                    known = None;
+                    attempt = Attempt::Failed(self.get_tip(&stream).await?);
+                    continue;
+                }
+                Attempt::Failed(tip) => {
+                    let current = tip.as_ref().map_or(0, |t| t.revision);
+                    let found = match &tip {
+                        Some(t) => self.locate_ids(&stream, t, expectation, &ids).await?,
+                        None => vec![None; ids.len()],
+                    };
+                    match decide(expectation, Revision::new(current), &ids, &found)? {
+                        Decision::AlreadyAppended { first, last } => {
+                            let tip = tip.expect("ids found in an existing stream");
+                            return Ok(AppendOutcome {
+                                stream: tip.info(&stream),
+                                first_revision: first,
+                                last_revision: last,
+                                first_position: None,
+                                already_appended: true,
+                            });
+                        }
+                        Decision::Write => {
+                            if let Some(prev) = &known
+                                && prev.as_ref().map(|t| (t.revision, t.base))
+                                    == tip.as_ref().map(|t| (t.revision, t.base))
+                                && !backoff.wait().await
+                            {
+                                return Err(DynamoError::Contention(backoff.attempts()).into());
+                            }
+                            attempt = self
+                                .try_transaction(&request, tip.as_ref(), false, Timestamp::now())
+                                .await?;
+                            known = Some(tip);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn await_indexed(&self, stream_type: Option<&StreamType>) {
+        if let Some(p) = &self.progress {
+            p.wait_indexed(stream_type, Duration::from_secs(30)).await;
+        }
+    }
+
+    async fn query_all(
+        &self,
+        pk: &str,
+        lower_exclusive: Option<String>,
+        limit: Option<i32>,
+        count_only: bool,
+    ) -> Result<(Vec<Item>, u64), DynamoError> {
+        let mut out = Vec::new();
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":p", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            q = match &lower_exclusive {
+                Some(lo) => q
+                    .key_condition_expression("p = :p AND s > :lo")
+                    .expression_attribute_values(":lo", s(lo)),
+                None => q.key_condition_expression("p = :p"),
+            };
+            if let Some(l) = limit {
+                q = q.limit(l - out.len() as i32);
+            }
+            if count_only {
+                q = q.select(Select::Count);
+            }
+            let page = q.send().await.map_err(|e| sdk_err("Query", e))?;
+            count += page.count() as u64;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() || limit.is_some_and(|l| out.len() as i32 >= l) {
+                return Ok((out, count));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    #[tracing::instrument(skip_all, fields(stream = %request.stream()))]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.append_inner(request).await
+    }
+
+    async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
+        Ok(self.get_tip(stream).await?.map(|t| t.info(stream)))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamKey,
+        read: StreamRead,
+    ) -> Result<StreamSlice, StoreError> {
+        let tip = self
+            .get_tip(stream)
+            .await?
+            .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
+        let total = tip.revision;
+        let limit = read.limit.max(1) as u64;
+        match read.direction {
+            Direction::Forward => {
+                let after = read.from.map_or(0, |r| r.get());
+                if after >= total {
+                    return Ok(StreamSlice {
+                        events: vec![],
+                        has_more: false,
+                        last_evaluated_revision: Revision::new(after),
+                    });
+                }
+                let end = (after + limit).min(total);
+                let events = self.read_range(stream, &tip, after + 1, end).await?;
+                Ok(StreamSlice {
+                    last_evaluated_revision: Revision::new(end),
+                    has_more: end < total,
+                    events,
+                })
+            }
+            Direction::Backward => {
+                let before = read.from.map_or(total + 1, |r| r.get());
+                let end = before.saturating_sub(1).min(total);
+                if end == 0 {
+                    return Ok(StreamSlice {
+                        events: vec![],
+                        has_more: false,
+                        last_evaluated_revision: Revision::new(before),
+                    });
+                }
+                let start = end.saturating_sub(limit) + 1;
+                let mut events = self.read_range(stream, &tip, start, end).await?;
+                events.reverse();
+                Ok(StreamSlice {
+                    last_evaluated_revision: Revision::new(start),
+                    has_more: start > 1,
+                    events,
+                })
+            }
+        }
+    }
+
+    async fn list_streams(
+        &self,
+        stream_type: &StreamType,
+        updated_after: Option<Timestamp>,
+        cursor: Option<StreamCursor>,
+        limit: usize,
+    ) -> Result<StreamListPage, StoreError> {
+        let mut lower: Option<String> = None;
+        if let Some(t) = updated_after {
+            // Every stream updated at or before `t` sorts before this key.
+            let micros = t.as_micros().max(0) as u64;
+            lower = Some(format!("{}#~", pad(micros)));
+        }
+        if let Some(c) = &cursor {
+            let micros = c.updated_at.as_micros();
+            if micros < 0 {
+                return Err(StoreError::InvalidRequest(
+                    "the page key does not name a position in this listing".into(),
+                ));
+            }
+            let key = items::listing_sk(micros as u64, c.stream_id.as_str());
+            if lower.as_ref().is_none_or(|l| key > *l) {
+                lower = Some(key);
+            }
+        }
+        self.await_indexed(Some(stream_type)).await;
+        let limit = limit.clamp(1, eventstore_core::Limits::MAX_READ_LIMIT);
+        let (found, _) = self
+            .query_all(
+                &items::listing_pk(stream_type),
+                lower,
+                Some(limit as i32 + 1),
+                false,
+            )
+            .await?;
+        let more = found.len() > limit;
+        let mut streams = Vec::with_capacity(limit);
+        for item in found.iter().take(limit) {
+            let id = StreamId::parse(items::get_str(item, "i")?)
+                .map_err(|e| DynamoError::Corrupt(e.to_string()))?;
+            streams.push(StreamInfo {
+                stream_id: id,
+                stream_type: stream_type.clone(),
+                revision: Revision::new(req_u64(item, "r")?),
+                updated_at: Timestamp::from_micros(req_u64(item, "u")? as i64),
+                created_at: Timestamp::from_micros(req_u64(item, "c")? as i64),
+            });
+        }
+        let next = if more {
+            streams.last().map(|s| StreamCursor {
+                updated_at: s.updated_at,
+                stream_id: s.stream_id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(StreamListPage { streams, next })
+    }
+
+    async fn stream_types(&self) -> Result<Vec<StreamTypeCount>, StoreError> {
+        self.await_indexed(None).await;
+        let (types, _) = self.query_all(items::TYPES_PK, None, None, false).await?;
+        let mut out = Vec::new();
+        for item in types {
+            let t = StreamType::parse(items::get_str(&item, SK)?)
+                .map_err(|e| DynamoError::Corrupt(e.to_string()))?;
+            let (_, count) = self
+                .query_all(&items::listing_pk(&t), None, None, true)
+                .await?;
+            out.push(StreamTypeCount {
+                stream_type: t,
+                streams: count,
+            });
+        }
+        out.sort_by(|a, b| a.stream_type.cmp(&b.stream_type));
+        Ok(out)
+    }
+
+    async fn read_feed(
+        &self,
+        filter: &FeedFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<FeedPage, StoreError> {
+        let limit = limit.clamp(1, eventstore_core::Limits::MAX_READ_LIMIT);
+        let start = after.get() + 1;
+        // The page holding `start`, then the pages after it.
+        let first = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("p = :p AND s <= :s")
+            .expression_attribute_values(":p", s(items::FEED_PK))
+            .expression_attribute_values(":s", s(pad(start)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        let mut wanted: Vec<(FeedEntry, u64)> = Vec::new(); // entry, offset in it
+        let consider = |page: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
+            for entry in parse_page(page)? {
+                if let FeedFilter::StreamType(t) = filter
+                    && &entry.stream.stream_type != t
+                {
+                    continue;
+                }
+                for off in 0..entry.count {
+                    if entry.position + off >= start {
+                        wanted.push((entry.clone(), off));
+                        if wanted.len() > limit {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+            Ok(false)
+        };
+        let mut full = false;
+        for page in first.items() {
+            full = consider(page, &mut wanted)?;
+        }
+        let mut cursor: Option<Item> = None;
+        while !full {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("p = :p AND s > :s")
+                .expression_attribute_values(":p", s(items::FEED_PK))
+                .expression_attribute_values(":s", s(pad(start)))
+                .consistent_read(true)
+                .limit(50);
+            q = q.set_exclusive_start_key(cursor.take());
+            let out = q.send().await.map_err(|e| sdk_err("Query", e))?;
+            for page in out.items() {
+                if consider(page, &mut wanted)? {
+                    full = true;
+                    break;
+                }
+            }
+            cursor = out.last_evaluated_key().cloned();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let has_more = wanted.len() > limit;
+        wanted.truncate(limit);
+        // Fetch the events, one range per stream.
+        let mut ranges: BTreeMap<StreamKey, (u64, u64)> = BTreeMap::new();
+        for (e, off) in &wanted {
+            let rev = e.first_revision + off;
+            let r = ranges.entry(e.stream.clone()).or_insert((rev, rev));
+            r.0 = r.0.min(rev);
+            r.1 = r.1.max(rev);
+        }
+        let mut events: HashMap<(StreamKey, u64), RecordedEvent> = HashMap::new();
+        for (stream, (lo, hi)) in ranges {
+            let tip = self.get_tip(&stream).await?.ok_or_else(|| {
+                DynamoError::Corrupt(format!("feed names stream {stream} without a tip"))
+            })?;
+            for e in self.read_range(&stream, &tip, lo, hi).await? {
+                events.insert((stream.clone(), e.revision.get()), e);
+            }
+        }
+        let mut out = Vec::with_capacity(wanted.len());
+        for (e, off) in wanted {
+            let mut ev = events
+                .remove(&(e.stream.clone(), e.first_revision + off))
+                .ok_or_else(|| DynamoError::Corrupt("feed event missing".into()))?;
+            ev.position = Some(Position::new(e.position + off));
+            out.push(ev);
+        }
+        let last_position = out.last().and_then(|e| e.position).unwrap_or(after);
+        Ok(FeedPage {
+            events: out,
+            has_more,
+            last_position,
+        })
+    }
+
+    async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {
+        match &self.progress {
+            Some(p) => p.wait_position(after.get(), Duration::from_secs(1)).await,
+            None => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_tokens_depend_on_ids_and_tip_and_fit_the_limit() {
+        let ids = [EventId::generate(), EventId::generate()];
+        let t = request_token(&ids, 3, 1);
+        assert_eq!(t.len(), 32, "ClientRequestToken is at most 36 characters");
+        assert_eq!(t, request_token(&ids, 3, 1));
+        assert_ne!(t, request_token(&ids, 4, 1));
+        assert_ne!(t, request_token(&ids[..1], 3, 1));
+    }
+
+    #[test]
+    fn large_appends_split_into_chunks_under_the_item_limit() {
+        let big = "x".repeat(256 * 1024 - 2);
+        let events: Vec<NewEvent> = (0..4)
+            .map(|_| {
+                NewEvent::new(
+                    eventstore_core::EventType::parse("big").unwrap(),
+                    eventstore_core::JsonValue::from_text(format!("\"{big}\"")).unwrap(),
+                )
+            })
+            .collect();
+        let groups = split_chunks(&events);
+        assert_eq!(groups.len(), 4);
+        for g in groups {
+            let size = codec::BLOB_HEADER + g.iter().map(codec::encoded_len).sum::<usize>();
+            assert!(size <= 400 * 1024 - 1024, "a chunk stays under 400 KB");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Shared test harness: an AWS emulator (moto) endpoint and fresh tables.
+//!
+//! The endpoint is `EVENT_STORE_TEST_DYNAMODB_ENDPOINT` or `AWS_ENDPOINT_URL`
+//! when set; otherwise `scripts/moto/server.py` is started once per test
+//! binary from the project's `.venv` (made by `scripts/moto/setup.sh`) on a
+//! free loopback port, and exits with the test process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use eventstore_dynamodb::cost::Recorder;
+use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, RelayProgress, create_table, spawn_poller};
+
+static SERVER: OnceLock<(String, Mutex<Option<Child>>)> = OnceLock::new();
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The emulator's endpoint URL, starting it if needed.
+pub fn endpoint() -> String {
+    for var in ["EVENT_STORE_TEST_DYNAMODB_ENDPOINT", "AWS_ENDPOINT_URL"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
+        }
+    }
+    SERVER
+        .get_or_init(|| {
+            let python = root().join(".venv/bin/python");
+            assert!(
+                python.exists(),
+                "the AWS emulator is not installed: run scripts/moto/setup.sh \
+                 (creates .venv with moto[server]) or set AWS_ENDPOINT_URL"
+            );
+            let mut child = Command::new(python)
+                .arg(root().join("scripts/moto/server.py"))
+                .arg("0")
+                .arg("--exit-with-stdin")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start scripts/moto/server.py");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("read the emulator's port");
+            let port = line
+                .trim()
+                .strip_prefix("port=")
+                .unwrap_or_else(|| panic!("unexpected emulator output {line:?}"))
+                .to_string();
+            (format!("http://127.0.0.1:{port}"), Mutex::new(Some(child)))
+        })
+        .0
+        .clone()
+}
+
+/// Shared AWS settings for the emulator (dummy credentials).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// A unique table name.
+pub fn table_name(tag: &str) -> String {
+    format!("es-{tag}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A client, optionally recording its requests.
+pub async fn client(recorder: Option<&Recorder>) -> aws_sdk_dynamodb::Client {
+    let sdk = sdk_config().await;
+    let mut conf = eventstore_dynamodb::dynamodb_config(&sdk);
+    if let Some(r) = recorder {
+        conf = conf.interceptor(r.clone());
+    }
+    aws_sdk_dynamodb::Client::from_conf(conf.build())
+}
+
+/// The DynamoDB Streams client.
+pub async fn streams_client() -> aws_sdk_dynamodbstreams::Client {
+    aws_sdk_dynamodbstreams::Client::new(&sdk_config().await)
+}
+
+/// A store over a fresh table, with its relay polling in the background.
+pub struct Harness {
+    pub store: DynamoStore,
+    pub relay: Relay,
+    pub poller: Option<PollerHandle>,
+}
+
+/// A fresh table with a store and, when `poll`, a relay poller.
+pub async fn harness(tag: &str, recorder: Option<&Recorder>, poll: bool) -> Harness {
+    let client = client(recorder).await;
+    let table = table_name(tag);
+    create_table(&client, &table).await.expect("create table");
+    let progress = RelayProgress::new();
+    let store = DynamoStore::new(client, table).with_progress(progress.clone());
+    let relay = Relay::new(store.clone()).with_progress(progress);
+    let poller = poll.then(|| {
+        spawn_poller(
+            futures_streams_client_blocking(),
+            relay.clone(),
+            Duration::from_millis(50),
+        )
+    });
+    Harness {
+        store,
+        relay,
+        poller,
+    }
+}
+
+fn futures_streams_client_blocking() -> aws_sdk_dynamodbstreams::Client {
+    let conf = aws_sdk_dynamodbstreams::config::Builder::new()
+        .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_dynamodbstreams::Client::from_conf(conf)
+}
