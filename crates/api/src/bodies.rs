@@ -7,6 +7,7 @@ use eventstore_core::{
 
 /// An event as a client sends it: `eventId` and `metadata` are optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = NewEvent))]
 #[serde(rename_all = "camelCase")]
 pub struct NewEventBody {
     /// The event's type.
@@ -46,6 +47,7 @@ impl From<NewEvent> for NewEventBody {
 
 /// Body of `POST /streams/{streamType}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateStreamBody {
     /// The stream's first event.
@@ -54,6 +56,7 @@ pub struct CreateStreamBody {
 
 /// Body of `PUT /streams/{streamType}/{streamId}/events/{streamRevision}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppendEventBody {
     /// The event to append.
     pub event: NewEventBody,
@@ -84,7 +87,9 @@ impl<'de> Deserialize<'de> for ExpectedRevision {
             Text(String),
         }
         let expected = "an integer >= 0, \"no-stream\", \"exists\" or \"any\"";
-        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(format!("expectedRevision must be {expected}")))? {
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom(format!("expectedRevision must be {expected}")))?
+        {
             Raw::Number(n) => Ok(Self(Expectation::Exact(Revision::new(n)))),
             Raw::Text(t) => match t.as_str() {
                 "no-stream" => Ok(Self(Expectation::NoStream)),
@@ -98,8 +103,38 @@ impl<'de> Deserialize<'de> for ExpectedRevision {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ExpectedRevision {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "The stream's current revision (0: the stream must not exist yet), \"no-stream\", \"exists\" or \"any\".",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0.0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["no-stream", "exists", "any"])),
+            )
+            .examples([serde_json::json!(3)])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ExpectedRevision {}
+
 /// Body of `POST /streams/{streamType}/{streamId}/events` (batch append).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BatchAppendBody {
     /// What the stream's revision must be.
@@ -110,6 +145,7 @@ pub struct BatchAppendBody {
 
 /// `{"stream": Stream}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamEnvelope {
     /// The stream.
     pub stream: StreamInfo,
@@ -117,6 +153,7 @@ pub struct StreamEnvelope {
 
 /// Answer to a batch append.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BatchAppendResponse {
     /// The stream after the append.
@@ -129,6 +166,7 @@ pub struct BatchAppendResponse {
 
 /// A page of a type's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamPage {
     /// Streams ordered by `updatedAt` ascending.
@@ -142,6 +180,7 @@ pub struct StreamPage {
 
 /// `{"streamPage": StreamPage}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamPageEnvelope {
     /// The page.
@@ -150,6 +189,7 @@ pub struct StreamPageEnvelope {
 
 /// A page of one stream's events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     /// Events in the direction read.
@@ -162,6 +202,7 @@ pub struct EventPage {
 
 /// `{"eventPage": EventPage}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventPageEnvelope {
     /// The page.
@@ -170,6 +211,7 @@ pub struct EventPageEnvelope {
 
 /// A page of a feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FeedPage {
     /// Events in feed order.
@@ -182,6 +224,7 @@ pub struct FeedPage {
 
 /// `{"eventPage": FeedPage}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FeedPageEnvelope {
     /// The page.
@@ -190,6 +233,7 @@ pub struct FeedPageEnvelope {
 
 /// A stream type and its number of streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamTypeEntry {
     /// The type.
@@ -200,6 +244,7 @@ pub struct StreamTypeEntry {
 
 /// Answer of `GET /streams`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamTypesResponse {
     /// Every type, ordered by name.
@@ -208,6 +253,7 @@ pub struct StreamTypesResponse {
 
 /// Answer of `GET /liveness-check`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = SystemStatus))]
 pub struct Liveness {
     /// Always `"ok"`.
     pub status: String,
@@ -217,6 +263,7 @@ pub struct Liveness {
 
 /// Machine-readable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -244,6 +291,7 @@ pub enum ErrorCode {
 
 /// Every error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// Machine-readable code.

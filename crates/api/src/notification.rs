@@ -21,7 +21,11 @@ pub struct Notification {
     /// The appended events' types, in order.
     pub event_types: Vec<EventType>,
     /// Feed position of the append's first event, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_position")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_position"
+    )]
     pub position: Option<Position>,
 }
 

@@ -42,6 +42,7 @@ impl NewEvent {
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Event))]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedEvent {
     /// The stream's id.
@@ -75,6 +76,7 @@ impl RecordedEvent {
 
 /// A stream's summary: identity, current revision, times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Stream))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamInfo {
     /// The stream's id.

@@ -100,7 +100,9 @@ mod tests {
 
     #[test]
     fn failure_reports_actual() {
-        let err = Expectation::Exact(Revision::new(3)).check(Revision::new(5)).unwrap_err();
+        let err = Expectation::Exact(Revision::new(3))
+            .check(Revision::new(5))
+            .unwrap_err();
         assert_eq!(err.actual, Revision::new(5));
     }
 }

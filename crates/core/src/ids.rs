@@ -110,10 +110,7 @@ fn valid_stream_id(s: &str) -> bool {
 }
 
 fn valid_event_type(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().count() <= 200
-        && !s.chars().any(char::is_control)
-        && s.trim() == s
+    !s.is_empty() && s.chars().count() <= 200 && !s.chars().any(char::is_control) && s.trim() == s
 }
 
 string_newtype!(
@@ -361,7 +358,9 @@ mod tests {
         assert!(serde_json::from_str::<StreamId>("\"a b\"").is_err());
         assert!(serde_json::from_str::<EventId>("\"nope\"").is_err());
         assert_eq!(
-            serde_json::from_str::<StreamType>("\"ok\"").unwrap().as_str(),
+            serde_json::from_str::<StreamType>("\"ok\"")
+                .unwrap()
+                .as_str(),
             "ok"
         );
     }

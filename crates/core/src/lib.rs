@@ -21,6 +21,7 @@
 //! - [`idempotency`]: the pure decision whether an append is a retry.
 //! - [`memory`]: [`MemoryStore`], the in-memory reference model.
 //! - `conformance` (feature `testkit`): the suite every backend must pass.
+//! - `openapi` (feature `openapi`): OpenAPI schemas of the wire types.
 #![deny(missing_docs)]
 
 pub mod event;
@@ -35,13 +36,16 @@ pub mod time;
 #[cfg(feature = "testkit")]
 pub mod conformance;
 
+#[cfg(feature = "openapi")]
+pub mod openapi;
+
 pub use event::{NewEvent, RecordedEvent, StreamInfo};
 pub use expectation::{Expectation, ExpectationFailed};
 pub use ids::{EventId, EventType, IdError, Position, Revision, StreamId, StreamKey, StreamType};
 pub use json::{JsonError, JsonObject, JsonValue};
 pub use memory::MemoryStore;
 pub use store::{
-    AppendOutcome, AppendRequest, Direction, EventStore, FeedFilter, FeedPage, StoreError,
-    StreamCursor, StreamListPage, StreamRead, StreamSlice, StreamTypeCount, Limits,
+    AppendOutcome, AppendRequest, Direction, EventStore, FeedFilter, FeedPage, Limits, StoreError,
+    StreamCursor, StreamListPage, StreamRead, StreamSlice, StreamTypeCount,
 };
 pub use time::Timestamp;

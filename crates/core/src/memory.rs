@@ -59,7 +59,9 @@ impl State {
             stream_type: key.stream_type.clone(),
             revision: last.revision,
             updated_at: last.created_at,
-            created_at: s.created_at.expect("a stream with events has a creation time"),
+            created_at: s
+                .created_at
+                .expect("a stream with events has a creation time"),
         })
     }
 

@@ -35,7 +35,9 @@ impl Timestamp {
     /// Parses RFC 3339 (any offset; converted to UTC, truncated to µs).
     pub fn parse(text: &str) -> Result<Self, chrono::ParseError> {
         let parsed = DateTime::parse_from_rfc3339(text)?;
-        Ok(Self::from_micros(parsed.with_timezone(&Utc).timestamp_micros()))
+        Ok(Self::from_micros(
+            parsed.with_timezone(&Utc).timestamp_micros(),
+        ))
     }
 
     /// RFC 3339 with microseconds and a `Z`, e.g. `2025-01-25T10:11:12.123456Z`.
