@@ -47,8 +47,9 @@ export async function startServer({ apiKey } = {}) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'event-store-ui-test-'));
   const args = ['serve', '--port', '0', '--data-dir', dataDir];
   if (apiKey) args.push('--api-key', apiKey);
-  const env = { ...process.env };
-  delete env.EVENT_STORE_API_KEYS;
+  // The flags alone configure the server: no EVENT_STORE_* setting of the
+  // caller's environment (keys, backend, …) leaks in.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('EVENT_STORE_')));
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let output = '';
   const base = await new Promise((resolve, reject) => {
