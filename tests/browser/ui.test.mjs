@@ -351,6 +351,7 @@ describe('stream browser', () => {
       await page.reload();
       await page.locator('table.types-table').waitFor();
       assert.equal(await dialog.count(), 0);
+      assert.ok(await page.getByRole('button', { name: 'Change API key' }).isVisible());
       await page.getByRole('link', { name: 'Order', exact: true }).click();
       await page.locator('table.streams-table').waitFor();
 
