@@ -204,9 +204,7 @@ impl From<JsonRejection> for ApiError {
         let status = rejection.status();
         let text = rejection.body_text();
         match status {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(format!(
-                "{text}; send the body as `Content-Type: application/json`"
-            )),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::from_status(status),
             s if s.is_server_error() => ApiError::Internal(text),
             _ => ApiError::BadRequest(text),

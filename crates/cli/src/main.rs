@@ -1,0 +1,57 @@
+//! `event-store`: the event store's command-line program.
+//!
+//! `event-store serve` (or no subcommand at all) runs the HTTP API over
+//! the embedded store. Each subcommand lives in its own module with a
+//! `clap::Args` struct and a `run` function; adding one is a variant in
+//! [`Command`] and an arm in [`main`].
+
+mod config;
+mod serve;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogArgs, ServeArgs, ServeSettings};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "event-store",
+    version,
+    about = "An event store: append-only event streams over HTTP.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `serve`, for running without a subcommand.
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Serve(args) => serve::run(ServeSettings::from_args(args)?).await,
+        }
+    });
+    if let Err(err) = &result {
+        tracing::error!(error = format!("{err:#}"), "failed");
+    }
+    result
+}

@@ -1,0 +1,98 @@
+//! `event-store serve`: the HTTP API over a local store.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use eventstore_core::{EventStore, MemoryStore};
+use eventstore_embedded::EmbeddedStore;
+use eventstore_http::{AppState, router};
+
+use crate::config::{Backend, ServeSettings};
+
+/// Opens the store, serves until SIGINT or SIGTERM, lets in-flight
+/// requests finish, then closes the store.
+pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
+    tracing::info!(?settings, "starting");
+    let (store, embedded): (Arc<dyn EventStore>, Option<Arc<EmbeddedStore>>) =
+        match settings.backend {
+            Backend::Embedded => {
+                let dir = settings.data_dir.clone();
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+                    .await
+                    .context("opening the store")?
+                    .with_context(|| {
+                        format!("opening the data directory {}", settings.data_dir.display())
+                    })?;
+                let store = Arc::new(store);
+                (store.clone(), Some(store))
+            }
+            Backend::Memory => {
+                tracing::warn!("memory backend: nothing is kept after the process ends");
+                (Arc::new(MemoryStore::new()), None)
+            }
+        };
+    let state = AppState::new(store).with_api_keys(settings.api_keys.iter().cloned());
+
+    let addr = SocketAddr::new(settings.bind, settings.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{local}")?;
+        out.flush()?;
+    }
+    tracing::info!(
+        address = %local,
+        backend = %settings.backend,
+        api_keys = settings.api_keys.len(),
+        "listening"
+    );
+
+    let shutdown = {
+        let state = state.clone();
+        async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "shutting down: finishing requests in flight");
+            state.begin_shutdown();
+        }
+    };
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+    if let Some(store) = embedded {
+        store.close().await;
+        tracing::info!("store closed");
+    }
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM, with its name.
+async fn shutdown_signal() -> &'static str {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => "SIGINT",
+        _ = term => "SIGTERM",
+    }
+}
