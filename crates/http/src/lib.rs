@@ -50,7 +50,6 @@ use axum::http::{HeaderName, Method, header};
 use eventstore_core::Limits;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
-use utoipa_swagger_ui::{Config, SwaggerUi};
 
 /// The complete API over `state`: every endpoint, the OpenAPI document and
 /// Swagger UI under `/openapi/`, the web UI under `/ui/`, with request ids,
@@ -60,11 +59,7 @@ pub fn router(state: AppState) -> Router {
     for route in routes::table() {
         api = api.route(route.info.axum_path, route.handler);
     }
-    let swagger: Router<AppState> = SwaggerUi::new("/openapi")
-        .config(Config::new(["openapi-spec.json"]))
-        .into();
-    api.merge(swagger)
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+    api.fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(Limits::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -81,15 +81,21 @@ pub(crate) fn table() -> Vec<Route> {
         documented(M::GET, "/streams", get(handlers::stream_types)),
         documented(M::GET, "/", get(ui::root)),
         documented(M::GET, "/openapi/openapi-spec.json", get(ui::openapi_spec)),
+        route(M::GET, "/openapi", None, get(ui::openapi_redirect)),
+        documented(M::GET, "/openapi/", get(ui::swagger_index)),
+        route(
+            M::GET,
+            "/openapi/{*path}",
+            Some("/openapi/{path}"),
+            get(ui::swagger_asset),
+        ),
         route(M::GET, "/ui", None, get(ui::ui_redirect)),
         documented(M::GET, "/ui/", get(ui::ui_index)),
         route(M::GET, "/ui/{*path}", Some("/ui/{path}"), get(ui::ui_asset)),
     ]
 }
 
-/// Every route the router serves itself, with its OpenAPI path. Swagger
-/// UI's own pages under `/openapi/` are added by `utoipa_swagger_ui` and
-/// documented as `/openapi/`.
+/// Every route the router serves, with its OpenAPI path.
 pub fn routes() -> Vec<RouteInfo> {
     table().into_iter().map(|r| r.info).collect()
 }

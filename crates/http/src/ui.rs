@@ -1,7 +1,7 @@
 //! The web UI's static files, built into the binary, and the pages that
 //! are not JSON: the root redirect and the OpenAPI document.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::Path;
@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rust_embed::Embed;
 use utoipa::OpenApi;
+use utoipa_swagger_ui::Config;
 
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
@@ -157,6 +158,11 @@ pub(crate) async fn openapi_spec() -> Response {
         .into_response()
 }
 
+/// `/openapi` → `/openapi/`, so the page's relative links resolve.
+pub(crate) async fn openapi_redirect() -> Redirect {
+    Redirect::permanent("openapi/")
+}
+
 /// The interactive API documentation (Swagger UI, built in, no CDN).
 #[utoipa::path(
     get,
@@ -168,5 +174,47 @@ pub(crate) async fn openapi_spec() -> Response {
         (status = 200, description = "The Swagger UI page (HTML); it loads `openapi-spec.json` next to it.", content_type = "text/html"),
     )
 )]
-#[allow(dead_code)] // documents the page that `utoipa_swagger_ui` serves
-pub(crate) async fn swagger_ui() {}
+pub(crate) async fn swagger_index() -> Result<Response, ApiError> {
+    swagger_file("")
+}
+
+/// A file of the Swagger UI page.
+#[utoipa::path(
+    get,
+    path = "/openapi/{path}",
+    tag = "meta",
+    operation_id = "swaggerUiAsset",
+    security(()),
+    params(("path" = String, Path, description = "The file's name, e.g. `swagger-ui.css`.")),
+    responses(
+        (status = 200, description = "The file, with its content type."),
+        (status = 404, description = "No such file.", body = eventstore_api::ErrorBody),
+    )
+)]
+pub(crate) async fn swagger_asset(Path(path): Path<String>) -> Result<Response, ApiError> {
+    swagger_file(&path)
+}
+
+fn swagger_file(path: &str) -> Result<Response, ApiError> {
+    static CONFIG: OnceLock<Arc<Config<'static>>> = OnceLock::new();
+    // Relative to the page, so it works under any path prefix.
+    let config = CONFIG
+        .get_or_init(|| Arc::new(Config::new(["openapi-spec.json"])))
+        .clone();
+    let file = utoipa_swagger_ui::serve(path, config)
+        .map_err(|e| ApiError::Internal(format!("serving Swagger UI file {path:?}: {e}")))?
+        .ok_or_else(|| ApiError::NotFound(format!("no file {path:?} in the API documentation")))?;
+    let content_type = HeaderValue::from_str(&file.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from(file.bytes.into_owned()),
+    )
+        .into_response();
+    if file.gzpipped {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
+}

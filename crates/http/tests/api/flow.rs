@@ -415,6 +415,9 @@ async fn pages_redirects_ui_and_cors() {
         .await
         .assert_error(404, "not-found");
 
+    let bare = s.get("/openapi").await;
+    assert!(bare.status.is_redirection());
+    assert_eq!(bare.header("location"), Some("openapi/"));
     let swagger = s.get("/openapi/").await;
     assert_eq!(swagger.status, 200);
     assert!(
