@@ -25,7 +25,11 @@ pub const BLOB_HEADER: usize = 10;
 
 /// Size in bytes of one event inside a blob.
 pub fn encoded_len(event: &NewEvent) -> usize {
-    let meta = if event.metadata.get() == "{}" { 0 } else { event.metadata.len() };
+    let meta = if event.metadata.get() == "{}" {
+        0
+    } else {
+        event.metadata.len()
+    };
     16 + 1 + event.event_type.as_str().len() + 4 + event.payload.len() + 4 + meta
 }
 
@@ -42,7 +46,11 @@ pub fn encode(created_at: Timestamp, events: &[NewEvent]) -> Vec<u8> {
         out.extend_from_slice(t);
         out.extend_from_slice(&(e.payload.len() as u32).to_be_bytes());
         out.extend_from_slice(e.payload.get().as_bytes());
-        let meta = if e.metadata.get() == "{}" { "" } else { e.metadata.get() };
+        let meta = if e.metadata.get() == "{}" {
+            ""
+        } else {
+            e.metadata.get()
+        };
         out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
         out.extend_from_slice(meta.as_bytes());
     }

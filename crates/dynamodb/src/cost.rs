@@ -26,7 +26,9 @@ use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
 use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemInput, UpdateItemOutput};
+use aws_sdk_dynamodb::operation::update_item::{
+    UpdateItemError, UpdateItemInput, UpdateItemOutput,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -55,7 +57,10 @@ pub fn value_size(v: &AttributeValue) -> usize {
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
         AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
         AttributeValue::M(m) => {
-            3 + m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>()
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_size(e))
+                .sum::<usize>()
         }
         AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
         AttributeValue::Ns(s) => s.iter().map(|n| number_size(n)).sum(),
@@ -203,7 +208,10 @@ impl Intercept for Recorder {
             let mut writes = Vec::new();
             for t in i.transact_items() {
                 if let Some(p) = t.put() {
-                    writes.push((key_of(Some(p.table_name()), p.item()), Some(item_size(p.item()))));
+                    writes.push((
+                        key_of(Some(p.table_name()), p.item()),
+                        Some(item_size(p.item())),
+                    ));
                 } else if let Some(u) = t.update() {
                     writes.push((key_text(Some(u.table_name()), u.key()), None));
                 } else if let Some(d) = t.delete() {

@@ -74,7 +74,9 @@ pub fn get_u64(item: &Item, name: &str) -> Result<Option<u64>, DynamoError> {
             .parse()
             .map(Some)
             .map_err(|_| DynamoError::Corrupt(format!("attribute {name} is not a count"))),
-        Some(_) => Err(DynamoError::Corrupt(format!("attribute {name} is not a number"))),
+        Some(_) => Err(DynamoError::Corrupt(format!(
+            "attribute {name} is not a number"
+        ))),
     }
 }
 
@@ -87,7 +89,9 @@ pub fn req_u64(item: &Item, name: &str) -> Result<u64, DynamoError> {
 pub fn get_str<'a>(item: &'a Item, name: &str) -> Result<&'a str, DynamoError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(DynamoError::Corrupt(format!("attribute {name} is not a string"))),
+        _ => Err(DynamoError::Corrupt(format!(
+            "attribute {name} is not a string"
+        ))),
     }
 }
 
@@ -102,7 +106,9 @@ pub fn get_blobs(item: &Item, name: &str) -> Result<Vec<Vec<u8>>, DynamoError> {
                 _ => Err(DynamoError::Corrupt(format!("{name} holds a non-binary"))),
             })
             .collect(),
-        Some(_) => Err(DynamoError::Corrupt(format!("attribute {name} is not a list"))),
+        Some(_) => Err(DynamoError::Corrupt(format!(
+            "attribute {name} is not a list"
+        ))),
     }
 }
 

@@ -34,7 +34,9 @@ pub mod schema;
 pub mod store;
 
 pub use error::DynamoError;
-pub use relay::{ChangeRecord, FeedEntry, PollerHandle, Relay, RelayOutput, RelayProgress, spawn_poller};
+pub use relay::{
+    ChangeRecord, FeedEntry, PollerHandle, Relay, RelayOutput, RelayProgress, spawn_poller,
+};
 pub use schema::{TABLE_SCHEMA_JSON, TableSchema, create_table};
 pub use store::DynamoStore;
 

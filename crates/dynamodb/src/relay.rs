@@ -70,7 +70,11 @@ pub fn convert_value(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> Attr
         S::Bool(x) => AttributeValue::Bool(*x),
         S::Null(x) => AttributeValue::Null(*x),
         S::L(x) => AttributeValue::L(x.iter().map(convert_value).collect()),
-        S::M(x) => AttributeValue::M(x.iter().map(|(k, v)| (k.clone(), convert_value(v))).collect()),
+        S::M(x) => AttributeValue::M(
+            x.iter()
+                .map(|(k, v)| (k.clone(), convert_value(v)))
+                .collect(),
+        ),
         S::Ss(x) => AttributeValue::Ss(x.clone()),
         S::Ns(x) => AttributeValue::Ns(x.clone()),
         S::Bs(x) => AttributeValue::Bs(
@@ -111,9 +115,13 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
         };
         let bad = || DynamoError::Corrupt(format!("feed entry {text}"));
         let mut parts = text.split('|');
-        let (Some(t), Some(id), Some(first), Some(count), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(t), Some(id), Some(first), Some(count), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(bad());
         };
         let stream = StreamKey::new(
@@ -349,15 +357,23 @@ impl Relay {
         let checkpoint = self.checkpoint(shard).await?;
         let fresh: Vec<&&ChangeRecord> = records
             .iter()
-            .filter(|r| checkpoint.as_deref().is_none_or(|c| seq_gt(&r.sequence_number, c)))
+            .filter(|r| {
+                checkpoint
+                    .as_deref()
+                    .is_none_or(|c| seq_gt(&r.sequence_number, c))
+            })
             .collect();
-        let Some(last_seq) = fresh.iter().map(|r| r.sequence_number.as_str()).max_by(|a, b| {
-            if seq_gt(a, b) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Less
-            }
-        }) else {
+        let Some(last_seq) = fresh
+            .iter()
+            .map(|r| r.sequence_number.as_str())
+            .max_by(|a, b| {
+                if seq_gt(a, b) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Less
+                }
+            })
+        else {
             return Ok(RelayOutput::default());
         };
         let mut changes = Vec::new();
@@ -388,7 +404,11 @@ impl Relay {
                 }
                 types.push(t);
             } else {
-                let tip = self.store.get_tip(&c.stream).await?.unwrap_or_else(|| c.tip.clone());
+                let tip = self
+                    .store
+                    .get_tip(&c.stream)
+                    .await?
+                    .unwrap_or_else(|| c.tip.clone());
                 let events = self
                     .store
                     .read_range(&c.stream, &tip, first, c.tip.revision)
@@ -443,9 +463,12 @@ impl Relay {
             item.insert("u".into(), n(updated));
             writes.push(
                 WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(
-                        |e| DynamoError::request("BatchWriteItem", e),
-                    )?)
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(|e| DynamoError::request("BatchWriteItem", e))?,
+                    )
                     .build(),
             );
             let prev = first_prev[stream];
@@ -487,8 +510,9 @@ impl Relay {
                 .put_request()
                 .map(|p| format!("{:?}{:?}", p.item().get(items::PK), p.item().get(items::SK)))
                 .or_else(|| {
-                    w.delete_request()
-                        .map(|d| format!("{:?}{:?}", d.key().get(items::PK), d.key().get(items::SK)))
+                    w.delete_request().map(|d| {
+                        format!("{:?}{:?}", d.key().get(items::PK), d.key().get(items::SK))
+                    })
                 })
                 .unwrap_or_default();
             seen.insert(key)
@@ -655,17 +679,25 @@ async fn poll_forever(
             .send()
             .await
             .map_err(|e| DynamoError::request("DescribeStream", DisplayErrorContext(e)))?;
-        for shard in desc.stream_description().map(|d| d.shards()).unwrap_or_default() {
+        for shard in desc
+            .stream_description()
+            .map(|d| d.shards())
+            .unwrap_or_default()
+        {
             let Some(id) = shard.shard_id() else { continue };
             if !iterators.contains_key(id) {
                 let it = streams
                     .get_shard_iterator()
                     .stream_arn(&arn)
                     .shard_id(id)
-                    .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                    .shard_iterator_type(
+                        aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon,
+                    )
                     .send()
                     .await
-                    .map_err(|e| DynamoError::request("GetShardIterator", DisplayErrorContext(e)))?;
+                    .map_err(|e| {
+                        DynamoError::request("GetShardIterator", DisplayErrorContext(e))
+                    })?;
                 iterators.insert(id.to_string(), it.shard_iterator().map(str::to_string));
             }
         }

@@ -99,12 +99,19 @@ mod tests {
                 b.next_delay().unwrap()
             })
             .collect();
-        assert!(delays.iter().any(|d| *d != delays[0]), "delays are jittered");
+        assert!(
+            delays.iter().any(|d| *d != delays[0]),
+            "delays are jittered"
+        );
     }
 
     #[test]
     fn transient_codes_are_retried_and_condition_failures_are_not() {
-        for code in ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceededException"] {
+        for code in [
+            "TransactionConflict",
+            "ThrottlingError",
+            "ProvisionedThroughputExceededException",
+        ] {
             assert!(is_retryable(code));
         }
         for code in ["ConditionalCheckFailed", "ValidationError", "None"] {

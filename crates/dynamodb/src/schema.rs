@@ -58,7 +58,9 @@ fn scalar(kind: &str) -> Result<ScalarAttributeType, DynamoError> {
         "S" => Ok(ScalarAttributeType::S),
         "N" => Ok(ScalarAttributeType::N),
         "B" => Ok(ScalarAttributeType::B),
-        other => Err(DynamoError::Schema(format!("unknown attribute type {other}"))),
+        other => Err(DynamoError::Schema(format!(
+            "unknown attribute type {other}"
+        ))),
     }
 }
 
@@ -96,14 +98,24 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), DynamoError
         .stream_specification(stream)
         .send()
         .await
-        .map_err(|e| DynamoError::request("CreateTable", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            DynamoError::request(
+                "CreateTable",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
     for _ in 0..600 {
         let out = client
             .describe_table()
             .table_name(name)
             .send()
             .await
-            .map_err(|e| DynamoError::request("DescribeTable", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                DynamoError::request(
+                    "DescribeTable",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
         if out
             .table()
             .and_then(|t| t.table_status())
@@ -113,5 +125,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), DynamoError
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Err(DynamoError::Schema(format!("table {name} did not become active")))
+    Err(DynamoError::Schema(format!(
+        "table {name} did not become active"
+    )))
 }

@@ -3,7 +3,7 @@
 //! Appends write the stream's tip item in one request whose condition
 //! expression encodes [`Expectation::check`](eventstore_core::Expectation::check)
 //! and the recent-event-id check; only a failed condition leads to a read,
-//! after which [`idempotency::decide`] judges the append. The item layout and
+//! after which [`decide`] judges the append. The item layout and
 //! its costs are documented in `docs/dynamodb.md`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -103,6 +103,9 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     progress: Option<Arc<RelayProgress>>,
+    /// `createdAt` of streams seen by this process (it never changes), so
+    /// that a transactional append needs no read to answer with it.
+    created: Arc<std::sync::Mutex<HashMap<StreamKey, i64>>>,
 }
 
 fn sdk_err<E, R>(operation: &'static str, err: SdkError<E, R>) -> DynamoError
@@ -185,6 +188,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             progress: None,
+            created: Arc::default(),
         }
     }
 
@@ -514,7 +518,10 @@ impl DynamoStore {
             values.insert(":e".into(), items::blob_list(tip_blobs));
             values.insert(":z".into(), n(bytes));
             values.insert(":b".into(), n(tip_base));
-            values.insert(":fps".into(), items::blob_list(ids.iter().map(|f| f.to_vec())));
+            values.insert(
+                ":fps".into(),
+                items::blob_list(ids.iter().map(|f| f.to_vec())),
+            );
             TransactWriteItem::builder()
                 .update(
                     Update::builder()
@@ -536,7 +543,12 @@ impl DynamoStore {
                 .build()
         } else {
             let mut fps: Vec<Vec<u8>> = tip.map(|t| t.fingerprints.clone()).unwrap_or_default();
-            fps.extend(request.event_ids().iter().map(|id| codec::fingerprint(id).to_vec()));
+            fps.extend(
+                request
+                    .event_ids()
+                    .iter()
+                    .map(|id| codec::fingerprint(id).to_vec()),
+            );
             let keep = ID_WINDOW.max(events.len());
             let fps = fps.split_off(fps.len().saturating_sub(keep));
             let mut item = tip_key;
@@ -569,11 +581,7 @@ impl DynamoStore {
         };
         let tip_index = writes.len();
         writes.push(tip_write);
-        let token = request_token(
-            &request.event_ids(),
-            old_rev,
-            tip.map_or(0, |t| t.base),
-        );
+        let token = request_token(&request.event_ids(), old_rev, tip.map_or(0, |t| t.base));
         let result = self
             .client
             .transact_write_items()
@@ -583,15 +591,27 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) if assumed && old_rev > 0 => {
-                // createdAt is not known on this path: read it back.
-                let tip = self.get_tip(stream).await?.ok_or_else(|| {
-                    DynamoError::Corrupt("the tip vanished after an append".into())
-                })?;
+                // createdAt is not known on this path: from this process's
+                // cache, else read back (it never changes).
+                let cached = self.created.lock().expect("poisoned").get(stream).copied();
+                let created = match cached {
+                    Some(c) => c,
+                    None => {
+                        self.get_tip(stream)
+                            .await?
+                            .ok_or_else(|| {
+                                DynamoError::Corrupt("the tip vanished after an append".into())
+                            })?
+                            .created
+                    }
+                };
                 Ok(Attempt::Done(AppendOutcome {
                     stream: StreamInfo {
+                        stream_id: stream.stream_id.clone(),
+                        stream_type: stream.stream_type.clone(),
                         revision: Revision::new(new_rev),
                         updated_at: now,
-                        ..tip.info(stream)
+                        created_at: Timestamp::from_micros(created),
                     },
                     first_revision: Revision::new(old_rev + 1),
                     last_revision: Revision::new(new_rev),
@@ -646,13 +666,21 @@ impl DynamoStore {
         let ids = request.event_ids();
         let expectation = request.expectation();
         let mut backoff = Backoff::default();
-        let first_blob_len =
-            codec::BLOB_HEADER + request.events().iter().map(codec::encoded_len).sum::<usize>();
+        let first_blob_len = codec::BLOB_HEADER
+            + request
+                .events()
+                .iter()
+                .map(codec::encoded_len)
+                .sum::<usize>();
         // First attempt: blind, unless a large append must know the revision.
         let mut known: Option<Option<Tip>> = None;
         let mut attempt = if first_blob_len <= TIP_BYTES {
-            self.try_tip_update(&request, codec::encode(Timestamp::now(), request.events()), Timestamp::now())
-                .await?
+            self.try_tip_update(
+                &request,
+                codec::encode(Timestamp::now(), request.events()),
+                Timestamp::now(),
+            )
+            .await?
         } else if expectation.pinned().is_some() {
             // A large append with a pinned revision: assume an empty tip.
             let assumed = Tip {
@@ -668,6 +696,13 @@ impl DynamoStore {
         loop {
             match attempt {
                 Attempt::Done(outcome) => {
+                    {
+                        let mut cache = self.created.lock().expect("poisoned");
+                        if cache.len() > 100_000 {
+                            cache.clear();
+                        }
+                        cache.insert(stream.clone(), outcome.stream.created_at.as_micros());
+                    }
                     if let Some(p) = &self.progress {
                         p.committed(&stream, outcome.last_revision.get());
                     }
@@ -927,24 +962,25 @@ impl EventStore for DynamoStore {
             .await
             .map_err(|e| sdk_err("Query", e))?;
         let mut wanted: Vec<(FeedEntry, u64)> = Vec::new(); // entry, offset in it
-        let consider = |page: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
-            for entry in parse_page(page)? {
-                if let FeedFilter::StreamType(t) = filter
-                    && &entry.stream.stream_type != t
-                {
-                    continue;
-                }
-                for off in 0..entry.count {
-                    if entry.position + off >= start {
-                        wanted.push((entry.clone(), off));
-                        if wanted.len() > limit {
-                            return Ok(true);
+        let consider =
+            |page: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
+                for entry in parse_page(page)? {
+                    if let FeedFilter::StreamType(t) = filter
+                        && &entry.stream.stream_type != t
+                    {
+                        continue;
+                    }
+                    for off in 0..entry.count {
+                        if entry.position + off >= start {
+                            wanted.push((entry.clone(), off));
+                            if wanted.len() > limit {
+                                return Ok(true);
+                            }
                         }
                     }
                 }
-            }
-            Ok(false)
-        };
+                Ok(false)
+            };
         let mut full = false;
         for page in first.items() {
             full = consider(page, &mut wanted)?;

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use eventstore_dynamodb::cost::Recorder;
-use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, RelayProgress, create_table, spawn_poller};
+use eventstore_dynamodb::{
+    DynamoStore, PollerHandle, Relay, RelayProgress, create_table, spawn_poller,
+};
 
 static SERVER: OnceLock<(String, Mutex<Option<Child>>)> = OnceLock::new();
 
@@ -132,4 +134,65 @@ fn futures_streams_client_blocking() -> aws_sdk_dynamodbstreams::Client {
         ))
         .build();
     aws_sdk_dynamodbstreams::Client::from_conf(conf)
+}
+
+/// Every record currently in the table's stream, in batches of at most
+/// `batch` records per shard (as a Lambda event source mapping hands them).
+pub async fn stream_batches(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    batch: i32,
+) -> Vec<Vec<eventstore_dynamodb::ChangeRecord>> {
+    let streams = futures_streams_client_blocking();
+    let arn = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .table()
+        .unwrap()
+        .latest_stream_arn()
+        .unwrap()
+        .to_string();
+    let desc = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in desc.stream_description().unwrap().shards() {
+        let id = shard.shard_id().unwrap();
+        let mut it = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(id)
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_string);
+        while let Some(i) = it {
+            let page = streams
+                .get_records()
+                .shard_iterator(i)
+                .limit(batch)
+                .send()
+                .await
+                .unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            out.push(
+                page.records()
+                    .iter()
+                    .filter_map(|r| eventstore_dynamodb::ChangeRecord::from_streams_record(id, r))
+                    .collect(),
+            );
+            it = page.next_shard_iterator().map(str::to_string);
+        }
+    }
+    out
 }
