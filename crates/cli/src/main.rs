@@ -5,6 +5,7 @@
 //! `clap::Args` struct and a `run` function; adding one is a variant in
 //! [`Command`] and an arm in [`main`].
 
+mod client_cmds;
 mod config;
 mod serve;
 mod telemetry;
@@ -19,7 +20,8 @@ use crate::config::{LogArgs, ServeArgs, ServeSettings};
     name = "event-store",
     version,
     about = "An event store: append-only event streams over HTTP.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = client_cmds::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,9 +38,11 @@ struct Cli {
 enum Command {
     /// Run the HTTP API (the default when no subcommand is given).
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(client_cmds::ClientCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     telemetry::init(&cli.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -47,7 +51,10 @@ fn main() -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     let result = runtime.block_on(async move {
         match command {
-            Command::Serve(args) => serve::run(ServeSettings::from_args(args)?).await,
+            Command::Serve(args) => serve::run(ServeSettings::from_args(args)?)
+                .await
+                .map(|()| std::process::ExitCode::SUCCESS),
+            Command::Client(command) => Ok(client_cmds::run(command).await),
         }
     });
     if let Err(err) = &result {

@@ -602,14 +602,19 @@ impl Client {
         flatten(pages)
     }
 
-    /// One page of a type's streams (`GET /streams/{type}`).
+    /// One page of a type's streams (`GET /streams/{type}`), of at most
+    /// `limit` streams (the server's default, 100, when `None`).
     pub async fn list_streams_page(
         &self,
         stream_type: &StreamType,
         updated_after: Option<Timestamp>,
         page_key: Option<&str>,
+        limit: Option<usize>,
     ) -> Result<StreamPage> {
         let mut call = Call::get(format!("/streams/{stream_type}"));
+        if let Some(n) = limit {
+            call = call.query("limit", n.clamp(1, 1000));
+        }
         if let Some(t) = updated_after {
             call = call.query("updated-after", t.to_rfc3339());
         }
@@ -643,7 +648,7 @@ impl Client {
                     Next::Key(k) => Some(k),
                 };
                 let page = client
-                    .list_streams_page(&t, updated_after, key.as_deref())
+                    .list_streams_page(&t, updated_after, key.as_deref(), None)
                     .await?;
                 let cont = match (page.has_more, page.next_page_key) {
                     (true, Some(k)) => Next::Key(k),

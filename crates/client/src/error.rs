@@ -66,7 +66,7 @@ pub enum Error {
     },
     /// The server could not be reached or the connection failed (includes
     /// timeouts).
-    #[error("transport error: {0}")]
+    #[error("cannot reach the store (transport error)")]
     Transport(#[source] reqwest::Error),
     /// Any other answer that is not a success: 5xx after the retries ran
     /// out, or an unexpected status.
