@@ -87,9 +87,10 @@ test *args:
 test-infra:
     "{{infra}}/test.sh"
 
-# Local end-to-end test of the serverless shape (moto + cargo lambda watch)
-test-serverless:
-    scripts/serverless-e2e.sh
+# Local end-to-end test of the serverless shape (moto + cargo lambda watch), no AWS account
+test-serverless: (_tools "python")
+    scripts/moto/setup.sh
+    cargo test -p eventstore-lambda --test serverless_e2e -- --nocapture
 
 _tools part:
     @scripts/setup-tools.sh {{part}}

@@ -1,0 +1,12 @@
+//! The API function: the event store's HTTP API behind a Lambda Function URL.
+
+use eventstore_lambda::{api, config::ApiConfig, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let config = ApiConfig::from_env()?;
+    // Clients and router are built once per cold start, then reused.
+    let app = api::function_router(api::dynamodb_state(&config).await);
+    lambda_http::run(app).await
+}

@@ -1,0 +1,173 @@
+//! SNS messages for committed appends: the body is the
+//! [`Notification`] JSON of API.md, the
+//! message attributes `StreamType` (String) and `EventTypes` (String.Array)
+//! let subscribers filter.
+
+use std::time::Duration;
+
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use eventstore_api::Notification;
+
+use crate::LambdaError;
+
+/// SNS accepts at most this many entries per PublishBatch call.
+const BATCH: usize = 10;
+/// Attempts per entry before a notification is reported as not published.
+const ATTEMPTS: u32 = 6;
+
+/// The message published for one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsMessage {
+    /// The JSON body.
+    pub body: String,
+    /// Value of the `StreamType` attribute (data type `String`).
+    pub stream_type: String,
+    /// Value of the `EventTypes` attribute (data type `String.Array`): a
+    /// JSON array of the append's event types, in order.
+    pub event_types: String,
+}
+
+impl SnsMessage {
+    /// The message for `n`.
+    pub fn of(n: &Notification) -> Self {
+        Self {
+            body: serde_json::to_string(n).expect("a notification always serializes"),
+            stream_type: n.stream_type.to_string(),
+            event_types: serde_json::to_string(&n.event_types).expect("event types serialize"),
+        }
+    }
+
+    fn attributes(&self) -> Result<Vec<(String, MessageAttributeValue)>, LambdaError> {
+        let attr = |data_type: &str, value: &str| {
+            MessageAttributeValue::builder()
+                .data_type(data_type)
+                .string_value(value)
+                .build()
+                .map_err(|e| LambdaError::Publish(e.to_string()))
+        };
+        Ok(vec![
+            ("StreamType".to_string(), attr("String", &self.stream_type)?),
+            (
+                "EventTypes".to_string(),
+                attr("String.Array", &self.event_types)?,
+            ),
+        ])
+    }
+}
+
+/// Publishes notifications to one topic.
+#[derive(Debug, Clone)]
+pub struct SnsPublisher {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl SnsPublisher {
+    /// A publisher to `topic_arn`.
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+
+    /// Publishes every notification, in order, ten per PublishBatch call.
+    /// Entries SNS refuses or that fail in transit are retried with backoff;
+    /// returns the notifications still unpublished after every attempt.
+    pub async fn publish_all(&self, notifications: &[Notification]) -> Vec<Notification> {
+        let mut lost = Vec::new();
+        for chunk in notifications.chunks(BATCH) {
+            lost.extend(self.publish_chunk(chunk).await);
+        }
+        lost
+    }
+
+    async fn publish_chunk(&self, chunk: &[Notification]) -> Vec<Notification> {
+        let mut pending: Vec<(usize, &Notification)> = chunk.iter().enumerate().collect();
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=ATTEMPTS {
+            match self.try_publish(&pending).await {
+                Ok(failed) if failed.is_empty() => return Vec::new(),
+                Ok(failed) => {
+                    tracing::warn!(
+                        attempt,
+                        failed = failed.len(),
+                        "SNS refused some entries; retrying"
+                    );
+                    pending.retain(|(i, _)| failed.contains(i));
+                }
+                Err(e) => tracing::warn!(attempt, error = %e, "PublishBatch failed; retrying"),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 3).min(Duration::from_secs(5));
+            }
+        }
+        pending.into_iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    /// One PublishBatch call; the indexes of the entries that failed.
+    async fn try_publish(
+        &self,
+        entries: &[(usize, &Notification)],
+    ) -> Result<Vec<usize>, LambdaError> {
+        let mut request = self.client.publish_batch().topic_arn(&self.topic_arn);
+        for (i, n) in entries {
+            let msg = SnsMessage::of(n);
+            let mut entry = PublishBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message(msg.body.clone());
+            for (name, value) in msg.attributes()? {
+                entry = entry.message_attributes(name, value);
+            }
+            request = request.publish_batch_request_entries(
+                entry
+                    .build()
+                    .map_err(|e| LambdaError::Publish(e.to_string()))?,
+            );
+        }
+        let out = request.send().await.map_err(|e| {
+            LambdaError::Publish(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+        })?;
+        Ok(out
+            .failed()
+            .iter()
+            .filter_map(|f| f.id().parse().ok())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventstore_core::{EventType, Position, Revision, StreamId, StreamType};
+
+    #[test]
+    fn body_and_attributes_follow_the_contract() {
+        let n = Notification {
+            stream_id: StreamId::parse("o-1").unwrap(),
+            stream_type: StreamType::parse("order").unwrap(),
+            stream_revision: Revision::new(3),
+            first_revision: Revision::new(2),
+            event_types: vec![
+                EventType::parse("Paid").unwrap(),
+                EventType::parse("Shipped").unwrap(),
+            ],
+            position: Some(Position::new(12)),
+        };
+        let m = SnsMessage::of(&n);
+        let body: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"StreamId":"o-1","StreamType":"order","StreamRevision":"3",
+                "FirstRevision":"2","EventTypes":["Paid","Shipped"],"Position":"12"})
+        );
+        assert_eq!(m.stream_type, "order");
+        assert_eq!(m.event_types, r#"["Paid","Shipped"]"#);
+        let attrs = m.attributes().unwrap();
+        assert_eq!(attrs[0].0, "StreamType");
+        assert_eq!(attrs[0].1.data_type(), "String");
+        assert_eq!(attrs[1].0, "EventTypes");
+        assert_eq!(attrs[1].1.data_type(), "String.Array");
+    }
+}

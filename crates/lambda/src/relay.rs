@@ -1,0 +1,261 @@
+//! The relay function: a batch of the table's DynamoDB Stream records (one
+//! shard, in order) -> [`Relay::process`] (feed positions, listings) -> one
+//! SNS message per committed append.
+//!
+//! Failures are reported per record (`ReportBatchItemFailures`): when the
+//! batch fails as a whole, its records are relayed one by one in order up
+//! to the first that fails, and only that record's sequence number is
+//! returned, so Lambda retries from it and the records before it are
+//! neither blocked nor relayed twice (the relay's per-shard checkpoint also
+//! skips any record it already put into the feed).
+
+use aws_lambda_events::dynamodb::{EventRecord, TimeWindowEvent, TimeWindowEventResponse};
+use aws_lambda_events::streams::DynamoDbBatchItemFailure;
+use eventstore_api::Notification;
+use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay};
+
+use crate::LambdaError;
+use crate::config::RelayConfig;
+use crate::notify::SnsPublisher;
+
+/// The relay function's state, built once per cold start.
+#[derive(Clone)]
+pub struct RelayFunction {
+    relay: Relay,
+    publisher: SnsPublisher,
+}
+
+/// What one invocation did (for logs and tests).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Records in the batch.
+    pub records: usize,
+    /// Notifications published.
+    pub published: usize,
+    /// Sequence number of the first record that failed, if any.
+    pub failed_at: Option<String>,
+    /// Notifications that could not be published after every retry.
+    pub unpublished: usize,
+}
+
+impl RelayFunction {
+    /// From a relay and a publisher.
+    pub fn new(relay: Relay, publisher: SnsPublisher) -> Self {
+        Self { relay, publisher }
+    }
+
+    /// Clients from the Lambda environment (credentials, region).
+    pub async fn from_config(config: &RelayConfig) -> Self {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        Self::from_sdk_config(&sdk, config)
+    }
+
+    /// Clients from given AWS settings.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, config: &RelayConfig) -> Self {
+        let dynamo =
+            aws_sdk_dynamodb::Client::from_conf(eventstore_dynamodb::dynamodb_config(sdk).build());
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(sdk)
+                .retry_config(eventstore_dynamodb::sdk_config_retry())
+                .build(),
+        );
+        Self::new(
+            Relay::new(DynamoStore::new(dynamo, config.table_name.clone())),
+            SnsPublisher::new(sns, config.topic_arn.clone()),
+        )
+    }
+
+    /// Handles one invocation of the event source mapping.
+    pub async fn handle(
+        &self,
+        event: TimeWindowEvent,
+    ) -> Result<TimeWindowEventResponse, LambdaError> {
+        let (report, response) = self.handle_with_report(event).await?;
+        tracing::info!(
+            records = report.records,
+            published = report.published,
+            unpublished = report.unpublished,
+            failed_at = report.failed_at.as_deref(),
+            "batch relayed"
+        );
+        Ok(response)
+    }
+
+    /// [`RelayFunction::handle`], also returning what happened.
+    pub async fn handle_with_report(
+        &self,
+        event: TimeWindowEvent,
+    ) -> Result<(BatchReport, TimeWindowEventResponse), LambdaError> {
+        let shard = event
+            .time_window_properties
+            .shard_id
+            .clone()
+            .ok_or_else(|| {
+                LambdaError::BadEvent(
+                    "no shardId: the DynamoDB event source mapping must use a tumbling window"
+                        .into(),
+                )
+            })?;
+        let records = change_records(&shard, &event.dynamo_db_event.records)?;
+        let mut report = BatchReport {
+            records: records.len(),
+            ..BatchReport::default()
+        };
+        let mut response = TimeWindowEventResponse::default();
+        if records.is_empty() {
+            return Ok((report, response));
+        }
+        let notifications = match self.relay.process(&records).await {
+            Ok(out) => out.notifications,
+            Err(e) => {
+                tracing::warn!(shard = %shard, error = %e, "batch failed; relaying its records one by one");
+                let (notes, failed_at) = self.one_by_one(&records).await;
+                report.failed_at = failed_at;
+                notes
+            }
+        };
+        let lost = self.publisher.publish_all(&notifications).await;
+        for n in &lost {
+            // The append is in the feed (its record is checkpointed), so a
+            // retry would not announce it again: say so loudly, with what an
+            // operator needs to re-announce it.
+            tracing::error!(
+                stream_type = %n.stream_type,
+                stream_id = %n.stream_id,
+                first_revision = %n.first_revision,
+                stream_revision = %n.stream_revision,
+                position = n.position.map(|p| p.to_string()),
+                "notification not published after every retry"
+            );
+        }
+        report.published = notifications.len() - lost.len();
+        report.unpublished = lost.len();
+        if let Some(seq) = &report.failed_at {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(seq.clone());
+            response.batch_item_failures.push(failure);
+        }
+        Ok((report, response))
+    }
+
+    /// Relays records one at a time, stopping at the first failure.
+    async fn one_by_one(&self, records: &[ChangeRecord]) -> (Vec<Notification>, Option<String>) {
+        let mut notes = Vec::new();
+        for r in records {
+            match self.relay.process(std::slice::from_ref(r)).await {
+                Ok(out) => notes.extend(out.notifications),
+                Err(e) => {
+                    tracing::error!(
+                        shard = %r.shard_id,
+                        sequence_number = %r.sequence_number,
+                        error = %e,
+                        "record failed; Lambda retries from it"
+                    );
+                    return (notes, Some(r.sequence_number.clone()));
+                }
+            }
+        }
+        (notes, None)
+    }
+}
+
+/// The batch's records as the relay takes them.
+pub fn change_records(
+    shard: &str,
+    records: &[EventRecord],
+) -> Result<Vec<ChangeRecord>, LambdaError> {
+    records
+        .iter()
+        .map(|r| {
+            let sequence_number = r.change.sequence_number.clone().ok_or_else(|| {
+                LambdaError::BadEvent(format!("record {} has no SequenceNumber", r.event_id))
+            })?;
+            let image = &r.change.new_image;
+            Ok(ChangeRecord {
+                shard_id: shard.to_string(),
+                sequence_number,
+                new_image: (!image.is_empty()).then(|| image.clone().into()),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(shard: Option<&str>) -> TimeWindowEvent {
+        let mut v = serde_json::json!({
+            "Records": [{
+                "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "Keys": {"p": {"S": "S#order#o-1"}, "s": {"S": "T"}},
+                    "NewImage": {"p": {"S": "S#order#o-1"}, "s": {"S": "T"}, "r": {"N": "2"},
+                                 "b": {"B": "AAEC"}, "l": {"L": [{"B": "Aw=="}]}},
+                    "SequenceNumber": "100", "SizeBytes": 30, "StreamViewType": "NEW_AND_OLD_IMAGES"
+                }
+            }, {
+                "eventID": "2", "eventName": "REMOVE", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {"Keys": {"p": {"S": "x"}, "s": {"S": "y"}}, "SequenceNumber": "101", "SizeBytes": 5}
+            }],
+            "window": {"start": "2026-11-26T04:00:00Z", "end": "2026-11-26T04:15:00Z"},
+            "state": {}, "isFinalInvokeForWindow": false, "isWindowTerminatedEarly": false
+        });
+        if let Some(s) = shard {
+            v["shardId"] = s.into();
+        }
+        serde_json::from_value(v).expect("a windowed DynamoDB event")
+    }
+
+    fn function() -> RelayFunction {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        RelayFunction::from_sdk_config(
+            &sdk,
+            &RelayConfig {
+                table_name: "t".into(),
+                topic_arn: "arn:aws:sns:us-east-1:000000000000:t".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn records_keep_order_sequence_numbers_and_binary_images() {
+        let e = event(Some("shardId-1"));
+        let records = change_records("shardId-1", &e.dynamo_db_event.records).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].sequence_number, "100");
+        assert_eq!(records[0].shard_id, "shardId-1");
+        let image = records[0].new_image.as_ref().unwrap();
+        assert_eq!(image["b"].as_b().unwrap().as_ref(), &[0, 1, 2]);
+        assert_eq!(image["l"].as_l().unwrap()[0].as_b().unwrap().as_ref(), &[3]);
+        assert_eq!(image["r"].as_n().unwrap(), "2");
+        assert!(records[1].new_image.is_none(), "a delete has no new image");
+    }
+
+    #[tokio::test]
+    async fn an_event_without_a_shard_id_is_refused_before_any_call() {
+        let err = function().handle(event(None)).await.unwrap_err();
+        assert!(matches!(err, LambdaError::BadEvent(m) if m.contains("tumbling window")));
+    }
+
+    #[tokio::test]
+    async fn an_empty_final_window_call_answers_with_state() {
+        let mut e = event(Some("s"));
+        e.dynamo_db_event.records.clear();
+        let response = function().handle(e).await.unwrap();
+        let v = serde_json::to_value(&response).unwrap();
+        assert_eq!(
+            v["state"],
+            serde_json::json!({}),
+            "Lambda counts a windowed answer without state as failed"
+        );
+        assert_eq!(v["batchItemFailures"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,726 @@
+//! The serverless shape end to end, with no AWS account: moto emulates
+//! DynamoDB, DynamoDB Streams, SNS and SQS; `cargo lambda watch` emulates the
+//! Lambda Runtime API, the Invoke API and Function URLs; the two function
+//! binaries run against it exactly as on Lambda. The relay is invoked the way
+//! Lambda's event source mapping would: with the records read from the
+//! table's stream in moto, wrapped in a (tumbling-window) DynamoDB event.
+//!
+//! Needs `.venv` with moto (`scripts/moto/setup.sh`) and cargo-lambda
+//! (`scripts/setup-tools.sh`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
+use aws_sdk_sns::config::{Credentials, Region};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const API: &str = "event-store-api";
+const RELAY: &str = "event-store-relay";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn venv_tool(name: &str) -> PathBuf {
+    let path = root().join(".venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/moto/setup.sh and scripts/setup-tools.sh",
+        path.display()
+    );
+    path
+}
+
+fn start_moto() -> (Proc, String) {
+    let mut child = Command::new(venv_tool("python"))
+        .arg(root().join("scripts/moto/server.py"))
+        .args(["0", "--exit-with-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start scripts/moto/server.py");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("port=")
+        .expect("moto prints port=N")
+        .to_string();
+    (Proc(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// `cargo lambda watch` serving only the Lambda APIs; the functions are the
+/// binaries this test was built with, attached to it below.
+fn start_emulator(port: u16) -> Proc {
+    venv_tool("cargo-lambda");
+    let path = format!(
+        "{}:{}",
+        root().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = Command::new("cargo")
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo lambda watch");
+    wait_for_port(port, "cargo lambda watch");
+    Proc(child)
+}
+
+fn start_function(binary: &str, name: &str, port: u16, env: &[(&str, &str)], log: &Path) -> Proc {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt/{name}"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}")),
+    )
+}
+
+async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
+        .load()
+        .await
+}
+
+/// DynamoDB JSON of a stream attribute value, as Lambda writes it into events.
+fn dynamodb_json(v: &StreamValue) -> Value {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    match v {
+        StreamValue::S(s) => json!({ "S": s }),
+        StreamValue::N(n) => json!({ "N": n }),
+        StreamValue::B(b) => json!({ "B": b64(b.as_ref()) }),
+        StreamValue::Bool(b) => json!({ "BOOL": b }),
+        StreamValue::Null(b) => json!({ "NULL": b }),
+        StreamValue::L(l) => json!({ "L": l.iter().map(dynamodb_json).collect::<Vec<_>>() }),
+        StreamValue::M(m) => json!({ "M": image_json(m) }),
+        StreamValue::Ss(s) => json!({ "SS": s }),
+        StreamValue::Ns(s) => json!({ "NS": s }),
+        StreamValue::Bs(s) => {
+            json!({ "BS": s.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() })
+        }
+        other => panic!("unexpected attribute value {other:?}"),
+    }
+}
+
+fn image_json(m: &HashMap<String, StreamValue>) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+            .collect(),
+    )
+}
+
+/// Reads the table's stream in moto, as Lambda's event source mapping does,
+/// and hands the new records to the relay function as one windowed event per shard.
+struct StreamReader {
+    client: aws_sdk_dynamodbstreams::Client,
+    arn: String,
+    iterators: HashMap<String, Option<String>>,
+}
+
+impl StreamReader {
+    async fn new(
+        sdk: &aws_config::SdkConfig,
+        dynamo: &aws_sdk_dynamodb::Client,
+        table: &str,
+    ) -> Self {
+        let arn = dynamo
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .expect("the table has a stream")
+            .to_string();
+        Self {
+            client: aws_sdk_dynamodbstreams::Client::new(sdk),
+            arn,
+            iterators: HashMap::new(),
+        }
+    }
+
+    /// One Lambda event per shard with records not read yet.
+    async fn next_events(&mut self) -> Vec<Value> {
+        let desc = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.arn)
+            .send()
+            .await
+            .unwrap();
+        for shard in desc.stream_description().unwrap().shards() {
+            let id = shard.shard_id().unwrap().to_string();
+            if !self.iterators.contains_key(&id) {
+                let it = self
+                    .client
+                    .get_shard_iterator()
+                    .stream_arn(&self.arn)
+                    .shard_id(&id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .unwrap();
+                self.iterators
+                    .insert(id, it.shard_iterator().map(str::to_string));
+            }
+        }
+        let mut events = Vec::new();
+        for (shard, iterator) in self.iterators.iter_mut() {
+            let Some(it) = iterator.clone() else { continue };
+            let out = self
+                .client
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            *iterator = out.next_shard_iterator().map(str::to_string);
+            let records: Vec<Value> = out
+                .records()
+                .iter()
+                .map(|r| {
+                    let d = r.dynamodb().unwrap();
+                    json!({
+                        "eventID": r.event_id(),
+                        "eventName": r.event_name().map(|n| n.as_str()),
+                        "eventVersion": "1.1",
+                        "eventSource": "aws:dynamodb",
+                        "awsRegion": "us-east-1",
+                        "eventSourceARN": self.arn,
+                        "dynamodb": {
+                            "ApproximateCreationDateTime": 1_795_673_518.0,
+                            "Keys": image_json(d.keys().unwrap()),
+                            "NewImage": d.new_image().map(image_json),
+                            "SequenceNumber": d.sequence_number(),
+                            "SizeBytes": d.size_bytes().unwrap_or(1),
+                            "StreamViewType": d.stream_view_type().map(|v| v.as_str()),
+                        }
+                    })
+                })
+                .collect();
+            if !records.is_empty() {
+                events.push(json!({
+                    "Records": records,
+                    "window": {"start": "2026-11-26T04:00:00Z", "end": "2026-11-26T04:15:00Z"},
+                    "state": {},
+                    "shardId": shard,
+                    "eventSourceARN": self.arn,
+                    "isFinalInvokeForWindow": false,
+                    "isWindowTerminatedEarly": false,
+                }));
+            }
+        }
+        events
+    }
+}
+
+struct Queues {
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Queues {
+    /// A queue subscribed to the topic with an optional filter policy.
+    async fn subscribed(
+        &self,
+        sns: &aws_sdk_sns::Client,
+        topic: &str,
+        name: &str,
+        filter: Option<&str>,
+        raw: bool,
+    ) -> String {
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        let mut sub = sns
+            .subscribe()
+            .topic_arn(topic)
+            .protocol("sqs")
+            .endpoint(arn);
+        if let Some(f) = filter {
+            sub = sub.attributes("FilterPolicy", f);
+        }
+        if raw {
+            sub = sub.attributes("RawMessageDelivery", "true");
+        }
+        sub.send().await.unwrap();
+        url
+    }
+
+    /// Every message the queue holds now (bodies and attributes), deleted.
+    async fn drain(&self, url: &str) -> Vec<(Value, HashMap<String, (String, String)>)> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            if got.messages().is_empty() {
+                return out;
+            }
+            for m in got.messages() {
+                let attrs = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    (
+                                        v.data_type().to_string(),
+                                        v.string_value().unwrap_or_default().to_string(),
+                                    ),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((serde_json::from_str(m.body().unwrap()).unwrap(), attrs));
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+async fn invoke_relay(http: &reqwest::Client, port: u16, event: &Value) -> Value {
+    let res = http
+        .post(format!(
+            "http://127.0.0.1:{port}/2015-03-31/functions/{RELAY}/invocations"
+        ))
+        .json(event)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "relay invocation failed: {}",
+        res.status()
+    );
+    res.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_scenario_runs_on_the_serverless_shape() {
+    let (_moto, endpoint) = start_moto();
+    let sdk = sdk_config(&endpoint).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let queues = Queues {
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+    };
+
+    let table = format!("es-e2e-{}", std::process::id());
+    eventstore_dynamodb::create_table(&dynamo, &table)
+        .await
+        .expect("create the table");
+    let topic = sns
+        .create_topic()
+        .name("es-e2e")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let orders = queues
+        .subscribed(
+            &sns,
+            &topic,
+            "orders",
+            Some(r#"{"StreamType":["order"]}"#),
+            true,
+        )
+        .await;
+    let paid = queues
+        .subscribed(
+            &sns,
+            &topic,
+            "paid",
+            Some(r#"{"EventTypes":["OrderPaid"]}"#),
+            true,
+        )
+        .await;
+    let everything = queues
+        .subscribed(&sns, &topic, "everything", None, false)
+        .await;
+
+    let port = free_port();
+    let _emulator = start_emulator(port);
+    let log_dir = tempfile::tempdir().unwrap();
+    let logs = log_dir.path();
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("EVENT_STORE_TABLE_NAME", table.as_str()),
+    ];
+    let mut api_fn = start_function(
+        env!("CARGO_BIN_EXE_event-store-api"),
+        API,
+        port,
+        &aws_env,
+        &logs.join("api.log"),
+    );
+    let mut relay_env = aws_env.to_vec();
+    relay_env.push(("EVENT_STORE_TOPIC_ARN", topic.as_str()));
+    let mut relay_fn = start_function(
+        env!("CARGO_BIN_EXE_event-store-relay"),
+        RELAY,
+        port,
+        &relay_env,
+        &logs.join("relay.log"),
+    );
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = Http {
+        client: client.clone(),
+        base: format!("http://127.0.0.1:{port}/lambda-url/{API}"),
+    };
+    let mut stream = StreamReader::new(&sdk, &dynamo, &table).await;
+    let mut relay_all = async || {
+        let mut responses = Vec::new();
+        let mut events = Vec::new();
+        for event in stream.next_events().await {
+            responses.push(invoke_relay(&client, port, &event).await);
+            events.push(event);
+        }
+        (events, responses)
+    };
+
+    // Both functions are up (a cold start builds their clients once).
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, f) in [(API, &mut api_fn), (RELAY, &mut relay_fn)] {
+        assert!(
+            f.0.try_wait().unwrap().is_none(),
+            "the {name} function exited at start"
+        );
+    }
+
+    // Liveness through the Function URL.
+    let (status, body) = api
+        .call(reqwest::Method::GET, "/liveness-check", None)
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+
+    // Create a stream: the `order` queue hears of it.
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/streams/order",
+            Some(json!({"initialEvent": {"eventType": "OrderPlaced", "payload": {"total": 42}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["stream"]["streamId"].as_str().unwrap().to_string();
+    let (_, responses) = relay_all().await;
+    for r in &responses {
+        assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+        assert!(
+            r.get("state").is_some(),
+            "a windowed response must carry state: {r}"
+        );
+    }
+    let got = queues.drain(&orders).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].0,
+        json!({"StreamId": id, "StreamType": "order", "StreamRevision": "1", "FirstRevision": "1",
+               "EventTypes": ["OrderPlaced"], "Position": got[0].0["Position"]})
+    );
+    let first_position: u64 = got[0].0["Position"].as_str().unwrap().parse().unwrap();
+
+    // Append revision 2: another notification, and the event-type filter matches it alone.
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("/streams/order/{id}/events/2"),
+            Some(json!({"event": {"eventType": "OrderPaid", "payload": "cash"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["stream"]["revision"], 2);
+    let (events_2, _) = relay_all().await;
+    let got = queues.drain(&orders).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0["StreamRevision"], "2");
+    assert_eq!(got[0].0["FirstRevision"], "2");
+    assert_eq!(got[0].0["EventTypes"], json!(["OrderPaid"]));
+    assert_eq!(
+        got[0].1.get("StreamType"),
+        Some(&("String".to_string(), "order".to_string()))
+    );
+    assert_eq!(
+        got[0].1.get("EventTypes").map(|a| a.0.as_str()),
+        Some("String.Array")
+    );
+    let paid_msgs = queues.drain(&paid).await;
+    assert_eq!(
+        paid_msgs.len(),
+        1,
+        "only the OrderPaid append matches: {paid_msgs:?}"
+    );
+    assert_eq!(paid_msgs[0].0["StreamRevision"], "2");
+
+    // Read both events, the details, the listing by type.
+    let (status, body) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/streams/order/{id}/events"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let events = body["eventPage"]["events"].as_array().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["revision"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(events[0]["payload"], json!({"total": 42}));
+    assert_eq!(events[1]["payload"], "cash");
+    let (status, body) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/streams/order/{id}/details"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["stream"]["revision"].as_u64()),
+        (200, Some(2))
+    );
+    let (status, body) = api.call(reqwest::Method::GET, "/streams/order", None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<&str> = body["streamPage"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["streamId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [id.as_str()]);
+
+    // A stream of another type: published (the unfiltered queue gets it, with
+    // its attributes in the SNS envelope), but nothing on the `order` queue.
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/streams/invoice",
+            Some(json!({"initialEvent": {"eventType": "InvoiceIssued", "payload": {}}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    relay_all().await;
+    assert!(
+        queues.drain(&orders).await.is_empty(),
+        "the filter policy keeps other types out"
+    );
+    let all = queues.drain(&everything).await;
+    assert_eq!(all.len(), 3, "every append was published once: {all:?}");
+    let invoice = all
+        .iter()
+        .find(|(m, _)| m["Message"].as_str().is_some_and(|b| b.contains("invoice")))
+        .expect("invoice notification");
+    assert_eq!(
+        invoice.0["MessageAttributes"]["StreamType"]["Value"],
+        "invoice"
+    );
+    assert_eq!(
+        invoice.0["MessageAttributes"]["EventTypes"]["Type"],
+        "String.Array"
+    );
+
+    // The global feed holds each event once, in positions.
+    let (_, feed) = api.call(reqwest::Method::GET, "/events", None).await;
+    let positions: Vec<u64> = feed["eventPage"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions.len(), 3, "{feed}");
+    assert_eq!(positions[0], first_position);
+
+    // A batch delivered twice (Lambda retried it): nothing is added to the
+    // feed and nothing is published again.
+    assert!(!events_2.is_empty());
+    for event in &events_2 {
+        let r = invoke_relay(&client, port, event).await;
+        assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    }
+    let (_, feed_after) = api.call(reqwest::Method::GET, "/events", None).await;
+    assert_eq!(
+        feed_after["eventPage"]["events"],
+        feed["eventPage"]["events"]
+    );
+    assert!(
+        queues.drain(&everything).await.is_empty(),
+        "a redelivered batch announces nothing twice"
+    );
+    assert!(queues.drain(&orders).await.is_empty());
+
+    // The interactive API page and a client error, through the Function URL.
+    let page = client
+        .get(format!("{}/openapi/", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("swagger")
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::GET,
+            "/streams/order/x/events?after-revision=nope",
+            None,
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad-request")));
+
+    // Logs: JSON lines carrying the Lambda request id and the API request id.
+    let log = std::fs::read_to_string(logs.join("api.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "the API function logs JSON lines: {log}");
+    assert!(
+        lines.iter().any(|l| {
+            let spans = l["spans"].to_string();
+            spans.contains("lambda_request_id")
+                && spans.contains("request_id")
+                && l["fields"]["message"] == "request finished"
+        }),
+        "a request's log line names both request ids: {log}"
+    );
+    assert!(!log.contains("\"total\""), "payloads are not logged");
+}
