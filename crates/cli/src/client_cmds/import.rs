@@ -224,7 +224,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|e| usage(format!("line {}: not an exported event: {e}", n + 1)))?;
         importer.stats.events += 1;
         importer.push(event).await?;
-        if importer.stats.events % 500 == 0 {
+        if importer.stats.events.is_multiple_of(500) {
             progress.set_message(format!("{} events", importer.stats.events));
         }
     }
