@@ -5,6 +5,7 @@
 //! `clap::Args` struct and a `run` function; adding one is a variant in
 //! [`Command`] and an arm in [`main`].
 
+mod bench;
 mod client_cmds;
 mod config;
 mod serve;
@@ -40,6 +41,8 @@ enum Command {
     Serve(ServeArgs),
     #[command(flatten)]
     Client(client_cmds::ClientCommand),
+    /// Measure a running server: append and read throughput, latency.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -55,6 +58,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 .await
                 .map(|()| std::process::ExitCode::SUCCESS),
             Command::Client(command) => Ok(client_cmds::run(command).await),
+            Command::Bench(args) => bench::run(args)
+                .await
+                .map(|()| std::process::ExitCode::SUCCESS),
         }
     });
     if let Err(err) = &result {

@@ -20,9 +20,7 @@ use crate::event::{NewEvent, RecordedEvent};
 use crate::expectation::Expectation;
 use crate::ids::{EventId, EventType, Position, Revision, StreamId, StreamKey, StreamType};
 use crate::json::{JsonObject, JsonValue};
-use crate::store::{
-    AppendOutcome, AppendRequest, EventStore, FeedFilter, StoreError, StreamRead,
-};
+use crate::store::{AppendOutcome, AppendRequest, EventStore, FeedFilter, StoreError, StreamRead};
 
 /// Settings of a run; slower backends (an emulator over HTTP) may lower the
 /// counts, but never below what the design requires.
@@ -149,21 +147,40 @@ pub async fn append_and_read_back(store: &dyn EventStore) {
     for (r, w) in read.iter().zip(&batch) {
         assert_eq!(r.event_id, w.event_id);
         assert_eq!(r.event_type, w.event_type);
-        assert_eq!(r.payload.to_value(), w.payload.to_value(), "payload unchanged");
-        assert_eq!(r.metadata.as_value().to_value(), w.metadata.as_value().to_value());
+        assert_eq!(
+            r.payload.to_value(),
+            w.payload.to_value(),
+            "payload unchanged"
+        );
+        assert_eq!(
+            r.metadata.as_value().to_value(),
+            w.metadata.as_value().to_value()
+        );
         assert_eq!(r.stream_key(), k);
     }
 
     let info = store.stream_info(&k).await.unwrap().expect("stream exists");
     assert_eq!(info.revision, Revision::new(3));
     assert!(info.created_at <= info.updated_at);
-    assert!(store.stream_info(&key("order", "nope")).await.unwrap().is_none());
     assert!(
-        store.stream_info(&key("other", "o-1")).await.unwrap().is_none(),
+        store
+            .stream_info(&key("order", "nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .stream_info(&key("other", "o-1"))
+            .await
+            .unwrap()
+            .is_none(),
         "the same id under another type is another stream"
     );
     assert!(matches!(
-        store.read_stream(&key("order", "nope"), StreamRead::forward()).await,
+        store
+            .read_stream(&key("order", "nope"), StreamRead::forward())
+            .await,
         Err(StoreError::StreamNotFound(_))
     ));
 }
@@ -175,24 +192,48 @@ pub async fn expectations_are_enforced(store: &dyn EventStore) {
         Err(StoreError::WrongExpectedRevision(f)) => assert_eq!(f.actual, Revision::ZERO),
         other => panic!("exists on a missing stream must fail, got {other:?}"),
     }
-    match append(store, &k, Expectation::Exact(Revision::new(1)), events(1, "x")).await {
+    match append(
+        store,
+        &k,
+        Expectation::Exact(Revision::new(1)),
+        events(1, "x"),
+    )
+    .await
+    {
         Err(StoreError::WrongExpectedRevision(f)) => assert_eq!(f.actual, Revision::ZERO),
         other => panic!("exact 1 on a missing stream must fail, got {other:?}"),
     }
-    append(store, &k, Expectation::Exact(Revision::ZERO), events(2, "a"))
-        .await
-        .expect("exact 0 creates");
+    append(
+        store,
+        &k,
+        Expectation::Exact(Revision::ZERO),
+        events(2, "a"),
+    )
+    .await
+    .expect("exact 0 creates");
     match append(store, &k, Expectation::NoStream, events(1, "x")).await {
         Err(StoreError::WrongExpectedRevision(f)) => assert_eq!(f.actual, Revision::new(2)),
         other => panic!("no-stream on an existing stream must fail, got {other:?}"),
     }
-    match append(store, &k, Expectation::Exact(Revision::new(1)), events(1, "x")).await {
+    match append(
+        store,
+        &k,
+        Expectation::Exact(Revision::new(1)),
+        events(1, "x"),
+    )
+    .await
+    {
         Err(StoreError::WrongExpectedRevision(f)) => assert_eq!(f.actual, Revision::new(2)),
         other => panic!("a stale exact revision must fail, got {other:?}"),
     }
-    let out = append(store, &k, Expectation::Exact(Revision::new(2)), events(1, "b"))
-        .await
-        .expect("exact 2");
+    let out = append(
+        store,
+        &k,
+        Expectation::Exact(Revision::new(2)),
+        events(1, "b"),
+    )
+    .await
+    .expect("exact 2");
     assert_eq!(out.first_revision, Revision::new(3));
     let out = append(store, &k, Expectation::Exists, events(1, "c"))
         .await
@@ -201,10 +242,18 @@ pub async fn expectations_are_enforced(store: &dyn EventStore) {
     let out = append(store, &k, Expectation::Any, events(2, "d"))
         .await
         .expect("any");
-    assert_eq!((out.first_revision, out.last_revision), (Revision::new(5), Revision::new(6)));
-    let out = append(store, &key("account", "a-2"), Expectation::Any, events(1, "e"))
-        .await
-        .expect("any creates");
+    assert_eq!(
+        (out.first_revision, out.last_revision),
+        (Revision::new(5), Revision::new(6))
+    );
+    let out = append(
+        store,
+        &key("account", "a-2"),
+        Expectation::Any,
+        events(1, "e"),
+    )
+    .await
+    .expect("any creates");
     assert_eq!(out.first_revision, Revision::new(1));
     let all = read_all(store, &k).await;
     assert_eq!(all.len(), 6, "failed appends must write nothing");
@@ -222,7 +271,16 @@ pub async fn batches_are_atomic(store: &dyn EventStore) {
     assert_gapless(&existing, "batch of 100");
 
     // A batch whose expectation fails writes none of its events.
-    assert!(append(store, &k, Expectation::Exact(Revision::new(99)), events(5, "x")).await.is_err());
+    assert!(
+        append(
+            store,
+            &k,
+            Expectation::Exact(Revision::new(99)),
+            events(5, "x")
+        )
+        .await
+        .is_err()
+    );
     // A batch with one event id already in the stream writes none of its events.
     let mut dup = events(3, "dup");
     dup[2].event_id = existing[10].event_id;
@@ -232,7 +290,10 @@ pub async fn batches_are_atomic(store: &dyn EventStore) {
     }
     let after = read_all(store, &k).await;
     assert_eq!(after.len(), 100, "rejected batches must leave no trace");
-    assert_eq!(store.stream_info(&k).await.unwrap().unwrap().revision, Revision::new(100));
+    assert_eq!(
+        store.stream_info(&k).await.unwrap().unwrap().revision,
+        Revision::new(100)
+    );
 }
 
 /// Guarantee 3 under load: of many concurrent appends expecting the same
@@ -246,7 +307,10 @@ pub async fn concurrent_writers_race(store: &dyn EventStore, settings: Settings)
             async move {
                 let e = event("raced", &format!(r#"{{"round":{round},"writer":{w}}}"#));
                 let id = e.event_id;
-                (id, append(store, &k, Expectation::Exact(Revision::new(round)), vec![e]).await)
+                (
+                    id,
+                    append(store, &k, Expectation::Exact(Revision::new(round)), vec![e]).await,
+                )
             }
         });
         let results = join_all(attempts).await;
@@ -258,12 +322,20 @@ pub async fn concurrent_writers_race(store: &dyn EventStore, settings: Settings)
                     winners.push(id);
                 }
                 Err(StoreError::WrongExpectedRevision(f)) => {
-                    assert_eq!(f.actual, Revision::new(round + 1), "loser sees the winner's revision");
+                    assert_eq!(
+                        f.actual,
+                        Revision::new(round + 1),
+                        "loser sees the winner's revision"
+                    );
                 }
                 Err(other) => panic!("round {round}: unexpected error {other:?}"),
             }
         }
-        assert_eq!(winners.len(), 1, "round {round}: exactly one writer must win");
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one writer must win"
+        );
     }
     let all = read_all(store, &k).await;
     assert_eq!(all.len() as u64, settings.race_rounds);
@@ -275,30 +347,68 @@ pub async fn retries_are_idempotent(store: &dyn EventStore) {
     // Exact expectation, retried even after later appends.
     let k = key("payment", "p-1");
     let first = events(2, "first");
-    let out = append(store, &k, Expectation::NoStream, first.clone()).await.unwrap();
+    let out = append(store, &k, Expectation::NoStream, first.clone())
+        .await
+        .unwrap();
     assert!(!out.already_appended);
-    let retry = append(store, &k, Expectation::NoStream, first.clone()).await.unwrap();
+    let retry = append(store, &k, Expectation::NoStream, first.clone())
+        .await
+        .unwrap();
     assert!(retry.already_appended, "a no-stream retry is recognised");
-    assert_eq!((retry.first_revision, retry.last_revision), (Revision::new(1), Revision::new(2)));
+    assert_eq!(
+        (retry.first_revision, retry.last_revision),
+        (Revision::new(1), Revision::new(2))
+    );
 
     let second = events(1, "second");
-    append(store, &k, Expectation::Exact(Revision::new(2)), second.clone()).await.unwrap();
-    append(store, &k, Expectation::Exact(Revision::new(3)), events(1, "third")).await.unwrap();
-    let retry = append(store, &k, Expectation::Exact(Revision::new(2)), second.clone())
-        .await
-        .expect("an exact retry after later appends is still recognised");
+    append(
+        store,
+        &k,
+        Expectation::Exact(Revision::new(2)),
+        second.clone(),
+    )
+    .await
+    .unwrap();
+    append(
+        store,
+        &k,
+        Expectation::Exact(Revision::new(3)),
+        events(1, "third"),
+    )
+    .await
+    .unwrap();
+    let retry = append(
+        store,
+        &k,
+        Expectation::Exact(Revision::new(2)),
+        second.clone(),
+    )
+    .await
+    .expect("an exact retry after later appends is still recognised");
     assert!(retry.already_appended);
     assert_eq!(retry.first_revision, Revision::new(3));
     assert_eq!(retry.stream.revision, Revision::new(4));
 
     // Any: a retry of the stream's last append is recognised.
     let last = events(2, "any");
-    let out = append(store, &k, Expectation::Any, last.clone()).await.unwrap();
+    let out = append(store, &k, Expectation::Any, last.clone())
+        .await
+        .unwrap();
     assert_eq!(out.first_revision, Revision::new(5));
-    let retry = append(store, &k, Expectation::Any, last.clone()).await.unwrap();
-    assert!(retry.already_appended, "an any retry of the last append is recognised");
-    assert_eq!((retry.first_revision, retry.last_revision), (Revision::new(5), Revision::new(6)));
-    let retry = append(store, &k, Expectation::Exists, last.clone()).await.unwrap();
+    let retry = append(store, &k, Expectation::Any, last.clone())
+        .await
+        .unwrap();
+    assert!(
+        retry.already_appended,
+        "an any retry of the last append is recognised"
+    );
+    assert_eq!(
+        (retry.first_revision, retry.last_revision),
+        (Revision::new(5), Revision::new(6))
+    );
+    let retry = append(store, &k, Expectation::Exists, last.clone())
+        .await
+        .unwrap();
     assert!(retry.already_appended);
 
     // The same ids in another arrangement are duplicates.
@@ -308,7 +418,13 @@ pub async fn retries_are_idempotent(store: &dyn EventStore) {
         Err(StoreError::DuplicateEvent { .. })
     ));
     assert!(matches!(
-        append(store, &k, Expectation::Exact(Revision::new(1)), second.clone()).await,
+        append(
+            store,
+            &k,
+            Expectation::Exact(Revision::new(1)),
+            second.clone()
+        )
+        .await,
         Err(StoreError::DuplicateEvent { .. })
     ));
     let mut partly = events(1, "new");
@@ -344,15 +460,23 @@ pub async fn retries_are_idempotent(store: &dyn EventStore) {
 pub async fn reads_page_both_ways(store: &dyn EventStore) {
     let k = key("doc", "d-1");
     for chunk in 0..5 {
-        append(store, &k, Expectation::Any, events(10, &format!("c{chunk}")))
-            .await
-            .unwrap();
+        append(
+            store,
+            &k,
+            Expectation::Any,
+            events(10, &format!("c{chunk}")),
+        )
+        .await
+        .unwrap();
     }
     // Forward in pages of 7.
     let mut after = Revision::ZERO;
     let mut seen = Vec::new();
     loop {
-        let page = store.read_stream(&k, StreamRead::forward_after(after, 7)).await.unwrap();
+        let page = store
+            .read_stream(&k, StreamRead::forward_after(after, 7))
+            .await
+            .unwrap();
         assert!(page.events.len() <= 7);
         seen.extend(page.events.iter().map(|e| e.revision.get()));
         after = page.last_evaluated_revision;
@@ -361,15 +485,24 @@ pub async fn reads_page_both_ways(store: &dyn EventStore) {
         }
     }
     assert_eq!(seen, (1..=50).collect::<Vec<_>>());
-    let empty = store.read_stream(&k, StreamRead::forward_after(Revision::new(50), 7)).await.unwrap();
+    let empty = store
+        .read_stream(&k, StreamRead::forward_after(Revision::new(50), 7))
+        .await
+        .unwrap();
     assert!(empty.events.is_empty() && !empty.has_more);
     assert_eq!(empty.last_evaluated_revision, Revision::new(50));
-    let beyond = store.read_stream(&k, StreamRead::forward_after(Revision::new(80), 7)).await.unwrap();
+    let beyond = store
+        .read_stream(&k, StreamRead::forward_after(Revision::new(80), 7))
+        .await
+        .unwrap();
     assert!(beyond.events.is_empty() && !beyond.has_more);
     assert_eq!(beyond.last_evaluated_revision, Revision::new(80));
 
     // Backward from the end.
-    let page = store.read_stream(&k, StreamRead::backward(None, 5)).await.unwrap();
+    let page = store
+        .read_stream(&k, StreamRead::backward(None, 5))
+        .await
+        .unwrap();
     let revs: Vec<u64> = page.events.iter().map(|e| e.revision.get()).collect();
     assert_eq!(revs, vec![50, 49, 48, 47, 46]);
     assert!(page.has_more);
@@ -395,15 +528,29 @@ pub async fn streams_are_listed_by_update_time(store: &dyn EventStore) {
     let mut order = Vec::new();
     for i in 0..12 {
         let k = key("ticket", &format!("t-{i:02}"));
-        append(store, &k, Expectation::NoStream, events(1, "open")).await.unwrap();
+        append(store, &k, Expectation::NoStream, events(1, "open"))
+            .await
+            .unwrap();
         order.push(k.stream_id.clone());
     }
-    append(store, &key("other-type", "x"), Expectation::NoStream, events(1, "o")).await.unwrap();
+    append(
+        store,
+        &key("other-type", "x"),
+        Expectation::NoStream,
+        events(1, "o"),
+    )
+    .await
+    .unwrap();
     // Touch t-03: it moves to the end of the listing.
     let touched = key("ticket", "t-03");
-    let out = append(store, &touched, Expectation::Exact(Revision::new(1)), events(1, "update"))
-        .await
-        .unwrap();
+    let out = append(
+        store,
+        &touched,
+        Expectation::Exact(Revision::new(1)),
+        events(1, "update"),
+    )
+    .await
+    .unwrap();
     order.retain(|id| id != &touched.stream_id);
     order.push(touched.stream_id.clone());
 
@@ -419,7 +566,10 @@ pub async fn streams_are_listed_by_update_time(store: &dyn EventStore) {
         }
     }
     let ids: Vec<StreamId> = listed.iter().map(|s| s.stream_id.clone()).collect();
-    assert_eq!(ids, order, "ordered by updatedAt ascending, each stream once");
+    assert_eq!(
+        ids, order,
+        "ordered by updatedAt ascending, each stream once"
+    );
     for w in listed.windows(2) {
         assert!(w[0].updated_at <= w[1].updated_at);
     }
@@ -427,7 +577,10 @@ pub async fn streams_are_listed_by_update_time(store: &dyn EventStore) {
 
     // updated-after: only streams updated strictly later.
     let pivot = listed[8].updated_at;
-    let page = store.list_streams(&t, Some(pivot), None, 100).await.unwrap();
+    let page = store
+        .list_streams(&t, Some(pivot), None, 100)
+        .await
+        .unwrap();
     assert!(page.next.is_none());
     assert!(page.streams.iter().all(|s| s.updated_at > pivot));
     let expected: Vec<StreamId> = listed
@@ -435,8 +588,17 @@ pub async fn streams_are_listed_by_update_time(store: &dyn EventStore) {
         .filter(|s| s.updated_at > pivot)
         .map(|s| s.stream_id.clone())
         .collect();
-    assert_eq!(page.streams.iter().map(|s| s.stream_id.clone()).collect::<Vec<_>>(), expected);
-    let page = store.list_streams(&t, Some(out.stream.updated_at), None, 100).await.unwrap();
+    assert_eq!(
+        page.streams
+            .iter()
+            .map(|s| s.stream_id.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let page = store
+        .list_streams(&t, Some(out.stream.updated_at), None, 100)
+        .await
+        .unwrap();
     assert!(page.streams.is_empty());
     let none = store
         .list_streams(&StreamType::parse("never-used").unwrap(), None, None, 10)
@@ -460,9 +622,14 @@ pub async fn feeds_are_ordered_and_complete(store: &dyn EventStore, settings: Se
     for i in 0..6 {
         let t = if i % 2 == 0 { "even" } else { "odd" };
         for _ in 0..3 {
-            append(store, &key(t, &format!("s{i}")), Expectation::Any, events(2, "f"))
-                .await
-                .unwrap();
+            append(
+                store,
+                &key(t, &format!("s{i}")),
+                Expectation::Any,
+                events(2, "f"),
+            )
+            .await
+            .unwrap();
             expected += 2;
         }
     }
@@ -474,8 +641,14 @@ pub async fn feeds_are_ordered_and_complete(store: &dyn EventStore, settings: Se
         let p = e.position.expect("feed events have positions");
         assert!(p > last, "positions strictly increase");
         last = p;
-        let prev = per_stream.insert(e.stream_key(), e.revision).unwrap_or(Revision::ZERO);
-        assert_eq!(e.revision, prev.next(), "feed order equals revision order within a stream");
+        let prev = per_stream
+            .insert(e.stream_key(), e.revision)
+            .unwrap_or(Revision::ZERO);
+        assert_eq!(
+            e.revision,
+            prev.next(),
+            "feed order equals revision order within a stream"
+        );
     }
     let odd = drain_feed(
         store,
@@ -486,12 +659,12 @@ pub async fn feeds_are_ordered_and_complete(store: &dyn EventStore, settings: Se
     .await;
     assert_eq!(odd.len(), expected / 2);
     assert!(odd.iter().all(|e| e.stream_type.as_str() == "odd"));
-    let page = store
-        .read_feed(&FeedFilter::All, last, 10)
-        .await
-        .unwrap();
+    let page = store.read_feed(&FeedFilter::All, last, 10).await.unwrap();
     assert!(page.events.is_empty() && !page.has_more);
-    assert_eq!(page.last_position, last, "an empty page reports the position asked for");
+    assert_eq!(
+        page.last_position, last,
+        "an empty page reports the position asked for"
+    );
     // Positions read from the stream agree with the feed once assigned.
     let s0 = read_all(store, &key("even", "s0")).await;
     for e in s0 {
@@ -511,7 +684,9 @@ pub async fn feed_reader_resumes_while_writers_write(store: &dyn EventStore, set
     let writers = join_all((0..WRITERS).map(|w| async move {
         let k = key("live", &format!("w{w}"));
         for _ in 0..APPENDS {
-            append(store, &k, Expectation::Any, events(2, "live")).await.unwrap();
+            append(store, &k, Expectation::Any, events(2, "live"))
+                .await
+                .unwrap();
         }
     }));
     let reader = async {
@@ -539,7 +714,9 @@ pub async fn feed_reader_resumes_while_writers_write(store: &dyn EventStore, set
     assert_eq!(seen.len(), total, "no event is missed");
     let mut per_stream: BTreeMap<StreamKey, Revision> = BTreeMap::new();
     for e in &seen {
-        let prev = per_stream.insert(e.stream_key(), e.revision).unwrap_or(Revision::ZERO);
+        let prev = per_stream
+            .insert(e.stream_key(), e.revision)
+            .unwrap_or(Revision::ZERO);
         assert_eq!(e.revision, prev.next());
     }
 }

@@ -96,17 +96,41 @@ mod tests {
     #[test]
     fn exact_retry_is_recognised_even_after_later_appends() {
         let ids = ids(2);
-        let d = decide(Expectation::Exact(r(3)), r(9), &ids, &[Some(r(4)), Some(r(5))]).unwrap();
-        assert_eq!(d, Decision::AlreadyAppended { first: r(4), last: r(5) });
+        let d = decide(
+            Expectation::Exact(r(3)),
+            r(9),
+            &ids,
+            &[Some(r(4)), Some(r(5))],
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            Decision::AlreadyAppended {
+                first: r(4),
+                last: r(5)
+            }
+        );
         let d = decide(Expectation::NoStream, r(9), &ids, &[Some(r(1)), Some(r(2))]).unwrap();
-        assert_eq!(d, Decision::AlreadyAppended { first: r(1), last: r(2) });
+        assert_eq!(
+            d,
+            Decision::AlreadyAppended {
+                first: r(1),
+                last: r(2)
+            }
+        );
     }
 
     #[test]
     fn any_retry_only_matches_the_last_events() {
         let ids = ids(2);
         let d = decide(Expectation::Any, r(5), &ids, &[Some(r(4)), Some(r(5))]).unwrap();
-        assert_eq!(d, Decision::AlreadyAppended { first: r(4), last: r(5) });
+        assert_eq!(
+            d,
+            Decision::AlreadyAppended {
+                first: r(4),
+                last: r(5)
+            }
+        );
         assert!(matches!(
             decide(Expectation::Any, r(6), &ids, &[Some(r(4)), Some(r(5))]),
             Err(StoreError::DuplicateEvent { .. })
@@ -121,11 +145,21 @@ mod tests {
             Err(StoreError::DuplicateEvent { .. })
         ));
         assert!(matches!(
-            decide(Expectation::Exact(r(2)), r(5), &ids, &[Some(r(4)), Some(r(5))]),
+            decide(
+                Expectation::Exact(r(2)),
+                r(5),
+                &ids,
+                &[Some(r(4)), Some(r(5))]
+            ),
             Err(StoreError::DuplicateEvent { .. })
         ));
         assert!(matches!(
-            decide(Expectation::Exact(r(3)), r(5), &ids, &[Some(r(5)), Some(r(4))]),
+            decide(
+                Expectation::Exact(r(3)),
+                r(5),
+                &ids,
+                &[Some(r(5)), Some(r(4))]
+            ),
             Err(StoreError::DuplicateEvent { .. })
         ));
     }

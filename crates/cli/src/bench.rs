@@ -1,0 +1,349 @@
+//! `event-store bench`: load against a running server over HTTP.
+//!
+//! Prints appended events/s with p50/p99 latency for single-event appends by
+//! one client and by many clients, batch appends by many clients, and read
+//! throughput for paging one long stream and the global feed. Figures, not
+//! verdicts: the machine running the bench is part of the measurement.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// Options of `event-store bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the server under test.
+    #[arg(long, env = "EVENT_STORE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key, when the server requires one.
+    #[arg(long, env = "EVENT_STORE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Scenarios to run (comma-separated): single, concurrent, batch, read.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "single,concurrent,batch,read"
+    )]
+    pub scenarios: Vec<Scenario>,
+    /// Appends made by the single-client scenario.
+    #[arg(long, default_value_t = 2_000)]
+    pub single_appends: u64,
+    /// Concurrent clients in the concurrent and batch scenarios.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Distinct streams written by the concurrent scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub streams: u64,
+    /// Appends made by the concurrent scenario (in total).
+    #[arg(long, default_value_t = 50_000)]
+    pub concurrent_appends: u64,
+    /// Batch appends (10 events each) made by the batch scenario (in total).
+    #[arg(long, default_value_t = 5_000)]
+    pub batches: u64,
+    /// Events in the stream read by the read scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pub read_events: u64,
+    /// Payload size in bytes of each event.
+    #[arg(long, default_value_t = 100)]
+    pub payload_bytes: usize,
+    /// Print one JSON object per scenario instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A bench scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// One client, single-event appends to one stream, sequentially.
+    Single,
+    /// Many clients, single-event appends spread over many streams.
+    Concurrent,
+    /// Many clients, batch appends of 10 events.
+    Batch,
+    /// Paging a long stream and the global feed.
+    Read,
+}
+
+struct Target {
+    http: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    payload: Value,
+    run: String,
+}
+
+impl Target {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{}", self.url, path));
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    fn events(&self, n: usize) -> Value {
+        Value::Array(
+            (0..n)
+                .map(|_| json!({"eventType": "bench-event", "payload": self.payload}))
+                .collect(),
+        )
+    }
+
+    async fn append(&self, stream_type: &str, stream_id: &str, n: usize) -> anyhow::Result<()> {
+        let body = json!({"expectedRevision": "any", "events": self.events(n)});
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/streams/{stream_type}/{stream_id}/events"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .context("append request")?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            bail!("append answered {status}: {text}");
+        }
+        Ok(())
+    }
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .context("read request")?;
+        if !resp.status().is_success() {
+            bail!("GET {path} answered {}", resp.status());
+        }
+        Ok(resp.json().await?)
+    }
+}
+
+struct Report {
+    name: &'static str,
+    events: u64,
+    elapsed: Duration,
+    latency: Option<Histogram<u64>>,
+}
+
+impl Report {
+    fn print(&self, as_json: bool) {
+        let rate = self.events as f64 / self.elapsed.as_secs_f64();
+        let (p50, p99) = match &self.latency {
+            Some(h) => (
+                Some(h.value_at_quantile(0.5) as f64 / 1000.0),
+                Some(h.value_at_quantile(0.99) as f64 / 1000.0),
+            ),
+            None => (None, None),
+        };
+        if as_json {
+            println!(
+                "{}",
+                json!({"scenario": self.name, "events": self.events,
+                       "seconds": self.elapsed.as_secs_f64(), "eventsPerSecond": rate,
+                       "p50Ms": p50, "p99Ms": p99})
+            );
+        } else {
+            let lat = match (p50, p99) {
+                (Some(a), Some(b)) => format!("  p50 {a:.2} ms  p99 {b:.2} ms"),
+                _ => String::new(),
+            };
+            println!(
+                "{:<44} {:>9} events in {:>7.2} s = {:>10.0} events/s{lat}",
+                self.name,
+                self.events,
+                self.elapsed.as_secs_f64(),
+                rate
+            );
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// Runs the bench and prints one line (or JSON object) per scenario.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients.max(1) * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let target = Arc::new(Target {
+        http,
+        url: args.url.trim_end_matches('/').to_owned(),
+        api_key: args.api_key.clone(),
+        payload: json!({"data": "x".repeat(args.payload_bytes.saturating_sub(11))}),
+        run: uuid::Uuid::now_v7().simple().to_string()[..12].to_owned(),
+    });
+    target
+        .get_json("/liveness-check")
+        .await
+        .with_context(|| format!("no event store answering at {}", target.url))?;
+    if !args.json {
+        println!(
+            "event-store bench against {} ({} cores here, payload {} bytes)",
+            target.url,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            args.payload_bytes
+        );
+    }
+    for scenario in &args.scenarios {
+        let reports = match scenario {
+            Scenario::Single => vec![single(&target, args.single_appends).await?],
+            Scenario::Concurrent => vec![
+                many(
+                    &target,
+                    "concurrent single-event appends",
+                    args.clients,
+                    args.concurrent_appends,
+                    args.streams,
+                    1,
+                )
+                .await?,
+            ],
+            Scenario::Batch => vec![
+                many(
+                    &target,
+                    "concurrent batch appends (10 events)",
+                    args.clients,
+                    args.batches,
+                    args.streams,
+                    10,
+                )
+                .await?,
+            ],
+            Scenario::Read => read(&target, args.read_events).await?,
+        };
+        for r in reports {
+            r.print(args.json);
+        }
+    }
+    Ok(())
+}
+
+async fn single(target: &Target, appends: u64) -> anyhow::Result<Report> {
+    let stream_id = format!("single-{}", target.run);
+    let mut h = histogram();
+    let start = Instant::now();
+    for _ in 0..appends {
+        let t = Instant::now();
+        target.append("bench", &stream_id, 1).await?;
+        h.record(t.elapsed().as_micros() as u64)?;
+    }
+    Ok(Report {
+        name: "1 client, single-event appends",
+        events: appends,
+        elapsed: start.elapsed(),
+        latency: Some(h),
+    })
+}
+
+async fn many(
+    target: &Arc<Target>,
+    name: &'static str,
+    clients: usize,
+    appends: u64,
+    streams: u64,
+    batch: usize,
+) -> anyhow::Result<Report> {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let target = Arc::clone(target);
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= appends {
+                    return Ok::<_, anyhow::Error>(h);
+                }
+                // Spread over the streams with a multiplicative hash so that
+                // consecutive appends hit different streams.
+                let stream = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % streams;
+                let id = format!("s{stream}-{}", target.run);
+                let t = Instant::now();
+                target.append("bench-many", &id, batch).await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    let mut all = histogram();
+    for t in tasks {
+        all.add(t.await??)?;
+    }
+    Ok(Report {
+        name,
+        events: appends * batch as u64,
+        elapsed: start.elapsed(),
+        latency: Some(all),
+    })
+}
+
+async fn read(target: &Target, events: u64) -> anyhow::Result<Vec<Report>> {
+    // Fill one long stream with batches of 100.
+    let stream_type = format!("bench-read-{}", target.run);
+    let stream_id = "long";
+    let mut written = 0;
+    while written < events {
+        let n = (events - written).min(100) as usize;
+        target.append(&stream_type, stream_id, n).await?;
+        written += n as u64;
+    }
+
+    let start = Instant::now();
+    let mut after = 0u64;
+    let mut read = 0u64;
+    loop {
+        let page = target
+            .get_json(&format!(
+                "/streams/{stream_type}/{stream_id}/events?after-revision={after}&limit=1000"
+            ))
+            .await?;
+        let page = &page["eventPage"];
+        read += page["events"].as_array().map_or(0, |a| a.len() as u64);
+        after = page["lastEvaluatedRevision"].as_u64().unwrap_or(after);
+        if page["hasMore"] != Value::Bool(true) {
+            break;
+        }
+    }
+    if read != events {
+        bail!("read {read} events of the stream, expected {events}");
+    }
+    let stream_report = Report {
+        name: "read one stream (pages of 1000)",
+        events: read,
+        elapsed: start.elapsed(),
+        latency: None,
+    };
+
+    let start = Instant::now();
+    let mut after = 0u64;
+    let mut read = 0u64;
+    loop {
+        let page = target
+            .get_json(&format!("/events?after-position={after}&limit=1000"))
+            .await?;
+        let page = &page["eventPage"];
+        read += page["events"].as_array().map_or(0, |a| a.len() as u64);
+        after = page["lastPosition"].as_u64().unwrap_or(after);
+        if page["hasMore"] != Value::Bool(true) {
+            break;
+        }
+    }
+    let feed_report = Report {
+        name: "read the global feed (pages of 1000)",
+        events: read,
+        elapsed: start.elapsed(),
+        latency: None,
+    };
+    Ok(vec![stream_report, feed_report])
+}
