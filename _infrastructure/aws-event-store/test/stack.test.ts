@@ -225,6 +225,7 @@ describe('relay function', () => {
     assert.equal(m.BisectBatchOnFunctionError, true);
     assert.equal(m.MaximumRetryAttempts, 20);
     assert.deepEqual(m.FunctionResponseTypes, ['ReportBatchItemFailures']);
+    assert.ok(m.TumblingWindowInSeconds > 0, 'the relay needs the shard id, which only windowed events carry');
     assert.deepEqual(m.DestinationConfig.OnFailure.Destination, { 'Fn::GetAtt': [queueId, 'Arn'] });
   });
 
