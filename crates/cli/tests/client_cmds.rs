@@ -343,7 +343,12 @@ fn populate(c: &Client, streams: usize, per_stream: usize) {
                 continue;
             }
             let run = (1 + k % 3).min(per_stream - next[s]);
-            let t = StreamType::parse(if s.is_multiple_of(4) { "account" } else { "order" }).unwrap();
+            let t = StreamType::parse(if s.is_multiple_of(4) {
+                "account"
+            } else {
+                "order"
+            })
+            .unwrap();
             let id = StreamId::parse(format!("s-{s}")).unwrap();
             let events: Vec<_> = (0..run)
                 .map(|i| {
