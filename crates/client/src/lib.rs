@@ -7,7 +7,7 @@
 //! mode that long-polls), appends whose event ids are fixed before the first
 //! try so that retries after transient failures are safe, one typed
 //! [`Error`], bearer API keys and (feature `sigv4`) AWS SigV4 signing for a
-//! Lambda Function URL with `AWS_IAM` auth. The [`notifications`] module
+//! Lambda Function URL with `AWS_IAM` auth. The `notifications` module
 //! (features `sqs`, `lambda-events`) reads the store's notifications from an
 //! SQS queue or a Lambda's SQS event.
 //!

@@ -8,9 +8,9 @@
 //! whose `Message` is the notification's JSON text. [`parse_body`] accepts
 //! both.
 //!
-//! - [`NotificationConsumer`] (feature `sqs`): receives and acknowledges
+//! - `NotificationConsumer` (feature `sqs`): receives and acknowledges
 //!   (deletes) messages from a queue.
-//! - [`from_sqs_event`] (feature `lambda-events`): the notifications of the
+//! - `from_sqs_event` (feature `lambda-events`): the notifications of the
 //!   `SqsEvent` a Lambda function subscribed to the queue receives.
 //!
 //! Delivery is at least once: a consumer must tolerate seeing a
