@@ -713,14 +713,34 @@ async fn the_original_scenario_runs_on_the_serverless_shape() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(!lines.is_empty(), "the API function logs JSON lines: {log}");
-    assert!(
-        lines.iter().any(|l| {
-            let spans = l["spans"].to_string();
-            spans.contains("lambda_request_id")
-                && spans.contains("request_id")
-                && l["fields"]["message"] == "request finished"
-        }),
-        "a request's log line names both request ids: {log}"
-    );
+    let finished: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request finished")
+        .collect();
+    assert!(!finished.is_empty(), "{log}");
+    for l in finished {
+        let spans = l["spans"].as_array().expect("span list");
+        let lambda_id = spans.iter().find_map(|s| s["lambda_request_id"].as_str());
+        let api_id = spans.iter().find_map(|s| s["request_id"].as_str());
+        assert!(
+            lambda_id.is_some_and(|id| !id.is_empty() && id != "-")
+                && api_id.is_some_and(|id| !id.is_empty()),
+            "a request's log line names the Lambda and the API request ids: {l}"
+        );
+    }
     assert!(!log.contains("\"total\""), "payloads are not logged");
+    let relay_log = std::fs::read_to_string(logs.join("relay.log")).unwrap();
+    assert!(
+        relay_log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| {
+                l["fields"]["message"] == "batch relayed"
+                    && l["fields"]["published"] == 1
+                    && l["spans"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["lambda_request_id"].is_string()))
+            }),
+        "the relay logs each batch with its Lambda request id: {relay_log}"
+    );
 }
