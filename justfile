@@ -67,9 +67,10 @@ describe:
         echo "(or: pip install awscli)" >&2
         exit 1
     fi
-    aws ${ES_AWS_REGION:+--region "$ES_AWS_REGION"} cloudformation describe-stacks \
-        --stack-name "{{stack}}" --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text |
-        awk -F '\t' 'BEGIN { print "{" } { printf "%s  \"%s\": \"%s\"", (NR > 1 ? ",\n" : ""), $1, $2 } END { print "\n}" }'
+    outputs=$(aws ${ES_AWS_REGION:+--region "$ES_AWS_REGION"} cloudformation describe-stacks \
+        --stack-name "{{stack}}" --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text)
+    printf '%s\n' "$outputs" |
+        awk -F '\t' 'BEGIN { print "{" } NF == 2 { printf "%s  \"%s\": \"%s\"", (n++ ? ",\n" : ""), $1, $2 } END { print "\n}" }'
 
 # Delete the stack (the DynamoDB table is kept: RemovalPolicy RETAIN)
 destroy *args: (_tools "cdk")
