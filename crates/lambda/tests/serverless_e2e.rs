@@ -683,6 +683,108 @@ async fn the_original_scenario_runs_on_the_serverless_shape() {
     );
     assert!(queues.drain(&orders).await.is_empty());
 
+    // One record the relay cannot handle (a corrupt image) in the middle of a
+    // batch: it is reported alone; the records before it are relayed and
+    // announced once, the retry from it announces nothing twice, and once
+    // Lambda gives up on it (to the failure queue) the records after it flow.
+    let mut audit_ids = Vec::new();
+    for n in 0..3 {
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/streams/audit",
+                Some(json!({"initialEvent": {"eventType": "Checked", "payload": {"n": n}}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        audit_ids.push(body["stream"]["streamId"].as_str().unwrap().to_string());
+    }
+    let mut events = stream.next_events().await;
+    assert_eq!(events.len(), 1, "moto's table stream has one shard");
+    let mut event = events.remove(0);
+    let records = event["Records"].as_array().unwrap().clone();
+    // Every head-item record of the middle stream becomes unreadable.
+    let image_of = |r: &Value, id: &str| {
+        let image = &r["dynamodb"]["NewImage"];
+        image["s"]["S"] == "tip" && image["p"]["S"].as_str().is_some_and(|p| p.ends_with(id))
+    };
+    let bad: Vec<usize> = (0..records.len())
+        .filter(|&i| image_of(&records[i], &audit_ids[1]))
+        .collect();
+    assert!(!bad.is_empty());
+    let mut corrupt = records.clone();
+    for &i in &bad {
+        corrupt[i]["dynamodb"]["NewImage"]["r"] = json!({"S": "not a revision"});
+    }
+    let seq = |i: usize| corrupt[i]["dynamodb"]["SequenceNumber"].clone();
+    // Lambda's side: deliver from `from`; on a reported failure retry once
+    // from that record, then give up on it (it goes to the failure queue)
+    // and go on after it.
+    let mut from = 0;
+    let mut reported = Vec::new();
+    while from < corrupt.len() {
+        event["Records"] = Value::Array(corrupt[from..].to_vec());
+        let r = invoke_relay(&client, port, &event).await;
+        let failures = r["batchItemFailures"].as_array().unwrap().clone();
+        if failures.is_empty() {
+            break;
+        }
+        assert_eq!(failures.len(), 1, "one failure is reported: {r}");
+        let id = failures[0]["itemIdentifier"].clone();
+        let at = (from..corrupt.len())
+            .find(|&i| seq(i) == id)
+            .expect("a record of the batch");
+        event["Records"] = Value::Array(corrupt[at..].to_vec());
+        let retry = invoke_relay(&client, port, &event).await;
+        assert_eq!(
+            retry["batchItemFailures"],
+            json!([{"itemIdentifier": id}]),
+            "{retry}"
+        );
+        reported.push(at);
+        from = at + 1;
+    }
+    assert_eq!(reported, bad, "exactly the unreadable records are reported");
+    let got = queues.drain(&everything).await;
+    let announced: Vec<String> = got
+        .iter()
+        .map(|(m, _)| {
+            let n: Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+            n["StreamId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        [audit_ids[0].clone(), audit_ids[2].clone()],
+        "the records around the bad ones are announced once each, in order"
+    );
+    let (_, feed) = api.call(reqwest::Method::GET, "/events", None).await;
+    let feed_events = feed["eventPage"]["events"].as_array().unwrap();
+    let keys: Vec<(String, u64)> = feed_events
+        .iter()
+        .map(|e| {
+            (
+                e["streamId"].as_str().unwrap().to_string(),
+                e["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let unique: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(
+        unique.len(),
+        keys.len(),
+        "no event twice in the feed: {keys:?}"
+    );
+    assert_eq!(
+        keys.len(),
+        5,
+        "the three earlier events, audit A and audit C: {keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|(id, _)| id == &audit_ids[1]),
+        "the bad record went to the failure queue"
+    );
+
     // The interactive API page and a client error, through the Function URL.
     let page = client
         .get(format!("{}/openapi/", api.base))
