@@ -808,6 +808,53 @@ async fn the_original_scenario_runs_on_the_serverless_shape() {
         .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("bad-request")));
 
+    // The page's files, binary and gzip-encoded ones included, arrive through
+    // the Function URL byte for byte as the router serves them locally.
+    let local = eventstore_http::router(eventstore_http::AppState::new(std::sync::Arc::new(
+        eventstore_core::MemoryStore::new(),
+    )));
+    for file in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "favicon-32x32.png",
+    ] {
+        use tower::ServiceExt as _;
+        let path = format!("/openapi/{file}");
+        let want = local
+            .clone()
+            .oneshot(
+                axum::http::Request::get(&path)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(want.status(), 200, "{path}");
+        let want_headers = want.headers().clone();
+        let want_body = axum::body::to_bytes(want.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let got = client
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "{path}");
+        for h in ["content-type", "content-encoding"] {
+            assert_eq!(
+                got.headers()
+                    .get(h)
+                    .map(|v| v.to_str().unwrap().to_string()),
+                want_headers.get(h).map(|v| v.to_str().unwrap().to_string()),
+                "{path}: {h}"
+            );
+        }
+        assert!(
+            got.bytes().await.unwrap() == want_body,
+            "{path}: the same bytes"
+        );
+    }
+
     // Logs: JSON lines carrying the Lambda request id and the API request id.
     let log = std::fs::read_to_string(logs.join("api.log")).unwrap();
     let lines: Vec<Value> = log
