@@ -27,10 +27,40 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_keys: Vec<String>,
-    /// Storage backend: `embedded` (durable, in --data-dir) or `memory`
-    /// (nothing is kept after the process ends; for demos and tests).
+    /// Storage backend: `embedded` (durable, in --data-dir), `memory`
+    /// (nothing is kept after the process ends; for demos and tests) or
+    /// `dynamodb` (the table named by --table).
     #[arg(long, env = "EVENT_STORE_BACKEND", value_enum, default_value_t = Backend::Embedded)]
     pub backend: Backend,
+    #[command(flatten)]
+    pub dynamodb: DynamoArgs,
+}
+
+/// Options of the DynamoDB backend.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DynamoArgs {
+    /// DynamoDB table of the `dynamodb` backend (create it with
+    /// `event-store dynamodb create-table NAME`). AWS settings come from the
+    /// usual AWS variables (`AWS_REGION`, credentials, and
+    /// `AWS_ENDPOINT_URL` for an emulator such as moto).
+    #[arg(long, env = "EVENT_STORE_TABLE", help_heading = "DynamoDB backend")]
+    pub table: Option<String>,
+    /// Also run the feed relay in this process: poll the table's DynamoDB
+    /// Stream and fill the global feed and the stream listings (for local
+    /// work against an emulator, or a single-instance deployment). Without
+    /// it this server only appends and reads: the global feed, the
+    /// per-type stream listings and the notifications are filled by the
+    /// relay function (the relay Lambda of the AWS deployment).
+    #[arg(long, env = "EVENT_STORE_RELAY", help_heading = "DynamoDB backend")]
+    pub relay: bool,
+    /// SNS topic to which the in-process relay publishes one notification
+    /// per append (requires --relay).
+    #[arg(
+        long,
+        env = "EVENT_STORE_SNS_TOPIC_ARN",
+        help_heading = "DynamoDB backend"
+    )]
+    pub sns_topic_arn: Option<String>,
 }
 
 /// Where the server keeps events.
@@ -40,6 +70,8 @@ pub enum Backend {
     Embedded,
     /// In memory only; lost when the process ends.
     Memory,
+    /// A DynamoDB table (`--table`).
+    Dynamodb,
 }
 
 impl fmt::Display for Backend {
@@ -47,6 +79,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Embedded => "embedded",
             Backend::Memory => "memory",
+            Backend::Dynamodb => "dynamodb",
         })
     }
 }
@@ -64,6 +97,57 @@ pub struct ServeSettings {
     pub api_keys: Vec<String>,
     /// Storage backend.
     pub backend: Backend,
+    /// Settings of the `dynamodb` backend (`Some` exactly when it is chosen).
+    pub dynamodb: Option<DynamoSettings>,
+}
+
+/// Settings of the DynamoDB backend, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoSettings {
+    /// The table.
+    pub table: String,
+    /// Whether the feed relay runs in this process.
+    pub relay: bool,
+    /// SNS topic the in-process relay publishes to.
+    pub sns_topic_arn: Option<String>,
+}
+
+impl DynamoSettings {
+    /// Validates the DynamoDB options for `backend`: `None` unless it is
+    /// `dynamodb`, and then a table is required.
+    fn from_args(backend: Backend, args: DynamoArgs) -> anyhow::Result<Option<Self>> {
+        let table = args
+            .table
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let topic = args
+            .sns_topic_arn
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        if backend != Backend::Dynamodb {
+            if args.relay || topic.is_some() {
+                anyhow::bail!("--relay and --sns-topic-arn need --backend dynamodb");
+            }
+            return Ok(None);
+        }
+        let Some(table) = table else {
+            anyhow::bail!("the dynamodb backend needs a table: --table NAME or EVENT_STORE_TABLE");
+        };
+        check_table_name(&table)?;
+        if let Some(arn) = &topic {
+            if !args.relay {
+                anyhow::bail!("--sns-topic-arn needs --relay (the relay publishes notifications)");
+            }
+            if !(arn.starts_with("arn:") && arn.contains(":sns:")) {
+                anyhow::bail!("--sns-topic-arn: {arn:?} is not an SNS topic ARN");
+            }
+        }
+        Ok(Some(Self {
+            table,
+            relay: args.relay,
+            sns_topic_arn: topic,
+        }))
+    }
 }
 
 impl ServeSettings {
@@ -84,12 +168,14 @@ impl ServeSettings {
                 bad.len()
             );
         }
+        let dynamodb = DynamoSettings::from_args(args.backend, args.dynamodb)?;
         Ok(Self {
             bind: args.bind,
             port: args.port,
             data_dir: args.data_dir,
             api_keys,
             backend: args.backend,
+            dynamodb,
         })
     }
 }
@@ -105,8 +191,24 @@ impl fmt::Debug for ServeSettings {
                 &format_args!("[{} hidden]", self.api_keys.len()),
             )
             .field("backend", &self.backend)
+            .field("dynamodb", &self.dynamodb)
             .finish()
     }
+}
+
+/// Checks a table name against DynamoDB's rule (3 to 255 characters of
+/// `a-z A-Z 0-9 _ - .`), so that a typo fails before any request.
+pub fn check_table_name(table: &str) -> anyhow::Result<()> {
+    if !(3..=255).contains(&table.len())
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        anyhow::bail!(
+            "invalid table name {table:?}: 3 to 255 characters of a-z, A-Z, 0-9, '_', '-', '.'"
+        );
+    }
+    Ok(())
 }
 
 /// Log options, accepted before or after the subcommand.

@@ -1,13 +1,15 @@
 //! `event-store`: the event store's command-line program.
 //!
 //! `event-store serve` (or no subcommand at all) runs the HTTP API over
-//! the embedded store. Each subcommand lives in its own module with a
+//! the embedded store (or the in-memory or DynamoDB one);
+//! `event-store dynamodb create-table` prepares a DynamoDB table. Each subcommand lives in its own module with a
 //! `clap::Args` struct and a `run` function; adding one is a variant in
 //! [`Command`] and an arm in [`main`].
 
 mod bench;
 mod client_cmds;
 mod config;
+mod dynamodb_cmd;
 mod serve;
 mod telemetry;
 
@@ -43,6 +45,9 @@ enum Command {
     Client(client_cmds::ClientCommand),
     /// Measure a running server: append and read throughput, latency.
     Bench(bench::BenchArgs),
+    /// Administer the DynamoDB backend (create its table).
+    #[command(subcommand)]
+    Dynamodb(dynamodb_cmd::DynamoCommand),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -59,6 +64,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 .map(|()| std::process::ExitCode::SUCCESS),
             Command::Client(command) => Ok(client_cmds::run(command).await),
             Command::Bench(args) => bench::run(args)
+                .await
+                .map(|()| std::process::ExitCode::SUCCESS),
+            Command::Dynamodb(command) => dynamodb_cmd::run(command)
                 .await
                 .map(|()| std::process::ExitCode::SUCCESS),
         }

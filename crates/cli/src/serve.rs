@@ -1,4 +1,5 @@
-//! `event-store serve`: the HTTP API over a local store.
+//! `event-store serve`: the HTTP API over the embedded, in-memory or
+//! DynamoDB store.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,11 +11,14 @@ use eventstore_embedded::EmbeddedStore;
 use eventstore_http::{AppState, router};
 
 use crate::config::{Backend, ServeSettings};
+use crate::dynamodb_cmd;
 
 /// Opens the store, serves until SIGINT or SIGTERM, lets in-flight
 /// requests finish, then closes the store.
 pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
+    // The in-process relay of the dynamodb backend; stopped when dropped.
+    let mut relay = None;
     let (store, embedded): (Arc<dyn EventStore>, Option<Arc<EmbeddedStore>>) =
         match settings.backend {
             Backend::Embedded => {
@@ -31,6 +35,15 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             Backend::Memory => {
                 tracing::warn!("memory backend: nothing is kept after the process ends");
                 (Arc::new(MemoryStore::new()), None)
+            }
+            Backend::Dynamodb => {
+                let dynamo = settings
+                    .dynamodb
+                    .as_ref()
+                    .context("the dynamodb backend needs its settings")?;
+                let opened = dynamodb_cmd::open(dynamo).await?;
+                relay = opened.relay;
+                (opened.store, None)
             }
         };
     let state = AppState::new(store).with_api_keys(settings.api_keys.iter().cloned());
@@ -64,6 +77,9 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
+    if let Some(relay) = relay {
+        relay.stop();
+    }
     if let Some(store) = embedded {
         store.close().await;
         tracing::info!("store closed");

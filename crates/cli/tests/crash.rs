@@ -36,10 +36,10 @@ fn start(data_dir: &std::path::Path) -> Server {
             Instant::now() < deadline,
             "server did not report its address"
         );
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .expect("read stdout");
+        let Some(Ok(line)) = lines.next() else {
+            let status = child.wait();
+            panic!("server exited before listening ({status:?})");
+        };
         if let Some(url) = line.trim().strip_prefix("listening on ") {
             let url = url.trim().to_owned();
             // Keep draining stdout so the server never blocks on a full pipe.

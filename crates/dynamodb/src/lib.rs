@@ -16,7 +16,8 @@
 //! # Layout
 //!
 //! - [`store`]: [`DynamoStore`], the append, read, listing and feed paths.
-//! - [`relay`]: [`Relay`], [`ChangeRecord`], [`spawn_poller`], [`RelayProgress`].
+//! - [`relay`]: [`Relay`], [`ChangeRecord`], [`spawn_poller`], [`spawn_poller_with`],
+//!   [`RelayProgress`].
 //! - [`schema`]: [`create_table`] and the schema file.
 //! - [`codec`]: the compact binary form of an append's events.
 //! - [`cost`]: DynamoDB's item-size and capacity rules, and [`cost::Recorder`],
@@ -36,6 +37,7 @@ pub mod store;
 pub use error::DynamoError;
 pub use relay::{
     ChangeRecord, FeedEntry, PollerHandle, Relay, RelayOutput, RelayProgress, spawn_poller,
+    spawn_poller_with,
 };
 pub use schema::{TABLE_SCHEMA_JSON, TableSchema, create_table};
 pub use store::DynamoStore;

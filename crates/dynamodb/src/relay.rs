@@ -642,9 +642,26 @@ pub fn spawn_poller(
     relay: Relay,
     interval: Duration,
 ) -> PollerHandle {
+    spawn_poller_with(streams, relay, interval, |_| async {})
+}
+
+/// [`spawn_poller`], handing each batch's [`RelayOutput`] (its feed
+/// entries and notifications) to `on_output`, awaited before the next batch
+/// is read. The output of a batch is handed over once: the relay's
+/// checkpoint has moved past it by then.
+pub fn spawn_poller_with<F, Fut>(
+    streams: aws_sdk_dynamodbstreams::Client,
+    relay: Relay,
+    interval: Duration,
+    on_output: F,
+) -> PollerHandle
+where
+    F: Fn(RelayOutput) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let task = tokio::spawn(async move {
         loop {
-            if let Err(e) = poll_forever(&streams, &relay, interval).await {
+            if let Err(e) = poll_forever(&streams, &relay, interval, &on_output).await {
                 tracing::warn!(error = %e, "relay poller failed; restarting");
                 tokio::time::sleep(interval).await;
             }
@@ -653,11 +670,16 @@ pub fn spawn_poller(
     PollerHandle { task }
 }
 
-async fn poll_forever(
+async fn poll_forever<F, Fut>(
     streams: &aws_sdk_dynamodbstreams::Client,
     relay: &Relay,
     interval: Duration,
-) -> Result<(), DynamoError> {
+    on_output: &F,
+) -> Result<(), DynamoError>
+where
+    F: Fn(RelayOutput) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let table = relay
         .store
         .client()
@@ -718,7 +740,10 @@ async fn poll_forever(
                 .collect();
             if !records.is_empty() {
                 any = true;
-                relay.process(&records).await?;
+                let output = relay.process(&records).await?;
+                if !output.entries.is_empty() {
+                    on_output(output).await;
+                }
             }
             *iterator = out.next_shard_iterator().map(str::to_string);
         }

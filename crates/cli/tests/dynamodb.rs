@@ -1,0 +1,481 @@
+//! Black-box tests of the DynamoDB backend through the built binary:
+//! `event-store dynamodb create-table`, then `event-store serve --backend
+//! dynamodb` against the AWS emulator (moto, started once per test binary
+//! by the same launcher as the DynamoDB crate's tests), driven over HTTP.
+//!
+//! Needs `.venv` with moto (`scripts/moto/setup.sh`), or `AWS_ENDPOINT_URL`
+//! pointing at a running emulator.
+
+#[path = "../../dynamodb/tests/support/moto.rs"]
+mod moto;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventstore_api::StreamPageKey;
+use eventstore_core::{StreamCursor, StreamId, StreamType, Timestamp};
+use reqwest::Method as M;
+use serde_json::{Value, json};
+
+/// The binary with a clean environment: dummy AWS credentials, a region,
+/// the emulator's endpoint, and none of the caller's `EVENT_STORE_*`.
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-store"));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EVENT_STORE_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    command(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run event-store")
+}
+
+fn table_name(tag: &str) -> String {
+    format!("cli-{tag}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// `event-store dynamodb create-table NAME`, which must succeed.
+fn create_table(name: &str) {
+    let out = run(&["dynamodb", "create-table", name]);
+    assert!(
+        out.status.success(),
+        "create-table failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("created table {name}")
+    );
+}
+
+/// A running `event-store serve`.
+struct Server {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start event-store");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut pipe = child.stderr.take().unwrap();
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("listening on http://") => {
+                let url = line["listening on ".len()..].trim().to_owned();
+                std::thread::spawn(move || for _ in lines {});
+                Server { child, url, stderr }
+            }
+            other => {
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "server did not start ({other:?}): {}",
+                    stderr.lock().unwrap()
+                );
+            }
+        }
+    }
+
+    /// SIGTERM, then a clean exit within 30 s; returns the log.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn send(base: &str, method: M, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// GETs `path` until `done` holds for the body (the relay fills feeds and
+/// listings asynchronously), at most 30 s; returns the last body.
+async fn poll(base: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, body) = send(base, M::GET, path, None).await;
+        assert_eq!(s, 200, "GET {path}: {body}");
+        if done(&body) || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn page_key(stream_type: &str, micros: i64, id: &str) -> String {
+    StreamPageKey {
+        stream_type: StreamType::parse(stream_type).unwrap(),
+        cursor: StreamCursor {
+            updated_at: Timestamp::from_micros(micros),
+            stream_id: StreamId::parse(id).unwrap(),
+        },
+    }
+    .encode()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn original_flow_on_dynamodb_with_the_relay_in_process() {
+    let table = table_name("flow");
+    create_table(&table);
+    let server = Server::start(&[
+        "serve",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--relay",
+        "--port",
+        "0",
+    ]);
+    let base = server.url.clone();
+
+    let (s, live) = send(&base, M::GET, "/liveness-check", None).await;
+    assert_eq!((s, live["status"].clone()), (200, json!("ok")));
+    let (s, created) = send(
+        &base,
+        M::POST,
+        "/streams/test-stream-type",
+        Some(json!({"initialEvent": {"eventType": "created", "payload": {"name": "test name"}}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["stream"]["revision"], json!(1));
+    let id = created["stream"]["streamId"].as_str().unwrap().to_owned();
+
+    let put = json!({"event": {"eventType": "renamed", "payload": "a string"}});
+    let path = format!("/streams/test-stream-type/{id}/events/2");
+    let (s, body) = send(&base, M::PUT, &path, Some(put.clone())).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["stream"]["revision"], json!(2));
+    let (s, body) = send(&base, M::PUT, &path, Some(put)).await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "wrong-expected-revision");
+
+    let (s, page) = send(
+        &base,
+        M::GET,
+        &format!("/streams/test-stream-type/{id}/events"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    let events = page["eventPage"]["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 2, "{page}");
+    assert_eq!(events[0]["revision"], json!(1));
+    assert_eq!(events[0]["eventType"], "created");
+    assert_eq!(events[0]["payload"], json!({"name": "test name"}));
+    assert_eq!(events[1]["revision"], json!(2));
+    assert_eq!(events[1]["payload"], json!("a string"));
+    assert_eq!(page["eventPage"]["hasMore"], json!(false));
+
+    let (s, details) = send(
+        &base,
+        M::GET,
+        &format!("/streams/test-stream-type/{id}/details"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{details}");
+    assert_eq!(details["stream"]["revision"], json!(2));
+    assert_eq!(details["stream"]["streamId"], id.as_str());
+
+    // Listings come from the relay.
+    let list = poll(
+        &base,
+        "/streams/test-stream-type?updated-after=2020-01-01T00:00:00Z",
+        |b| {
+            b["streamPage"]["streams"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    )
+    .await;
+    let streams = list["streamPage"]["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{list}");
+    assert_eq!(streams[0]["streamId"], id.as_str());
+    assert_eq!(streams[0]["revision"], json!(2), "{list}");
+    let (_, types) = send(&base, M::GET, "/streams", None).await;
+    assert_eq!(
+        types["streamTypes"],
+        json!([{"streamType": "test-stream-type", "streams": 1}])
+    );
+
+    // The global feed: both events, in revision order, with positions.
+    let feed = poll(&base, "/events", |b| {
+        b["eventPage"]["events"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    let fe = feed["eventPage"]["events"].as_array().unwrap();
+    assert_eq!(fe.len(), 2, "{feed}");
+    let positions: Vec<u64> = fe.iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert!(
+        positions[0] >= 1 && positions[0] < positions[1],
+        "{positions:?}"
+    );
+    assert_eq!(
+        fe.iter().map(|e| e["eventId"].clone()).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| e["eventId"].clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(feed["eventPage"]["lastPosition"], json!(positions[1]));
+    let (s, rest) = send(
+        &base,
+        M::GET,
+        &format!("/events?after-position={}", positions[0]),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rest["eventPage"]["events"].as_array().unwrap().len(), 1);
+    let (s, typed) = send(&base, M::GET, "/streams/test-stream-type/events", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(typed["eventPage"]["events"].as_array().unwrap().len(), 2);
+
+    // Forged page keys: garbage, another listing's key, and a key of this
+    // listing that is no position in it (it reaches the backend).
+    for key in [
+        "not-a-key!".to_owned(),
+        page_key("other-type", 1_700_000_000_000_000, &id),
+        page_key("test-stream-type", -5, &id),
+    ] {
+        let (s, body) = send(
+            &base,
+            M::GET,
+            &format!("/streams/test-stream-type?next-page-key={key}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 400, "key {key}: {body}");
+        assert_eq!(body["code"], "bad-request");
+    }
+
+    // Unknown streams.
+    for path in [
+        "/streams/test-stream-type/no-such-stream/details".to_owned(),
+        "/streams/test-stream-type/no-such-stream/events".to_owned(),
+    ] {
+        let (s, body) = send(&base, M::GET, &path, None).await;
+        assert_eq!(s, 404, "{path}: {body}");
+        assert_eq!(body["code"], "not-found");
+    }
+    let (s, body) = send(
+        &base,
+        M::PUT,
+        "/streams/test-stream-type/no-such-stream/events/2",
+        Some(json!({"event": {"eventType": "x", "payload": 1}})),
+    )
+    .await;
+    assert_eq!(s, 404, "{body}");
+
+    let log = server.stop();
+    assert!(log.contains("relay running in this process"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
+    let table = table_name("norelay");
+    create_table(&table);
+    let server = Server::start(&[
+        "serve",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--port",
+        "0",
+    ]);
+    let base = server.url.clone();
+    let (s, body) = send(
+        &base,
+        M::POST,
+        "/streams/order/o-1/events",
+        Some(json!({"expectedRevision": "no-stream", "events": [
+            {"eventType": "placed", "payload": {"n": 1}},
+            {"eventType": "paid", "payload": {"n": 2}}
+        ]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, page) = send(&base, M::GET, "/streams/order/o-1/events", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(page["eventPage"]["events"].as_array().unwrap().len(), 2);
+    // Nothing relays here: the feed and the listing stay empty.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, feed) = send(&base, M::GET, "/events", None).await;
+    assert_eq!(feed["eventPage"]["events"], json!([]), "{feed}");
+    let (_, list) = send(&base, M::GET, "/streams/order", None).await;
+    assert_eq!(list["streamPage"]["streams"], json!([]), "{list}");
+    server.stop();
+
+    // A server with the relay reads the table's stream from its start.
+    let server = Server::start(&[
+        "serve",
+        "--port",
+        "0",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--relay",
+    ]);
+    let base = server.url.clone();
+    let feed = poll(&base, "/events", |b| {
+        b["eventPage"]["events"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    let revisions: Vec<Value> = feed["eventPage"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["revision"].clone())
+        .collect();
+    assert_eq!(revisions, vec![json!(1), json!(2)], "{feed}");
+    let list = poll(&base, "/streams/order", |b| {
+        b["streamPage"]["streams"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(list["streamPage"]["streams"][0]["streamId"], "o-1");
+    server.stop();
+}
+
+#[test]
+fn table_commands_and_settings_fail_clearly() {
+    let table = table_name("admin");
+    create_table(&table);
+    // A second create of the same table fails.
+    let out = run(&["dynamodb", "create-table", &table]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&table),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Serving a table that does not exist names the command that makes it.
+    let missing = table_name("missing");
+    let out = run(&[
+        "serve",
+        "--port",
+        "0",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &missing,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("event-store dynamodb create-table {missing}")),
+        "{err}"
+    );
+    // Settings that cannot work are refused before any request.
+    for (args, env, says) in [
+        (vec!["--backend", "dynamodb"], vec![], "needs a table"),
+        (
+            vec!["--backend", "dynamodb", "--table", "x"],
+            vec![],
+            "invalid table name",
+        ),
+        (
+            vec!["--backend", "memory", "--relay"],
+            vec![],
+            "--backend dynamodb",
+        ),
+        (
+            vec!["--backend", "dynamodb", "--table", "t-1"],
+            vec![("EVENT_STORE_SNS_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t")],
+            "needs --relay",
+        ),
+    ] {
+        let mut cmd = command(&[&["serve", "--port", "0"][..], &args].concat());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // The settings also come from the environment.
+    let mut cmd = command(&["serve", "--port", "0"]);
+    cmd.env("EVENT_STORE_BACKEND", "dynamodb")
+        .env("EVENT_STORE_TABLE", &missing)
+        .env("EVENT_STORE_RELAY", "true");
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("table {missing} not found")), "{err}");
+}
