@@ -4,10 +4,8 @@
 //! stream's revisions are gapless.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -15,38 +13,13 @@ const KILLS: usize = 10;
 const CLIENTS: usize = 16;
 const STREAMS: usize = 24;
 
-struct Server {
-    child: Child,
-    url: String,
-}
+mod support;
+
+use support::Server;
 
 fn start(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_event-store"))
-        .args(["serve", "--port", "0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start event-store");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "server did not report its address"
-        );
-        let Some(Ok(line)) = lines.next() else {
-            let status = child.wait();
-            panic!("server exited before listening ({status:?})");
-        };
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            let url = url.trim().to_owned();
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return Server { child, url };
-        }
-    }
+    let dir = data_dir.to_str().expect("utf-8 temp path");
+    Server::start(&["serve", "--port", "0", "--data-dir", dir], &[])
 }
 
 /// A small xorshift generator: the seed is printed so a failure can be replayed.
@@ -184,9 +157,7 @@ async fn acknowledged_appends_survive_sigkill() {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(150 + rng.below(600))).await;
-        let Server { mut child, .. } = server;
-        child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
-        child.wait().expect("reap");
+        server.kill(); // Child::kill sends SIGKILL on Unix.
         for w in writers {
             w.await.expect("writer task");
         }
@@ -199,7 +170,5 @@ async fn acknowledged_appends_survive_sigkill() {
         "the writers acknowledged nothing: the test proved nothing"
     );
     println!("final: {total} acknowledged events present exactly once");
-    let Server { mut child, .. } = server;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }

@@ -1,124 +1,15 @@
 //! Black-box tests of `event-store serve`: the built binary on port 0 with
 //! a fresh data directory per test, driven over HTTP.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// A running server process.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-}
+mod support;
 
-impl Server {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-        Self::try_start(args, env).unwrap_or_else(|(status, err)| {
-            panic!("server exited before listening ({status:?}): {err}")
-        })
-    }
-
-    fn try_start(
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Result<Server, (Option<ExitStatus>, String)> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-store"));
-        cmd.args(args)
-            .env_remove("EVENT_STORE_API_KEYS")
-            .env_remove("EVENT_STORE_PORT")
-            .env_remove("EVENT_STORE_DATA_DIR")
-            .env_remove("EVENT_STORE_BACKEND")
-            .env_remove("EVENT_STORE_LOG_FORMAT")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start event-store");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let mut pipe = child.stderr.take().unwrap();
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "server did not report its address"
-            );
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.trim().strip_prefix("listening on ") {
-                        let url = url.trim().to_owned();
-                        std::thread::spawn(move || for _ in lines {});
-                        return Ok(Server { child, url, stderr });
-                    }
-                }
-                _ => {
-                    let status = child.wait().ok();
-                    std::thread::sleep(Duration::from_millis(100));
-                    let err = stderr.lock().unwrap().clone();
-                    return Err((status, err));
-                }
-            }
-        }
-    }
-
-    fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) -> String {
-        self.terminate();
-        let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
-        assert!(status.success(), "exit status {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the server did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::{Server, wait_with_timeout};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
