@@ -61,6 +61,17 @@ pub struct DynamoArgs {
         help_heading = "DynamoDB backend"
     )]
     pub sns_topic_arn: Option<String>,
+    /// Record every DynamoDB request this server makes and, when it stops,
+    /// print per client (`api`, `relay`) one JSON line to stdout: requests
+    /// by operation and the WCU/RCU they consume by DynamoDB's published
+    /// rules, computed from item sizes (for benchmarks on an emulator,
+    /// which reports no realistic consumed capacity).
+    #[arg(
+        long,
+        env = "EVENT_STORE_COST_REPORT",
+        help_heading = "DynamoDB backend"
+    )]
+    pub cost_report: bool,
 }
 
 /// Where the server keeps events.
@@ -110,6 +121,8 @@ pub struct DynamoSettings {
     pub relay: bool,
     /// SNS topic the in-process relay publishes to.
     pub sns_topic_arn: Option<String>,
+    /// Whether to print the requests' cost at shutdown.
+    pub cost_report: bool,
 }
 
 impl DynamoSettings {
@@ -125,8 +138,8 @@ impl DynamoSettings {
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
         if backend != Backend::Dynamodb {
-            if args.relay || topic.is_some() {
-                anyhow::bail!("--relay and --sns-topic-arn need --backend dynamodb");
+            if args.relay || topic.is_some() || args.cost_report {
+                anyhow::bail!("--relay, --sns-topic-arn and --cost-report need --backend dynamodb");
             }
             return Ok(None);
         }
@@ -146,6 +159,7 @@ impl DynamoSettings {
             table,
             relay: args.relay,
             sns_topic_arn: topic,
+            cost_report: args.cost_report,
         }))
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use eventstore_core::EventStore;
+use eventstore_dynamodb::cost::{RecordedRequest, Recorder};
 use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, RelayProgress, spawn_poller_with};
 use eventstore_lambda::notify::SnsPublisher;
 
@@ -67,21 +68,80 @@ async fn sdk_config() -> anyhow::Result<aws_config::SdkConfig> {
     Ok(sdk)
 }
 
-/// The store of `serve --backend dynamodb` and, with `relay`, the running
-/// relay (it stops when the handle is dropped).
+/// How long a stopping server lets its relay index what it committed.
+const RELAY_DRAIN: Duration = Duration::from_secs(10);
+
+/// The store of `serve --backend dynamodb` and what runs beside it.
 pub struct Opened {
     /// The store.
     pub store: Arc<dyn EventStore>,
-    /// The in-process relay, if any.
-    pub relay: Option<PollerHandle>,
+    /// The in-process relay and the cost recorders, finished at shutdown.
+    pub running: Running,
+}
+
+/// What runs beside the DynamoDB store: the in-process relay (stopped when
+/// dropped) and, with `--cost-report`, the request recorders.
+pub struct Running {
+    relay: Option<(PollerHandle, Arc<RelayProgress>)>,
+    costs: Option<(Recorder, Recorder)>,
+}
+
+impl Running {
+    /// Lets the relay index (and announce) every append this process
+    /// committed, for at most [`RELAY_DRAIN`], then stops it (what is left
+    /// is relayed by the next relay that reads the table's stream); then
+    /// prints the cost report, if asked for.
+    pub async fn finish(self) {
+        if let Some((poller, progress)) = self.relay {
+            progress.wait_indexed(None, RELAY_DRAIN).await;
+            poller.stop();
+            tracing::info!("relay stopped");
+        }
+        if let Some((api, relay)) = self.costs {
+            println!("{}", cost_report("api", &api.requests()));
+            println!("{}", cost_report("relay", &relay.requests()));
+        }
+    }
+}
+
+/// One line of JSON: the requests of one client by operation, and the
+/// capacity they consumed by DynamoDB's published rules, computed from the
+/// item sizes (an emulator reports no realistic consumed capacity).
+fn cost_report(name: &str, requests: &[RecordedRequest]) -> serde_json::Value {
+    let mut by_operation = std::collections::BTreeMap::<&str, u64>::new();
+    for r in requests {
+        *by_operation.entry(r.operation).or_default() += 1;
+    }
+    serde_json::json!({
+        "costReport": name,
+        "requests": requests.len(),
+        "failedRequests": requests.iter().filter(|r| !r.succeeded).count(),
+        "byOperation": by_operation,
+        "wcu": requests.iter().map(|r| r.wcu).sum::<u64>(),
+        "rcu": requests.iter().map(|r| r.rcu).sum::<u64>(),
+    })
+}
+
+/// A DynamoDB client, recording its requests into `recorder` if given.
+fn dynamodb_client(
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<&Recorder>,
+) -> aws_sdk_dynamodb::Client {
+    let mut conf = eventstore_dynamodb::dynamodb_config(sdk);
+    if let Some(r) = recorder {
+        conf = conf.interceptor(r.clone());
+    }
+    aws_sdk_dynamodb::Client::from_conf(conf.build())
 }
 
 /// Checks that the table exists (and has a stream, when the relay runs
 /// here), then opens the store and starts the relay if asked.
 pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
     let sdk = sdk_config().await?;
-    let client =
-        aws_sdk_dynamodb::Client::from_conf(eventstore_dynamodb::dynamodb_config(&sdk).build());
+    let costs = settings
+        .cost_report
+        .then(|| (Recorder::new(), Recorder::new()));
+    let client = dynamodb_client(&sdk, costs.as_ref().map(|c| &c.0));
     let table = &settings.table;
     let described = client
         .describe_table()
@@ -110,7 +170,7 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
         );
         return Ok(Opened {
             store: Arc::new(store),
-            relay: None,
+            running: Running { relay: None, costs },
         });
     }
     if described
@@ -122,7 +182,13 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
     }
     let progress = RelayProgress::new();
     let store = store.with_progress(progress.clone());
-    let relay = Relay::new(store.clone()).with_progress(progress);
+    // The relay writes through a client of its own, so that its requests
+    // are counted apart from the API's.
+    let relay_store = DynamoStore::new(
+        dynamodb_client(&sdk, costs.as_ref().map(|c| &c.1)),
+        table.clone(),
+    );
+    let relay = Relay::new(relay_store).with_progress(progress.clone());
     let streams = aws_sdk_dynamodbstreams::Client::from_conf(
         aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
             .retry_config(eventstore_dynamodb::sdk_config_retry())
@@ -157,6 +223,9 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
     });
     Ok(Opened {
         store: Arc::new(store),
-        relay: Some(poller),
+        running: Running {
+            relay: Some((poller, progress)),
+            costs,
+        },
     })
 }

@@ -17,8 +17,8 @@ use crate::dynamodb_cmd;
 /// requests finish, then closes the store.
 pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
-    // The in-process relay of the dynamodb backend; stopped when dropped.
-    let mut relay = None;
+    // What runs beside the dynamodb backend (its in-process relay).
+    let mut dynamodb = None;
     let (store, embedded): (Arc<dyn EventStore>, Option<Arc<EmbeddedStore>>) =
         match settings.backend {
             Backend::Embedded => {
@@ -42,7 +42,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                     .as_ref()
                     .context("the dynamodb backend needs its settings")?;
                 let opened = dynamodb_cmd::open(dynamo).await?;
-                relay = opened.relay;
+                dynamodb = Some(opened.running);
                 (opened.store, None)
             }
         };
@@ -77,8 +77,8 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
-    if let Some(relay) = relay {
-        relay.stop();
+    if let Some(running) = dynamodb {
+        running.finish().await;
     }
     if let Some(store) = embedded {
         store.close().await;

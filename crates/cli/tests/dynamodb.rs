@@ -69,6 +69,7 @@ struct Server {
     child: Child,
     url: String,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -99,8 +100,19 @@ impl Server {
         match lines.next() {
             Some(Ok(line)) if line.starts_with("listening on http://") => {
                 let url = line["listening on ".len()..].trim().to_owned();
-                std::thread::spawn(move || for _ in lines {});
-                Server { child, url, stderr }
+                let stdout = Arc::new(Mutex::new(Vec::new()));
+                let sink = stdout.clone();
+                std::thread::spawn(move || {
+                    for line in lines.map_while(Result::ok) {
+                        sink.lock().unwrap().push(line);
+                    }
+                });
+                Server {
+                    child,
+                    url,
+                    stderr,
+                    stdout,
+                }
             }
             other => {
                 let _ = child.wait();
@@ -114,7 +126,13 @@ impl Server {
     }
 
     /// SIGTERM, then a clean exit within 30 s; returns the log.
-    fn stop(mut self) -> String {
+    fn stop(self) -> String {
+        self.stop_with_output().0
+    }
+
+    /// [`Server::stop`], also returning the lines printed after the
+    /// `listening on` line.
+    fn stop_with_output(mut self) -> (String, Vec<String>) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -130,7 +148,10 @@ impl Server {
         };
         assert!(status.success(), "exit status {status:?}");
         std::thread::sleep(Duration::from_millis(100));
-        self.stderr.lock().unwrap().clone()
+        (
+            self.stderr.lock().unwrap().clone(),
+            self.stdout.lock().unwrap().clone(),
+        )
     }
 }
 
@@ -193,6 +214,7 @@ async fn original_flow_on_dynamodb_with_the_relay_in_process() {
         "--relay",
         "--port",
         "0",
+        "--cost-report",
     ]);
     let base = server.url.clone();
 
@@ -338,8 +360,35 @@ async fn original_flow_on_dynamodb_with_the_relay_in_process() {
     .await;
     assert_eq!(s, 404, "{body}");
 
-    let log = server.stop();
+    let (log, out) = server.stop_with_output();
     assert!(log.contains("relay running in this process"), "{log}");
+    // The cost report: one line per client, counted from the requests made.
+    let reports: Vec<Value> = out
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "{out:?}");
+    let (api, relay) = (&reports[0], &reports[1]);
+    assert_eq!(
+        (&api["costReport"], &relay["costReport"]),
+        (&json!("api"), &json!("relay"))
+    );
+    // Four appends reached the tip, one per request: two committed, one
+    // wrong revision, one on a stream that does not exist.
+    assert_eq!(api["byOperation"]["UpdateItem"], json!(4), "{api}");
+    assert_eq!(api["failedRequests"], json!(2), "{api}");
+    assert!(api["wcu"].as_u64().unwrap() >= 2, "{api}");
+    assert!(api["rcu"].as_u64().unwrap() >= 1, "{api}");
+    // The relay wrote the listing and at least one feed page.
+    assert!(
+        relay["byOperation"]["BatchWriteItem"].as_u64() >= Some(1),
+        "{relay}"
+    );
+    assert!(
+        relay["byOperation"]["PutItem"].as_u64() >= Some(1),
+        "{relay}"
+    );
+    assert!(relay["wcu"].as_u64().unwrap() >= 2, "{relay}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -478,4 +527,143 @@ fn table_commands_and_settings_fail_clearly() {
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("table {missing} not found")), "{err}");
+}
+
+/// SNS and SQS clients on the emulator, with dummy credentials.
+async fn sns_and_sqs() -> (aws_sdk_sns::Client, aws_sdk_sqs::Client) {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto::endpoint())
+        .credentials_provider(aws_sdk_sns::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    (
+        aws_sdk_sns::Client::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_in_process_relay_publishes_one_notification_per_append_to_sns() {
+    let (sns, sqs) = sns_and_sqs().await;
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let topic = sns
+        .create_topic()
+        .name(format!("appends-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("appends-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let table = table_name("sns");
+    create_table(&table);
+    let server = Server::start(&[
+        "serve",
+        "--port",
+        "0",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--relay",
+        "--sns-topic-arn",
+        &topic,
+    ]);
+    let base = server.url.clone();
+    for (stream, body) in [
+        (
+            "cart/c-1",
+            json!({"expectedRevision": "no-stream", "events": [
+                {"eventType": "opened", "payload": {}},
+                {"eventType": "item-added", "payload": {"sku": "A"}}]}),
+        ),
+        (
+            "order/o-7",
+            json!({"expectedRevision": "any", "events": [
+                {"eventType": "placed", "payload": {"total": 3}}]}),
+        ),
+    ] {
+        let (s, b) = send(
+            &base,
+            M::POST,
+            &format!("/streams/{stream}/events"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    let mut got: Vec<(Value, Option<String>)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 2 && Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            let attr = m
+                .message_attributes()
+                .and_then(|a| a.get("StreamType"))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned);
+            got.push((serde_json::from_str(m.body().unwrap()).unwrap(), attr));
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    got.sort_by_key(|(b, _)| b["StreamType"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(got.len(), 2, "{got:?}");
+    let (cart, cart_attr) = &got[0];
+    assert_eq!(cart["StreamId"], "c-1");
+    assert_eq!(cart["StreamRevision"], "2");
+    assert_eq!(cart["FirstRevision"], "1");
+    assert_eq!(cart["EventTypes"], json!(["opened", "item-added"]));
+    assert!(cart["Position"].as_str().is_some(), "{cart}");
+    assert_eq!(cart_attr.as_deref(), Some("cart"));
+    let (order, order_attr) = &got[1];
+    assert_eq!(order["StreamId"], "o-7");
+    assert_eq!(order["StreamRevision"], "1");
+    assert_eq!(order["EventTypes"], json!(["placed"]));
+    assert_eq!(order_attr.as_deref(), Some("order"));
+    server.stop();
 }
