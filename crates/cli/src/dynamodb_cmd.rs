@@ -207,18 +207,24 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
         sns = publisher.is_some(),
         "relay running in this process"
     );
+    // The poller acknowledges a batch once this answers true, and hands
+    // the batch over again (its notifications rebuilt from the feed) while
+    // it answers false, so a batch is announced at least once.
     let poller = spawn_poller_with(streams, relay, POLL_INTERVAL, move |output| {
         let publisher = publisher.clone();
         async move {
-            let Some(publisher) = publisher else { return };
+            let Some(publisher) = publisher else {
+                return true;
+            };
             let lost = publisher.publish_all(&output.notifications).await;
             if !lost.is_empty() {
                 tracing::error!(
                     lost = lost.len(),
                     of = output.notifications.len(),
-                    "notifications not published to SNS after every retry"
+                    "notifications not published to SNS after every retry; the batch is retried"
                 );
             }
+            lost.is_empty()
         }
     });
     Ok(Opened {

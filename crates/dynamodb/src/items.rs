@@ -25,6 +25,8 @@ pub const TIP_SK: &str = "tip";
 pub const FEED_PK: &str = "F";
 /// Partition of the stream-type registry.
 pub const TYPES_PK: &str = "T";
+/// Partition of the relay's announcement marks (sort key: the shard).
+pub const ANNOUNCED_PK: &str = "A";
 
 /// Partition key of a stream's items.
 pub fn stream_pk(stream: &StreamKey) -> String {

@@ -10,10 +10,19 @@
 //! page items (`p = "F"`, `s` = first position), each written with a
 //! condition that its position is not taken yet, and each naming the shard
 //! and the last stream-record sequence number it covers. That checkpoint
-//! makes the relay idempotent: a batch handed over twice, or replayed after
-//! a restart, contains only records at or below the checkpoint and is
-//! skipped. Listings are written before the page, idempotently, so a crash
-//! between the two is repaired by the replay.
+//! makes the feed idempotent: records at or below it are never put into
+//! the feed again. Listings are written before the page, idempotently, so a
+//! crash between the two is repaired by the replay.
+//!
+//! Announcing is a second phase: the caller publishes the notifications
+//! [`Relay::process`] returns, then calls [`Relay::acknowledge`], which
+//! moves the shard's announcement mark (item `p = "A"`, `s` = shard). A
+//! delivery of records at or below the mark returns nothing; records above
+//! the mark but already in the feed (their first delivery died or failed
+//! between the feed write and the publishing) get their notifications
+//! again, rebuilt from the records and the positions their feed page
+//! holds. So every append is announced at least once, and twice only when
+//! a delivery failed or died before its acknowledgement.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -220,10 +229,30 @@ impl RelayProgress {
 /// What one batch produced.
 #[derive(Debug, Clone, Default)]
 pub struct RelayOutput {
-    /// The appends put into the feed, in feed order.
+    /// The appends this call put into the feed, in feed order (empty when
+    /// every record of the batch was already in the feed).
     pub entries: Vec<FeedEntry>,
-    /// One notification per append, in feed order.
+    /// One notification per append of the batch not yet announced, in feed
+    /// order: the appends of `entries`, preceded by the appends an earlier
+    /// delivery of the same records put into the feed without their
+    /// announcement being acknowledged ([`Relay::acknowledge`]).
     pub notifications: Vec<Notification>,
+    /// Per shard, the last record the notifications account for.
+    covered: BTreeMap<String, String>,
+}
+
+impl RelayOutput {
+    /// Adds the output of a later batch (of the same or another shard).
+    pub fn extend(&mut self, later: RelayOutput) {
+        self.entries.extend(later.entries);
+        self.notifications.extend(later.notifications);
+        for (shard, seq) in later.covered {
+            let mark = self.covered.entry(shard).or_default();
+            if mark.is_empty() || seq_gt(&seq, mark) {
+                *mark = seq;
+            }
+        }
+    }
 }
 
 /// Orders stream sequence numbers (decimal strings of varying length).
@@ -231,11 +260,31 @@ fn seq_gt(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
 }
 
+/// A sequence number as a string that orders like the number (DynamoDB
+/// Streams sequence numbers have at most 40 digits).
+fn seq_key(seq: &str) -> String {
+    format!("{seq:0>48}")
+}
+
+/// The greatest of some sequence numbers.
+fn max_seq<'a>(seqs: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    seqs.into_iter().fold(None, |m, s| match m {
+        Some(m) if !seq_gt(s, m) => Some(m),
+        _ => Some(s),
+    })
+}
+
 struct TipChange {
     stream: StreamKey,
     tip: Tip,
     count: u64,
     previous_update: u64,
+}
+
+impl TipChange {
+    fn first_revision(&self) -> u64 {
+        self.tip.revision - self.count + 1
+    }
 }
 
 fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
@@ -275,6 +324,7 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
 pub struct Relay {
     store: DynamoStore,
     checkpoints: Arc<Mutex<HashMap<String, String>>>,
+    announced: Arc<Mutex<HashMap<String, Option<String>>>>,
     progress: Option<Arc<RelayProgress>>,
 }
 
@@ -284,6 +334,7 @@ impl Relay {
         Self {
             store,
             checkpoints: Arc::default(),
+            announced: Arc::default(),
             progress: None,
         }
     }
@@ -334,7 +385,82 @@ impl Relay {
         Ok(None)
     }
 
+    /// The last sequence number of `shard` whose notifications were
+    /// acknowledged: from memory, else from the shard's mark item.
+    async fn announced(&self, shard: &str) -> Result<Option<String>, DynamoError> {
+        if let Some(mark) = self.announced.lock().expect("poisoned").get(shard) {
+            return Ok(mark.clone());
+        }
+        let out = self
+            .store
+            .client()
+            .get_item()
+            .table_name(self.store.table())
+            .set_key(Some(items::key(items::ANNOUNCED_PK, shard)))
+            .projection_expression("q")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
+        let mark = match out.item() {
+            Some(item) => Some(get_str(item, "q")?.to_string()),
+            None => None,
+        };
+        self.announced
+            .lock()
+            .expect("poisoned")
+            .insert(shard.to_string(), mark.clone());
+        Ok(mark)
+    }
+
+    /// Records that every notification of `output` has been published (or
+    /// handed to whoever announces them), so that a later delivery of the
+    /// same records announces nothing again. Until then, each delivery of
+    /// those records returns their notifications anew.
+    ///
+    /// One small conditional `PutItem` per shard of the output that had
+    /// notifications; the mark only moves forward.
+    pub async fn acknowledge(&self, output: &RelayOutput) -> Result<(), DynamoError> {
+        for (shard, seq) in &output.covered {
+            let mut item = items::key(items::ANNOUNCED_PK, shard.as_str());
+            item.insert("q".into(), s(seq));
+            item.insert("k".into(), s(seq_key(seq)));
+            item.insert("w".into(), n(Timestamp::now().as_micros()));
+            let put = self
+                .store
+                .client()
+                .put_item()
+                .table_name(self.store.table())
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(p) OR k < :k")
+                .expression_attribute_values(":k", s(seq_key(seq)))
+                .send()
+                .await;
+            match put {
+                Ok(_) => {}
+                // A later mark is already there.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(DynamoError::request("PutItem", DisplayErrorContext(e))),
+            }
+            let mut marks = self.announced.lock().expect("poisoned");
+            let mark = marks.entry(shard.clone()).or_default();
+            if mark.as_deref().is_none_or(|m| seq_gt(seq, m)) {
+                *mark = Some(seq.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Relays a batch of one shard's records, in stream order.
+    ///
+    /// Records whose notifications were acknowledged are skipped; records
+    /// already in the feed but not acknowledged (a delivery whose
+    /// announcement failed or whose process died after the feed write) get
+    /// their notifications again, with the positions the feed holds for
+    /// them; the other records are put into the feed. The caller publishes
+    /// the notifications, then calls [`Relay::acknowledge`].
     pub async fn process(&self, records: &[ChangeRecord]) -> Result<RelayOutput, DynamoError> {
         let mut by_shard: BTreeMap<&str, Vec<&ChangeRecord>> = BTreeMap::new();
         for r in records {
@@ -342,9 +468,13 @@ impl Relay {
         }
         let mut output = RelayOutput::default();
         for (shard, records) in by_shard {
-            let out = self.process_shard(shard, &records).await?;
-            output.entries.extend(out.entries);
-            output.notifications.extend(out.notifications);
+            let out = self.process_shard(shard, &records).await;
+            if out.is_err() {
+                // A write may have succeeded without its answer arriving:
+                // read the checkpoint from the table next time.
+                self.checkpoints.lock().expect("poisoned").remove(shard);
+            }
+            output.extend(out?);
         }
         Ok(output)
     }
@@ -354,43 +484,113 @@ impl Relay {
         shard: &str,
         records: &[&ChangeRecord],
     ) -> Result<RelayOutput, DynamoError> {
-        let checkpoint = self.checkpoint(shard).await?;
-        let fresh: Vec<&&ChangeRecord> = records
+        let announced = self.announced(shard).await?;
+        let pending: Vec<&ChangeRecord> = records
             .iter()
+            .copied()
             .filter(|r| {
-                checkpoint
+                announced
                     .as_deref()
-                    .is_none_or(|c| seq_gt(&r.sequence_number, c))
+                    .is_none_or(|a| seq_gt(&r.sequence_number, a))
             })
             .collect();
-        let Some(last_seq) = fresh
-            .iter()
-            .map(|r| r.sequence_number.as_str())
-            .max_by(|a, b| {
-                if seq_gt(a, b) {
-                    std::cmp::Ordering::Greater
-                } else {
-                    std::cmp::Ordering::Less
-                }
-            })
-        else {
+        let Some(last_seq) = max_seq(pending.iter().map(|r| r.sequence_number.as_str())) else {
             return Ok(RelayOutput::default());
         };
-        let mut changes = Vec::new();
-        for r in &fresh {
+        let mut changes: Vec<(&str, TipChange)> = Vec::new();
+        for r in &pending {
             if let Some(img) = &r.new_image
                 && let Some(c) = parse_tip_change(img)?
             {
-                changes.push(c);
+                changes.push((r.sequence_number.as_str(), c));
             }
         }
         if changes.is_empty() {
             return Ok(RelayOutput::default());
         }
-        // Event types for the notifications, from the images or the table.
+        changes.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
+        let types = self.event_types(&changes).await?;
+        let mut backoff = crate::retry::Backoff::default();
+        let (found, written) = loop {
+            // Records up to the checkpoint are in the feed already.
+            let checkpoint = self.checkpoint(shard).await?;
+            let split = changes
+                .iter()
+                .position(|(seq, _)| checkpoint.as_deref().is_none_or(|c| seq_gt(seq, c)))
+                .unwrap_or(changes.len());
+            let (stale, fresh) = changes.split_at(split);
+            let found = if stale.is_empty() {
+                Vec::new()
+            } else {
+                self.find_entries(shard, stale).await?
+            };
+            if fresh.is_empty() {
+                break (found, Vec::new());
+            }
+            let fresh: Vec<&TipChange> = fresh.iter().map(|(_, c)| c).collect();
+            self.write_listings(&fresh).await?;
+            match self.write_page(shard, last_seq, &fresh).await? {
+                Some(written) => {
+                    self.checkpoints
+                        .lock()
+                        .expect("poisoned")
+                        .insert(shard.to_string(), last_seq.to_string());
+                    break (found, written);
+                }
+                None => {
+                    // A page of this shard was written since the checkpoint
+                    // was read (this relay's own put, retried after its
+                    // answer was lost): sort the records again.
+                    self.checkpoints.lock().expect("poisoned").remove(shard);
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention(backoff.attempts()));
+                    }
+                }
+            }
+        };
+        let all: Vec<Option<FeedEntry>> = found
+            .into_iter()
+            .chain(written.iter().cloned().map(Some))
+            .collect();
+        let known: Vec<FeedEntry> = all.iter().flatten().cloned().collect();
+        if let Some(p) = &self.progress {
+            p.relayed(&known);
+        }
+        let notifications = all
+            .into_iter()
+            .zip(types)
+            .filter_map(|(e, event_types)| {
+                let e = e?;
+                Some(Notification {
+                    stream_id: e.stream.stream_id.clone(),
+                    stream_type: e.stream.stream_type.clone(),
+                    stream_revision: Revision::new(e.first_revision + e.count - 1),
+                    first_revision: Revision::new(e.first_revision),
+                    event_types,
+                    position: Some(Position::new(e.position)),
+                })
+            })
+            .collect::<Vec<_>>();
+        let mut covered = BTreeMap::new();
+        if !notifications.is_empty() {
+            covered.insert(shard.to_string(), last_seq.to_string());
+        }
+        Ok(RelayOutput {
+            entries: written,
+            notifications,
+            covered,
+        })
+    }
+
+    /// The event types of each append: from the tip image, or read from
+    /// the table for an append written as a chunk.
+    async fn event_types(
+        &self,
+        changes: &[(&str, TipChange)],
+    ) -> Result<Vec<Vec<EventType>>, DynamoError> {
         let mut types: Vec<Vec<EventType>> = Vec::with_capacity(changes.len());
-        for c in &changes {
-            let first = c.tip.revision - c.count + 1;
+        for (_, c) in changes {
+            let first = c.first_revision();
             if first > c.tip.base {
                 let mut rev = c.tip.base;
                 let mut t = Vec::new();
@@ -416,39 +616,92 @@ impl Relay {
                 types.push(events.into_iter().map(|e| e.event_type).collect());
             }
         }
-        self.write_listings(&changes).await?;
-        let entries = self.write_page(shard, last_seq, &changes).await?;
-        self.checkpoints
-            .lock()
-            .expect("poisoned")
-            .insert(shard.to_string(), last_seq.to_string());
-        if let Some(p) = &self.progress {
-            p.relayed(&entries);
+        Ok(types)
+    }
+
+    /// The feed entries of appends whose records are already in the feed
+    /// (at or below the shard's checkpoint), from the shard's newest pages
+    /// back to the first page that covers only earlier records. A record
+    /// in no page (given up on by an earlier delivery, so never put into
+    /// the feed) is logged and has no entry.
+    async fn find_entries(
+        &self,
+        shard: &str,
+        stale: &[(&str, TipChange)],
+    ) -> Result<Vec<Option<FeedEntry>>, DynamoError> {
+        let oldest = stale[0].0;
+        let mut wanted: HashMap<(StreamKey, u64), Vec<usize>> = HashMap::new();
+        for (i, (_, c)) in stale.iter().enumerate() {
+            wanted
+                .entry((c.stream.clone(), c.first_revision()))
+                .or_default()
+                .push(i);
         }
-        let notifications = entries
-            .iter()
-            .zip(types)
-            .map(|(e, event_types)| Notification {
-                stream_id: e.stream.stream_id.clone(),
-                stream_type: e.stream.stream_type.clone(),
-                stream_revision: Revision::new(e.first_revision + e.count - 1),
-                first_revision: Revision::new(e.first_revision),
-                event_types,
-                position: Some(Position::new(e.position)),
-            })
-            .collect();
-        Ok(RelayOutput {
-            entries,
-            notifications,
-        })
+        let mut found: Vec<Option<FeedEntry>> = vec![None; stale.len()];
+        let mut missing = wanted.len();
+        let mut start: Option<Item> = None;
+        'pages: for _ in 0..1000 {
+            let out = self
+                .store
+                .client()
+                .query()
+                .table_name(self.store.table())
+                .key_condition_expression("p = :p")
+                .expression_attribute_values(":p", s(items::FEED_PK))
+                .projection_expression("p, s, h, q, g")
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(25)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
+            for page in out.items() {
+                if get_str(page, "h").ok() != Some(shard) {
+                    continue;
+                }
+                if seq_gt(oldest, get_str(page, "q")?) {
+                    // This page and the older ones hold earlier records only.
+                    break 'pages;
+                }
+                for e in parse_page(page)? {
+                    if let Some(at) = wanted.remove(&(e.stream.clone(), e.first_revision)) {
+                        for i in at {
+                            found[i] = Some(e.clone());
+                        }
+                        missing -= 1;
+                    }
+                }
+                if missing == 0 {
+                    break 'pages;
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        for (i, (seq, c)) in stale.iter().enumerate() {
+            if found[i].is_none() {
+                tracing::warn!(
+                    shard,
+                    sequence_number = seq,
+                    stream_type = %c.stream.stream_type,
+                    stream_id = %c.stream.stream_id,
+                    first_revision = c.first_revision(),
+                    "record behind the feed checkpoint but in no feed page: not announced"
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// One listing entry per stream (moved to its new `updatedAt`), and the
     /// type's registry entry for new streams. Idempotent.
-    async fn write_listings(&self, changes: &[TipChange]) -> Result<(), DynamoError> {
+    async fn write_listings(&self, changes: &[&TipChange]) -> Result<(), DynamoError> {
         let mut first_prev: HashMap<&StreamKey, u64> = HashMap::new();
         let mut last: HashMap<&StreamKey, &TipChange> = HashMap::new();
-        for c in changes {
+        for &c in changes {
             first_prev.entry(&c.stream).or_insert(c.previous_update);
             last.insert(&c.stream, c);
         }
@@ -542,13 +795,16 @@ impl Relay {
         Ok(())
     }
 
-    /// Appends one page to the feed at the next free position.
+    /// Appends one page to the feed at the next free position; `None` when
+    /// the position it tried is taken by a page of the same shard (its own
+    /// put, retried by the SDK after the answer of the first was lost), so
+    /// that the caller sorts the records again.
     async fn write_page(
         &self,
         shard: &str,
         last_seq: &str,
-        changes: &[TipChange],
-    ) -> Result<Vec<FeedEntry>, DynamoError> {
+        changes: &[&TipChange],
+    ) -> Result<Option<Vec<FeedEntry>>, DynamoError> {
         let client = self.store.client();
         let total: u64 = changes.iter().map(|c| c.count).sum();
         let mut backoff = crate::retry::Backoff::default();
@@ -573,7 +829,7 @@ impl Relay {
             let mut position = next;
             let mut texts = Vec::with_capacity(changes.len());
             for c in changes {
-                let first = c.tip.revision - c.count + 1;
+                let first = c.first_revision();
                 texts.push(s(format!(
                     "{}|{}|{}|{}",
                     c.stream.stream_type, c.stream.stream_id, first, c.count
@@ -600,12 +856,27 @@ impl Relay {
                 .send()
                 .await;
             match put {
-                Ok(_) => return Ok(entries),
+                Ok(_) => return Ok(Some(entries)),
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
                 {
-                    // Another relay took the position: read the head again.
+                    let taken = client
+                        .get_item()
+                        .table_name(self.store.table())
+                        .set_key(Some(items::key(items::FEED_PK, pad(next))))
+                        .projection_expression("h")
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
+                    if taken
+                        .item()
+                        .is_some_and(|page| get_str(page, "h").ok() == Some(shard))
+                    {
+                        return Ok(None);
+                    }
+                    // Another shard's relay took the position: read the head again.
                     if !backoff.wait().await {
                         return Err(DynamoError::Contention(backoff.attempts()));
                     }
@@ -636,19 +907,24 @@ impl Drop for PollerHandle {
 
 /// Polls the table's DynamoDB Stream (every shard, from its trim horizon)
 /// and hands each batch to the relay; for local use and tests. Batches
-/// that fail are retried from the same iterator.
+/// that fail are retried from the same iterator. Nothing is published:
+/// each batch's notifications are acknowledged as soon as it is relayed.
 pub fn spawn_poller(
     streams: aws_sdk_dynamodbstreams::Client,
     relay: Relay,
     interval: Duration,
 ) -> PollerHandle {
-    spawn_poller_with(streams, relay, interval, |_| async {})
+    spawn_poller_with(streams, relay, interval, |_| async { true })
 }
 
-/// [`spawn_poller`], handing each batch's [`RelayOutput`] (its feed
-/// entries and notifications) to `on_output`, awaited before the next batch
-/// is read. The output of a batch is handed over once: the relay's
-/// checkpoint has moved past it by then.
+/// [`spawn_poller`], handing each batch's [`RelayOutput`] that has
+/// notifications to `on_output`, awaited before the next batch is read.
+/// `on_output` answers whether every notification was published: then the
+/// output is acknowledged ([`Relay::acknowledge`]) and the poller moves
+/// on; otherwise the same batch is read and handed over again (its
+/// notifications re-derived from the feed) after a pause, until it is
+/// published. Notifications are thus announced at least once, also across
+/// a crash of the process between the feed write and the publishing.
 pub fn spawn_poller_with<F, Fut>(
     streams: aws_sdk_dynamodbstreams::Client,
     relay: Relay,
@@ -657,7 +933,7 @@ pub fn spawn_poller_with<F, Fut>(
 ) -> PollerHandle
 where
     F: Fn(RelayOutput) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = bool> + Send,
 {
     let task = tokio::spawn(async move {
         loop {
@@ -678,7 +954,7 @@ async fn poll_forever<F, Fut>(
 ) -> Result<(), DynamoError>
 where
     F: Fn(RelayOutput) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = bool>,
 {
     let table = relay
         .store
@@ -724,6 +1000,7 @@ where
             }
         }
         let mut any = false;
+        let mut stalled = false;
         for (shard, iterator) in iterators.iter_mut() {
             let Some(it) = iterator.clone() else { continue };
             let out = streams
@@ -741,13 +1018,20 @@ where
             if !records.is_empty() {
                 any = true;
                 let output = relay.process(&records).await?;
-                if !output.entries.is_empty() {
-                    on_output(output).await;
+                if !output.notifications.is_empty() {
+                    if !on_output(output.clone()).await {
+                        // Not announced: read the batch again (from the
+                        // same iterator) after a pause.
+                        tracing::warn!(shard = %shard, "batch not announced; handing it over again");
+                        stalled = true;
+                        continue;
+                    }
+                    relay.acknowledge(&output).await?;
                 }
             }
             *iterator = out.next_shard_iterator().map(str::to_string);
         }
-        if !any {
+        if !any || stalled {
             tokio::time::sleep(interval).await;
         }
     }

@@ -101,10 +101,12 @@ async fn run(name: &'static str, clients: usize, appends: usize, batch: usize) -
     .await;
     let append = totals(&store_rec.requests());
     // The relay, handed the stream in batches of 100 records (the Lambda
-    // event source mapping's default batch size).
+    // event source mapping's default batch size), acknowledging each
+    // batch's notifications as the relay function does once published.
     let relay = Relay::new(DynamoStore::new(relay_client, table.clone()));
     for records in support::stream_batches(&store_client, &table, 100).await {
-        relay.process(&records).await.unwrap();
+        let out = relay.process(&records).await.unwrap();
+        relay.acknowledge(&out).await.unwrap();
     }
     let relay = totals(&relay_rec.requests());
     Scenario {

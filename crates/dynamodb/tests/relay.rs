@@ -1,7 +1,10 @@
 //! The relay driven from moto's DynamoDB Streams API while writers are
 //! active: batches handed over twice and a restarted relay neither lose
 //! nor repeat an event, positions respect per-stream order, and every
-//! append yields one notification.
+//! append yields one notification; a batch whose announcement was never
+//! acknowledged (the process died or publishing failed after the feed
+//! write) is announced again on its next delivery, without touching the
+//! feed.
 
 mod support;
 
@@ -57,10 +60,15 @@ async fn relay_is_idempotent_and_ordered_under_replays_and_restarts() {
         for round in 0..8 {
             for records in support::stream_batches(store.client(), &table, 7).await {
                 let first = relay.process(&records).await.unwrap();
+                relay.acknowledge(&first).await.unwrap();
                 let again = relay.process(&records).await.unwrap();
                 assert!(
                     again.entries.is_empty(),
                     "a batch handed over twice adds nothing"
+                );
+                assert!(
+                    again.notifications.is_empty(),
+                    "a batch handed over again after its acknowledgement announces nothing"
                 );
                 notifications.extend(first.notifications);
             }
@@ -75,7 +83,9 @@ async fn relay_is_idempotent_and_ordered_under_replays_and_restarts() {
     // Catch up after the writers finished, with yet another fresh relay.
     let fresh = Relay::new(DynamoStore::new(store.client().clone(), table.clone()));
     for records in support::stream_batches(store.client(), &table, 100).await {
-        notifications.extend(fresh.process(&records).await.unwrap().notifications);
+        let out = fresh.process(&records).await.unwrap();
+        fresh.acknowledge(&out).await.unwrap();
+        notifications.extend(out.notifications);
     }
     assert_eq!(
         notifications.len(),
@@ -134,4 +144,118 @@ async fn relay_is_idempotent_and_ordered_under_replays_and_restarts() {
             .iter()
             .all(|s| s.revision.get() as usize == total / WRITERS)
     );
+}
+
+/// Every event of the feed, in order.
+async fn whole_feed(store: &DynamoStore) -> Vec<eventstore_core::RecordedEvent> {
+    let mut seen = Vec::new();
+    let mut after = Position::ZERO;
+    loop {
+        let page = store.read_feed(&FeedFilter::All, after, 50).await.unwrap();
+        after = page.last_position;
+        seen.extend(page.events);
+        if !page.has_more {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_redelivery() {
+    let h = support::harness("announce", None, false).await;
+    let store = h.store.clone();
+    let table = store.table().to_string();
+    let fresh_relay = || Relay::new(DynamoStore::new(store.client().clone(), table.clone()));
+    let key = |i: usize| {
+        StreamKey::new(
+            StreamType::parse("order").unwrap(),
+            StreamId::parse(format!("o-{i}")).unwrap(),
+        )
+    };
+    // Five streams; two appends each, the second of three events.
+    for i in 0..5 {
+        for n in [1, 3] {
+            let events = (0..n).map(|k| event(&format!("k{k}"), k)).collect();
+            store
+                .append(AppendRequest::new(key(i), Expectation::Any, events).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    let batches = support::stream_batches(store.client(), &table, 4).await;
+    assert!(batches.len() > 1);
+
+    // First delivery: the feed is written, then the process dies (or every
+    // publish fails) before the notifications are acknowledged.
+    let crashed = fresh_relay();
+    let mut first = Vec::new();
+    for records in &batches {
+        let out = crashed.process(records).await.unwrap();
+        assert!(!out.entries.is_empty() || out.notifications.is_empty());
+        first.extend(out.notifications);
+    }
+    assert_eq!(first.len(), 10, "one notification per append");
+    let feed = whole_feed(&store).await;
+    assert_eq!(feed.len(), 20);
+
+    // The same process handed the batches again (the publish failed, Lambda
+    // retries): the same notifications, nothing added to the feed.
+    let mut again = Vec::new();
+    for records in &batches {
+        let out = crashed.process(records).await.unwrap();
+        assert!(out.entries.is_empty(), "nothing is put into the feed twice");
+        again.extend(out.notifications);
+    }
+    assert_eq!(again, first, "unacknowledged appends are announced again");
+
+    // A new process (the crashed one is gone) gets the batches again, the
+    // first one split in two as a bisecting retry would: it rebuilds the
+    // same notifications (types, revisions, positions) from the records and
+    // the feed pages, and acknowledges them once published.
+    let retry = fresh_relay();
+    let mut redelivery: Vec<Vec<_>> = vec![batches[0][..2].to_vec(), batches[0][2..].to_vec()];
+    redelivery.extend(batches[1..].iter().cloned());
+    let mut announced = Vec::new();
+    for records in &redelivery {
+        let out = retry.process(records).await.unwrap();
+        assert!(out.entries.is_empty(), "nothing is put into the feed twice");
+        retry.acknowledge(&out).await.unwrap();
+        announced.extend(out.notifications);
+    }
+    assert_eq!(
+        announced, first,
+        "every append announced, with its position"
+    );
+    assert_eq!(whole_feed(&store).await, feed, "the feed is unchanged");
+
+    // Acknowledged: a clean redelivery, in this process or another, adds
+    // nothing and announces nothing.
+    for relay in [retry.clone(), fresh_relay()] {
+        for records in &batches {
+            let out = relay.process(records).await.unwrap();
+            assert!(out.entries.is_empty() && out.notifications.is_empty());
+        }
+    }
+
+    // A batch that mixes acknowledged records with new ones announces only
+    // the new appends.
+    store
+        .append(AppendRequest::new(key(0), Expectation::Any, vec![event("late", 0)]).unwrap())
+        .await
+        .unwrap();
+    let all: Vec<_> = support::stream_batches(store.client(), &table, 1000)
+        .await
+        .concat();
+    let out = fresh_relay().process(&all).await.unwrap();
+    assert_eq!(out.entries.len(), 1);
+    assert_eq!(out.notifications.len(), 1);
+    let n = &out.notifications[0];
+    assert_eq!(
+        (n.stream_id.as_str(), n.first_revision, n.position),
+        ("o-0", Revision::new(5), Some(Position::new(21)))
+    );
+    let feed = whole_feed(&store).await;
+    assert_eq!(feed.len(), 21);
+    let ids: HashSet<_> = feed.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), feed.len(), "no event twice in the feed");
 }

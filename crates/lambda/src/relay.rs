@@ -1,6 +1,6 @@
 //! The relay function: a batch of the table's DynamoDB Stream records (one
 //! shard, in order) -> [`Relay::process`] (feed positions, listings) -> one
-//! SNS message per committed append.
+//! SNS message per append not yet announced -> [`Relay::acknowledge`].
 //!
 //! Failures are reported per record (`ReportBatchItemFailures`): when the
 //! batch fails as a whole, its records are relayed one by one in order up
@@ -8,11 +8,18 @@
 //! returned, so Lambda retries from it and the records before it are
 //! neither blocked nor relayed twice (the relay's per-shard checkpoint also
 //! skips any record it already put into the feed).
+//!
+//! When a notification cannot be published after the publisher's retries,
+//! nothing is acknowledged and the batch's first record is reported as
+//! failed: Lambda delivers the batch again, and the relay hands back the
+//! notifications of every record not acknowledged (from the positions
+//! already in the feed, adding nothing to it), so they are published again.
+//! The same holds when the function dies between the feed write and the
+//! publishing. Subscribers may thus see an append twice, never zero times.
 
 use aws_lambda_events::dynamodb::{EventRecord, TimeWindowEvent, TimeWindowEventResponse};
 use aws_lambda_events::streams::DynamoDbBatchItemFailure;
-use eventstore_api::Notification;
-use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay};
+use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay, RelayOutput};
 
 use crate::LambdaError;
 use crate::config::RelayConfig;
@@ -107,31 +114,40 @@ impl RelayFunction {
         if records.is_empty() {
             return Ok((report, response));
         }
-        let notifications = match self.relay.process(&records).await {
-            Ok(out) => out.notifications,
+        let output = match self.relay.process(&records).await {
+            Ok(out) => out,
             Err(e) => {
                 tracing::warn!(shard = %shard, error = %e, "batch failed; relaying its records one by one");
-                let (notes, failed_at) = self.one_by_one(&records).await;
+                let (out, failed_at) = self.one_by_one(&records).await;
                 report.failed_at = failed_at;
-                notes
+                out
             }
         };
-        let lost = self.publisher.publish_all(&notifications).await;
-        for n in &lost {
-            // The append is in the feed (its record is checkpointed), so a
-            // retry would not announce it again: say so loudly, with what an
-            // operator needs to re-announce it.
-            tracing::error!(
-                stream_type = %n.stream_type,
-                stream_id = %n.stream_id,
-                first_revision = %n.first_revision,
-                stream_revision = %n.stream_revision,
-                position = n.position.map(|p| p.to_string()),
-                "notification not published after every retry"
-            );
-        }
-        report.published = notifications.len() - lost.len();
+        let lost = self.publisher.publish_all(&output.notifications).await;
+        report.published = output.notifications.len() - lost.len();
         report.unpublished = lost.len();
+        if lost.is_empty() {
+            if let Err(e) = self.relay.acknowledge(&output).await {
+                // Published but not marked: a later delivery of these
+                // records would announce them again, which at-least-once
+                // allows.
+                tracing::warn!(shard = %shard, error = %e, "notifications published but not acknowledged");
+            }
+        } else {
+            for n in &lost {
+                tracing::error!(
+                    stream_type = %n.stream_type,
+                    stream_id = %n.stream_id,
+                    first_revision = %n.first_revision,
+                    stream_revision = %n.stream_revision,
+                    position = n.position.map(|p| p.to_string()),
+                    "notification not published after every retry; the batch is retried"
+                );
+            }
+            // Nothing was acknowledged: Lambda delivers the whole batch
+            // again and its appends are announced again.
+            report.failed_at = Some(records[0].sequence_number.clone());
+        }
         if let Some(seq) = &report.failed_at {
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = Some(seq.clone());
@@ -141,11 +157,11 @@ impl RelayFunction {
     }
 
     /// Relays records one at a time, stopping at the first failure.
-    async fn one_by_one(&self, records: &[ChangeRecord]) -> (Vec<Notification>, Option<String>) {
-        let mut notes = Vec::new();
+    async fn one_by_one(&self, records: &[ChangeRecord]) -> (RelayOutput, Option<String>) {
+        let mut output = RelayOutput::default();
         for r in records {
             match self.relay.process(std::slice::from_ref(r)).await {
-                Ok(out) => notes.extend(out.notifications),
+                Ok(out) => output.extend(out),
                 Err(e) => {
                     tracing::error!(
                         shard = %r.shard_id,
@@ -153,11 +169,11 @@ impl RelayFunction {
                         error = %e,
                         "record failed; Lambda retries from it"
                     );
-                    return (notes, Some(r.sequence_number.clone()));
+                    return (output, Some(r.sequence_number.clone()));
                 }
             }
         }
-        (notes, None)
+        (output, None)
     }
 }
 

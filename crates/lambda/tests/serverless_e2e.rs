@@ -665,8 +665,9 @@ async fn the_original_scenario_runs_on_the_serverless_shape() {
     assert_eq!(positions.len(), 3, "{feed}");
     assert_eq!(positions[0], first_position);
 
-    // A batch delivered twice (Lambda retried it): nothing is added to the
-    // feed and nothing is published again.
+    // A batch delivered twice after its appends were announced (a clean
+    // redelivery: the first delivery published and acknowledged them):
+    // nothing is added to the feed and nothing is published again.
     assert!(!events_2.is_empty());
     for event in &events_2 {
         let r = invoke_relay(&client, port, event).await;
@@ -679,9 +680,113 @@ async fn the_original_scenario_runs_on_the_serverless_shape() {
     );
     assert!(
         queues.drain(&everything).await.is_empty(),
-        "a redelivered batch announces nothing twice"
+        "a clean redelivery announces nothing twice"
     );
     assert!(queues.drain(&orders).await.is_empty());
+
+    // A delivery that writes the feed but cannot publish (the topic is gone
+    // for a while; the same as a relay dying after the feed write): the
+    // function reports the batch from its first record, so Lambda delivers
+    // it again. The retry adds nothing to the feed and announces every
+    // append of the batch; a further redelivery announces nothing.
+    sns.delete_topic().topic_arn(&topic).send().await.unwrap();
+    let mut parcels = Vec::new();
+    for n in 0..2 {
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/streams/parcel",
+                Some(json!({"initialEvent": {"eventType": "Sent", "payload": {"n": n}}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        parcels.push(body["stream"]["streamId"].as_str().unwrap().to_string());
+    }
+    let parcel_events = stream.next_events().await;
+    assert!(!parcel_events.is_empty());
+    for event in &parcel_events {
+        let r = invoke_relay(&client, port, event).await;
+        let first = event["Records"][0]["dynamodb"]["SequenceNumber"].clone();
+        assert_eq!(
+            r["batchItemFailures"],
+            json!([{"itemIdentifier": first}]),
+            "an unpublished batch is reported whole: {r}"
+        );
+    }
+    // The topic is back (same name, same ARN), with the unfiltered queue.
+    let again = sns
+        .create_topic()
+        .name("es-e2e")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(again, topic);
+    let everything = queues
+        .subscribed(&sns, &topic, "everything", None, false)
+        .await;
+    let (_, feed_crashed) = api.call(reqwest::Method::GET, "/events", None).await;
+    let feed_crashed = feed_crashed["eventPage"]["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        feed_crashed.len(),
+        5,
+        "the parcels are in the feed: {feed_crashed:?}"
+    );
+    assert!(
+        queues.drain(&everything).await.is_empty(),
+        "nothing was published"
+    );
+    for event in &parcel_events {
+        let r = invoke_relay(&client, port, event).await;
+        assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    }
+    let (_, feed_retried) = api.call(reqwest::Method::GET, "/events", None).await;
+    assert_eq!(
+        feed_retried["eventPage"]["events"].as_array().unwrap(),
+        &feed_crashed,
+        "the retry adds nothing to the feed"
+    );
+    let got = queues.drain(&everything).await;
+    let announced: Vec<(String, String)> = got
+        .iter()
+        .map(|(m, _)| {
+            let n: Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+            (
+                n["StreamId"].as_str().unwrap().to_string(),
+                n["Position"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let in_feed: Vec<(String, String)> = feed_crashed[3..]
+        .iter()
+        .map(|e| {
+            (
+                e["streamId"].as_str().unwrap().to_string(),
+                e["position"].as_u64().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        announced, in_feed,
+        "each parcel announced once by the retry, with its feed position"
+    );
+    assert_eq!(
+        announced.iter().map(|a| a.0.clone()).collect::<Vec<_>>(),
+        parcels
+    );
+    for event in &parcel_events {
+        let r = invoke_relay(&client, port, event).await;
+        assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    }
+    assert!(
+        queues.drain(&everything).await.is_empty(),
+        "once announced and acknowledged, a redelivery announces nothing"
+    );
 
     // One record the relay cannot handle (a corrupt image) in the middle of a
     // batch: it is reported alone; the records before it are relayed and
@@ -777,8 +882,8 @@ async fn the_original_scenario_runs_on_the_serverless_shape() {
     );
     assert_eq!(
         keys.len(),
-        5,
-        "the three earlier events, audit A and audit C: {keys:?}"
+        7,
+        "the three earlier events, the two parcels, audit A and audit C: {keys:?}"
     );
     assert!(
         !keys.iter().any(|(id, _)| id == &audit_ids[1]),
