@@ -1,12 +1,7 @@
 //! The notification consumer against moto's SNS and SQS over HTTP: a topic
 //! with two subscribed queues, one with raw message delivery and one with
-//! SNS envelopes. The emulator is `AWS_ENDPOINT_URL` when set, otherwise
-//! `scripts/moto/server.py` from the project's `.venv`
-//! (`scripts/moto/setup.sh` makes it).
+//! SNS envelopes, on the emulator of `crates/dynamodb/tests/support/moto.rs`.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -14,54 +9,8 @@ use eventstore_client::Credentials;
 use eventstore_client::notifications::{Delivery, Notification, NotificationConsumer};
 use eventstore_client::{EventType, Position, Revision, StreamId, StreamType};
 
-struct Emulator {
-    url: String,
-    _child: Option<Child>,
-}
-
-fn emulator() -> Emulator {
-    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
-        && !url.is_empty()
-    {
-        return Emulator { url, _child: None };
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "the AWS emulator is not installed: run scripts/moto/setup.sh or set AWS_ENDPOINT_URL"
-    );
-    let mut child = Command::new(python)
-        .arg(root.join("scripts/moto/server.py"))
-        .args(["0", "--exit-with-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start scripts/moto/server.py");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("port=")
-        .expect("port line")
-        .to_owned();
-    Emulator {
-        url: format!("http://127.0.0.1:{port}"),
-        _child: Some(child),
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self._child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+#[path = "../../dynamodb/tests/support/moto.rs"]
+mod moto;
 
 async fn config(url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
@@ -99,8 +48,7 @@ async fn receive_all(consumer: &NotificationConsumer, want: usize) -> Vec<Delive
 
 #[tokio::test]
 async fn consumes_raw_and_enveloped_notifications_from_sqs() {
-    let emu = emulator();
-    let config = config(&emu.url).await;
+    let config = config(&moto::endpoint()).await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     let tag = uuid_like();
