@@ -279,7 +279,8 @@ fn tail_follows_new_events_live() {
         &t,
         &StreamId::parse("before").unwrap(),
         Expectation::Any,
-        vec![event(0)],
+        // Enough earlier events that finding the end of the feed bisects.
+        (0..37).map(|_| event(0)).collect(),
     ))
     .unwrap();
     let mut tail = Command::new(BIN)

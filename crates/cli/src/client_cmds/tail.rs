@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long = "type", value_name = "T")]
     pub stream_type: Option<String>,
     /// Start after this feed position (0: from the first event). Default: the
-    /// current end of the feed, found by reading through it.
+    /// current end of the feed.
     #[arg(long, value_name = "P")]
     pub from_position: Option<u64>,
     /// Stop after this many events.
@@ -33,16 +33,41 @@ pub struct Args {
     pub conn: ConnArgs,
 }
 
-/// The position of the last event of the feed.
+/// Whether the feed has an event past `after`.
+async fn has_events_after(
+    client: &Client,
+    filter: &FeedFilter,
+    after: u64,
+) -> anyhow::Result<bool> {
+    let page = client
+        .feed_page(filter, Position::new(after), 1, None)
+        .await?;
+    Ok(!page.events.is_empty())
+}
+
+/// The position of the last event of the feed (0 when it is empty), found
+/// with O(log n) one-event reads: "is there an event after P?" holds for
+/// every P below the last position and for none from it on, so doubling
+/// and then bisecting P finds it without reading the feed through.
 async fn end_of_feed(client: &Client, filter: &FeedFilter) -> anyhow::Result<Position> {
-    let mut after = Position::ZERO;
-    loop {
-        let page = client.feed_page(filter, after, 1000, None).await?;
-        after = page.last_position.max(after);
-        if !page.has_more || page.events.is_empty() {
-            return Ok(after);
+    if !has_events_after(client, filter, 0).await? {
+        return Ok(Position::ZERO);
+    }
+    // Invariant: events after `below`, none after `end`.
+    let (mut below, mut end) = (0u64, 1u64);
+    while has_events_after(client, filter, end).await? {
+        below = end;
+        end = end.saturating_mul(2);
+    }
+    while end - below > 1 {
+        let mid = below + (end - below) / 2;
+        if has_events_after(client, filter, mid).await? {
+            below = mid;
+        } else {
+            end = mid;
         }
     }
+    Ok(Position::new(end))
 }
 
 /// Runs `tail`.
