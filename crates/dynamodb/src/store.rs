@@ -590,20 +590,24 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) if assumed && old_rev > 0 => {
-                // createdAt is not known on this path: from this process's
-                // cache, else read back (it never changes).
-                let cached = self.created.lock().expect("poisoned").get(stream).copied();
-                let created = match cached {
-                    Some(c) => c,
-                    None => {
-                        self.get_tip(stream)
-                            .await?
-                            .ok_or_else(|| {
-                                DynamoError::Corrupt("the tip vanished after an append".into())
-                            })?
-                            .created
+            Ok(_) => {
+                let created = if assumed && old_rev > 0 {
+                    // createdAt is not known on this path: from this process's
+                    // cache, else read back (it never changes).
+                    let cached = self.created.lock().expect("poisoned").get(stream).copied();
+                    match cached {
+                        Some(c) => c,
+                        None => {
+                            self.get_tip(stream)
+                                .await?
+                                .ok_or_else(|| {
+                                    DynamoError::Corrupt("the tip vanished after an append".into())
+                                })?
+                                .created
+                        }
                     }
+                } else {
+                    created
                 };
                 Ok(Attempt::Done(AppendOutcome {
                     stream: StreamInfo {
@@ -619,19 +623,6 @@ impl DynamoStore {
                     already_appended: false,
                 }))
             }
-            Ok(_) => Ok(Attempt::Done(AppendOutcome {
-                stream: StreamInfo {
-                    stream_id: stream.stream_id.clone(),
-                    stream_type: stream.stream_type.clone(),
-                    revision: Revision::new(new_rev),
-                    updated_at: now,
-                    created_at: Timestamp::from_micros(created),
-                },
-                first_revision: Revision::new(old_rev + 1),
-                last_revision: Revision::new(new_rev),
-                first_position: None,
-                already_appended: false,
-            })),
             Err(SdkError::ServiceError(se)) => match se.err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     let reasons = c.cancellation_reasons();
