@@ -53,6 +53,10 @@ pub enum StoreError {
     /// The store is shutting down or otherwise not accepting work (503).
     #[error("the store is not available: {0}")]
     Unavailable(String),
+    /// The store is healthy but has more work queued than it takes: the
+    /// client should retry after a short pause (503 with `Retry-After`).
+    #[error("the store is overloaded: {0}")]
+    Overloaded(String),
     /// A backend failure; the detail is for the log, not for clients (500).
     #[error("storage backend failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -329,6 +333,28 @@ pub trait EventStore: Send + Sync + 'static {
     /// never resolves late by more than the backend's polling interval.
     /// Callers bound the wait with their own timeout.
     async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError>;
+
+    /// Resolves once an event of `stream_type` with a position past `after`
+    /// may be readable from that type's feed. Like [`wait_for_feed`]
+    /// (Self::wait_for_feed) it may resolve early; a backend that tracks
+    /// each type's progress resolves only when that type moved, so that a
+    /// long poll on a quiet type does no work while other types are
+    /// written. The default waits on the global feed.
+    async fn wait_for_type_feed(
+        &self,
+        stream_type: &StreamType,
+        after: Position,
+    ) -> Result<(), StoreError> {
+        let _ = stream_type;
+        self.wait_for_feed(after).await
+    }
+
+    /// Whether the store can take writes: `Err` with the reason when it
+    /// stopped acknowledging appends (for instance after a failed disk
+    /// write), for a readiness probe. The default is always ready.
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -370,5 +396,15 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {
         (**self).wait_for_feed(after).await
+    }
+    async fn wait_for_type_feed(
+        &self,
+        stream_type: &StreamType,
+        after: Position,
+    ) -> Result<(), StoreError> {
+        (**self).wait_for_type_feed(stream_type, after).await
+    }
+    fn readiness(&self) -> Result<(), String> {
+        (**self).readiness()
     }
 }

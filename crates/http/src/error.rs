@@ -193,7 +193,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidRequest(m) => ApiError::BadRequest(m),
             StoreError::TooLarge(m) => ApiError::PayloadTooLarge(m),
-            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Unavailable(m) | StoreError::Overloaded(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(error_chain(&other)),
         }
     }
