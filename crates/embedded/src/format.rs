@@ -24,17 +24,26 @@ use eventstore_core::{
 
 /// Magic bytes at the start of the file.
 pub(crate) const FILE_MAGIC: &[u8; 8] = b"EVSTLOG\0";
-/// The format version this code writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes. Version 1 files (frames of the
+/// first layout only) are read and upgraded in place at open.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// Length of the file header.
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
-/// Magic number that opens every frame.
-pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"EVFR");
+/// Magic number that opens every frame of the first layout.
+pub(crate) const FRAME_MAGIC_V1: u32 = u32::from_le_bytes(*b"EVFR");
+/// Magic number that opens every frame this code writes.
+pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"EVF2");
+/// Length of a frame header of the first layout.
+pub(crate) const FRAME_HEADER_LEN_V1: usize = 16;
 /// Length of a frame header.
-pub(crate) const FRAME_HEADER_LEN: usize = 16;
+pub(crate) const FRAME_HEADER_LEN: usize = 32;
 /// Largest frame body accepted: 100 events of 256 KiB of data each, their
 /// names and headers, with room to spare.
 pub(crate) const MAX_FRAME_BODY: u32 = 64 << 20;
+/// The fewest bytes one event takes in a frame (record length, revision,
+/// time, id, lengths, the shortest payload `0` and metadata `{}`): bounds
+/// how many events a damaged stretch of the log can have held.
+pub(crate) const MIN_EVENT_BYTES: u64 = 4 + 8 + 8 + 16 + 2 + 1 + 4 + 1 + 4 + 2;
 
 /// The file header this code writes.
 pub(crate) fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
@@ -44,33 +53,88 @@ pub(crate) fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
     h
 }
 
+/// What a frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// One append: 1–100 events to one stream.
+    Append,
+    /// Positions (and stream revisions) lost to damage, written by repair
+    /// so that they are never given out again.
+    Lost,
+}
+
 /// A frame's header fields.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FrameHeader {
+    pub kind: FrameKind,
     pub body_len: u32,
     pub crc: u32,
     pub count: u32,
+    /// Offset of the first byte of the group commit (one write) that wrote
+    /// this frame; a frame of the first layout is its own commit.
+    pub commit_start: u64,
+    /// Length of the header: [`FRAME_HEADER_LEN`], or
+    /// [`FRAME_HEADER_LEN_V1`] for the first layout.
+    pub header_len: usize,
 }
 
 impl FrameHeader {
-    /// Parses a header; `None` when the magic is wrong or the length is
-    /// impossible (the end of the valid log).
-    pub(crate) fn parse(bytes: &[u8; FRAME_HEADER_LEN]) -> Option<Self> {
+    /// Parses the header of a frame at `offset`; `None` when the bytes are
+    /// not a valid header (wrong magic, header checksum, impossible lengths
+    /// or commit start). `bytes` holds at least [`FRAME_HEADER_LEN`] bytes,
+    /// or fewer at the end of the file.
+    pub(crate) fn parse(bytes: &[u8], offset: u64) -> Option<Self> {
         let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
-        if word(0) != FRAME_MAGIC {
+        if bytes.len() < FRAME_HEADER_LEN_V1 {
             return None;
         }
-        let header = Self {
-            body_len: word(4),
-            crc: word(8),
-            count: word(12),
-        };
-        (header.body_len <= MAX_FRAME_BODY && header.count > 0).then_some(header)
+        match word(0) {
+            FRAME_MAGIC_V1 => {
+                let header = Self {
+                    kind: FrameKind::Append,
+                    body_len: word(4),
+                    crc: word(8),
+                    count: word(12),
+                    commit_start: offset,
+                    header_len: FRAME_HEADER_LEN_V1,
+                };
+                (header.body_len <= MAX_FRAME_BODY && header.count > 0).then_some(header)
+            }
+            FRAME_MAGIC if bytes.len() >= FRAME_HEADER_LEN => {
+                if crc32fast::hash(&bytes[..28]) != word(28) {
+                    return None;
+                }
+                let kind = match bytes[4] {
+                    1 => FrameKind::Append,
+                    2 => FrameKind::Lost,
+                    _ => return None,
+                };
+                let commit_start = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+                let header = Self {
+                    kind,
+                    body_len: word(8),
+                    count: word(12),
+                    crc: word(24),
+                    commit_start,
+                    header_len: FRAME_HEADER_LEN,
+                };
+                (header.body_len <= MAX_FRAME_BODY
+                    && header.count > 0
+                    && header.commit_start <= offset)
+                    .then_some(header)
+            }
+            _ => None,
+        }
     }
 
     /// Whether `body` is the body this header announces.
     pub(crate) fn checks(&self, body: &[u8]) -> bool {
         body.len() == self.body_len as usize && frame_crc(self.count, body) == self.crc
+    }
+
+    /// The frame's whole length.
+    pub(crate) fn frame_len(&self) -> u64 {
+        self.header_len as u64 + u64::from(self.body_len)
     }
 }
 
@@ -79,6 +143,28 @@ fn frame_crc(count: u32, body: &[u8]) -> u32 {
     h.update(&count.to_le_bytes());
     h.update(body);
     h.finalize()
+}
+
+pub(crate) fn write_header(
+    out: &mut [u8],
+    kind: FrameKind,
+    body_len: u32,
+    count: u32,
+    commit_start: u64,
+    crc: u32,
+) {
+    out[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    out[4] = match kind {
+        FrameKind::Append => 1,
+        FrameKind::Lost => 2,
+    };
+    out[5..8].fill(0);
+    out[8..12].copy_from_slice(&body_len.to_le_bytes());
+    out[12..16].copy_from_slice(&count.to_le_bytes());
+    out[16..24].copy_from_slice(&commit_start.to_le_bytes());
+    out[24..28].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32fast::hash(&out[..28]);
+    out[28..32].copy_from_slice(&hcrc.to_le_bytes());
 }
 
 /// Where an encoded record lies in the file.
@@ -96,6 +182,8 @@ pub(crate) struct FrameMeta<'a> {
     pub commit_time: Timestamp,
     pub first_revision: Revision,
     pub stream: &'a StreamKey,
+    /// File offset where the group commit's write starts.
+    pub commit_start: u64,
 }
 
 /// Appends one frame holding `events` to `out`; `base` is the file offset
@@ -137,12 +225,84 @@ pub(crate) fn encode_frame(
     let body_len = (out.len() - body_start) as u32;
     let count = events.len() as u32;
     let crc = frame_crc(count, &out[body_start..]);
-    let header = &mut out[start..body_start];
-    header[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-    header[4..8].copy_from_slice(&body_len.to_le_bytes());
-    header[8..12].copy_from_slice(&crc.to_le_bytes());
-    header[12..16].copy_from_slice(&count.to_le_bytes());
+    write_header(
+        &mut out[start..body_start],
+        FrameKind::Append,
+        body_len,
+        count,
+        meta.commit_start,
+        crc,
+    );
     spans
+}
+
+/// What a lost-frame records: positions that were lost to damage, and the
+/// revisions of streams known to have been lost with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LostRange {
+    /// First and last lost position (an empty range when `first > last`).
+    pub first_position: u64,
+    pub last_position: u64,
+    /// Streams with their first and last lost revision.
+    pub streams: Vec<(StreamKey, u64, u64)>,
+}
+
+/// Appends a frame of kind [`FrameKind::Lost`] to `out`; `commit_start` is
+/// the file offset of the write it belongs to.
+pub(crate) fn encode_lost(out: &mut Vec<u8>, commit_start: u64, lost: &LostRange) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let body_start = out.len();
+    out.extend_from_slice(&lost.first_position.to_le_bytes());
+    out.extend_from_slice(&lost.last_position.to_le_bytes());
+    out.extend_from_slice(&(lost.streams.len() as u32).to_le_bytes());
+    for (key, first, last) in &lost.streams {
+        put_short(out, key.stream_type.as_str());
+        put_short(out, key.stream_id.as_str());
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&last.to_le_bytes());
+    }
+    let body_len = (out.len() - body_start) as u32;
+    let crc = frame_crc(1, &out[body_start..]);
+    write_header(
+        &mut out[start..body_start],
+        FrameKind::Lost,
+        body_len,
+        1,
+        commit_start,
+        crc,
+    );
+}
+
+/// Takes a CRC-checked lost-frame body apart.
+pub(crate) fn decode_lost(body: &[u8]) -> Result<LostRange, String> {
+    let mut r = Reader::new(body);
+    let first_position = r.u64()?;
+    let last_position = r.u64()?;
+    let n = r.u32()?;
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let stream_type = r.short_str()?;
+        let stream_id = r.short_str()?;
+        let key = StreamKey::new(
+            StreamType::parse(stream_type).map_err(|e| e.to_string())?,
+            StreamId::parse(stream_id).map_err(|e| e.to_string())?,
+        );
+        let first = r.u64()?;
+        let last = r.u64()?;
+        if first == 0 || last < first {
+            return Err(format!("lost revisions {first}..{last} of {key}"));
+        }
+        streams.push((key, first, last));
+    }
+    if r.pos != body.len() {
+        return Err("trailing bytes after a lost range".into());
+    }
+    Ok(LostRange {
+        first_position,
+        last_position,
+        streams,
+    })
 }
 
 fn put_short(out: &mut Vec<u8>, s: &str) {
@@ -360,10 +520,12 @@ mod tests {
             commit_time: Timestamp::from_micros(1_700_000_000_000_001),
             first_revision: Revision::new(3),
             stream: &key,
+            commit_start: 100,
         };
         let spans = encode_frame(&mut out, 100, &meta, &events);
-        let header = FrameHeader::parse(out[5..21].try_into().unwrap()).unwrap();
-        let body = &out[21..];
+        let header = FrameHeader::parse(&out[5..37], 105).unwrap();
+        assert_eq!(header.commit_start, 100);
+        let body = &out[37..];
         assert!(header.checks(body));
         let frame = decode_frame(body, header.count).unwrap();
         assert_eq!(frame.stream, key);
@@ -371,7 +533,7 @@ mod tests {
         assert_eq!(frame.first_revision, Revision::new(3));
         for ((id, rel), (span, e)) in frame.events.iter().zip(spans.iter().zip(&events)) {
             assert_eq!(*id, e.event_id);
-            assert_eq!(span.offset - 100 - 21, rel.offset);
+            assert_eq!(span.offset - 100 - 37, rel.offset);
             let s = (span.offset - 100) as usize;
             let rec = decode_record(&out[s..s + span.len as usize]).unwrap();
             assert_eq!(rec.payload, e.payload);
@@ -379,6 +541,22 @@ mod tests {
             assert_eq!(rec.event_type, e.event_type);
             assert_eq!(rec.created_at, meta.commit_time);
         }
+    }
+
+    #[test]
+    fn a_lost_range_round_trips() {
+        let (key, _) = sample();
+        let lost = LostRange {
+            first_position: 4,
+            last_position: 9,
+            streams: vec![(key, 2, 3)],
+        };
+        let mut out = Vec::new();
+        encode_lost(&mut out, 0, &lost);
+        let header = FrameHeader::parse(&out[..32], 0).unwrap();
+        assert_eq!(header.kind, FrameKind::Lost);
+        assert!(header.checks(&out[32..]));
+        assert_eq!(decode_lost(&out[32..]).unwrap(), lost);
     }
 
     #[test]
@@ -390,17 +568,39 @@ mod tests {
             commit_time: Timestamp::now(),
             first_revision: Revision::new(1),
             stream: &key,
+            commit_start: 0,
         };
         encode_frame(&mut out, 0, &meta, &events);
-        let header = FrameHeader::parse(out[..16].try_into().unwrap()).unwrap();
-        for i in 16..out.len() {
+        let header = FrameHeader::parse(&out[..32], 0).unwrap();
+        for i in 0..32 {
             let mut bad = out.clone();
             bad[i] ^= 0x10;
-            assert!(!header.checks(&bad[16..]), "flip at {i} must be detected");
+            assert!(
+                FrameHeader::parse(&bad[..32], 0).is_none(),
+                "flip at {i} of the header must be detected"
+            );
+        }
+        for i in 32..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 0x10;
+            assert!(!header.checks(&bad[32..]), "flip at {i} must be detected");
         }
         assert!(
-            FrameHeader::parse(&[0u8; 16]).is_none(),
+            FrameHeader::parse(&[0u8; 32], 0).is_none(),
             "zeroes are not a frame"
+        );
+        assert!(
+            FrameHeader::parse(&out[..32], 0).is_some()
+                && FrameHeader::parse(
+                    &{
+                        let mut o = out.clone();
+                        o[16..24].copy_from_slice(&5u64.to_le_bytes());
+                        o
+                    }[..32],
+                    0
+                )
+                .is_none(),
+            "a commit start after the frame is refused"
         );
     }
 }

@@ -15,6 +15,9 @@ use eventstore_core::{
 
 use crate::format::RecordSpan;
 
+/// The stream number of a position lost to damage (see `apply_lost`).
+const LOST: u32 = u32::MAX;
+
 /// Where the event at a position lies, and its stream.
 #[derive(Debug, Clone, Copy)]
 struct FeedEntry {
@@ -25,8 +28,11 @@ struct FeedEntry {
 
 struct StreamEntry {
     key: Arc<StreamKey>,
-    /// Position of each event, by revision - 1.
+    /// Position of each event, by revision - 1; 0 for a revision lost to
+    /// damage (then `holes` is set and the list is not searched by
+    /// bisection).
     positions: Vec<u64>,
+    holes: bool,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -70,9 +76,70 @@ pub(crate) struct Index {
     /// Event ids that occur in more than one stream: the other positions.
     more_ids: HashMap<EventId, Vec<u64>>,
     last_time: Option<Timestamp>,
+    /// Revisions that a lost range says a stream lost, not yet followed
+    /// by the stream's next frame: (first, last).
+    pending_lost: HashMap<StreamKey, (u64, u64)>,
 }
 
 impl Index {
+    /// How many streams there are.
+    pub(crate) fn stream_count(&self) -> u64 {
+        self.streams.len() as u64
+    }
+
+    /// The last position of a type's events (0 when it has none).
+    pub(crate) fn type_last_position(&self, stream_type: &StreamType) -> u64 {
+        self.types
+            .get(stream_type)
+            .and_then(|t| t.positions.last().copied())
+            .unwrap_or(0)
+    }
+
+    /// Takes in a range of positions (and stream revisions) lost to damage,
+    /// as repair records it: the positions are never given out again, and
+    /// the streams' next frames may continue after the lost revisions.
+    pub(crate) fn apply_lost(&mut self, lost: &crate::format::LostRange) -> Result<(), String> {
+        if lost.first_position <= lost.last_position {
+            if lost.first_position != self.last_position() + 1 {
+                return Err(format!(
+                    "lost positions from {} follow position {}",
+                    lost.first_position,
+                    self.last_position()
+                ));
+            }
+            let n = lost.last_position - lost.first_position + 1;
+            if n > (1 << 40) {
+                return Err(format!("{n} lost positions"));
+            }
+            self.feed.extend((0..n).map(|_| FeedEntry {
+                offset: 0,
+                len: 0,
+                stream: LOST,
+            }));
+        }
+        for (key, first, last) in &lost.streams {
+            let merged = match self.pending_lost.get(key) {
+                Some(&(a, b)) if b + 1 == *first => (a, *last),
+                _ => (*first, *last),
+            };
+            self.pending_lost.insert(key.clone(), merged);
+        }
+        Ok(())
+    }
+
+    /// Ends a replay: streams that lost their last revisions keep them
+    /// counted, so that they are never given out again.
+    pub(crate) fn finish_lost(&mut self) {
+        for (key, (first, last)) in std::mem::take(&mut self.pending_lost) {
+            if let Some(s) = self.stream(&key) {
+                let entry = &mut self.streams[s as usize];
+                if entry.positions.len() as u64 + 1 == first {
+                    entry.positions.resize(last as usize, 0);
+                    entry.holes = true;
+                }
+            }
+        }
+    }
     /// The stream's number, if it exists.
     pub(crate) fn stream(&self, key: &StreamKey) -> Option<u32> {
         self.by_key.get(key).copied()
@@ -104,11 +171,13 @@ impl Index {
             if self.feed[pos as usize - 1].stream != stream {
                 return None;
             }
-            let positions = &self.streams[stream as usize].positions;
-            positions
-                .binary_search(&pos)
-                .ok()
-                .map(|i| Revision::new(i as u64 + 1))
+            let s = &self.streams[stream as usize];
+            let found = if s.holes {
+                s.positions.iter().position(|&p| p == pos)
+            } else {
+                s.positions.binary_search(&pos).ok()
+            };
+            found.map(|i| Revision::new(i as u64 + 1))
         };
         if let Some(r) = self.ids.get(id).and_then(|&p| in_stream(p)) {
             return Some(r);
@@ -119,7 +188,11 @@ impl Index {
     /// The position of the event at `revision` of `stream`.
     pub(crate) fn position_of(&self, stream: u32, revision: Revision) -> Option<u64> {
         let i = usize::try_from(revision.get()).ok()?.checked_sub(1)?;
-        self.streams[stream as usize].positions.get(i).copied()
+        self.streams[stream as usize]
+            .positions
+            .get(i)
+            .copied()
+            .filter(|&p| p != 0)
     }
 
     /// The stream's summary.
@@ -157,9 +230,25 @@ impl Index {
         }
         let existing = self.stream(&c.stream);
         let current = existing.map_or(Revision::ZERO, |s| self.revision(s));
+        let mut lost_before = 0;
         if c.first_revision != current.next() {
+            match self.pending_lost.get(&*c.stream) {
+                Some(&(a, b)) if a == current.get() + 1 && b + 1 == c.first_revision.get() => {
+                    lost_before = b - a + 1;
+                }
+                _ => {
+                    return Err(format!(
+                        "stream {} continues at revision {} after revision {current}",
+                        c.stream, c.first_revision
+                    ));
+                }
+            }
+        }
+        if lost_before == 0 && self.pending_lost.contains_key(&*c.stream) {
+            // A lost range that does not end where this frame starts.
+            let (a, b) = self.pending_lost[&*c.stream];
             return Err(format!(
-                "stream {} continues at revision {} after revision {current}",
+                "stream {} lost revisions {a}–{b} but continues at revision {}",
                 c.stream, c.first_revision
             ));
         }
@@ -176,6 +265,7 @@ impl Index {
                 self.streams.push(StreamEntry {
                     key: c.stream.clone(),
                     positions: Vec::new(),
+                    holes: false,
                     created_at: c.commit_time,
                     updated_at: c.commit_time,
                 });
@@ -183,6 +273,13 @@ impl Index {
                 s
             }
         };
+        if lost_before > 0 {
+            self.pending_lost.remove(&*c.stream);
+            let s = &mut self.streams[stream as usize];
+            let n = s.positions.len() + lost_before as usize;
+            s.positions.resize(n, 0);
+            s.holes = true;
+        }
         let entry = self.types.entry(c.stream.stream_type.clone()).or_default();
         let s = &mut self.streams[stream as usize];
         if existing.is_some() {
@@ -237,6 +334,7 @@ impl Index {
         };
         let items: Vec<Item> = s.positions[start as usize..end as usize]
             .iter()
+            .filter(|&&p| p != 0)
             .map(|&p| self.item(p))
             .collect();
         let last = if items.is_empty() {
@@ -261,9 +359,15 @@ impl Index {
             None => {
                 let total = self.last_position();
                 let start = after.min(total);
-                let end = start.saturating_add(limit as u64).min(total);
-                let items = (start + 1..=end).map(|p| self.item(p)).collect();
-                (items, end < total)
+                let mut items = Vec::new();
+                let mut p = start;
+                while p < total && items.len() < limit {
+                    p += 1;
+                    if self.feed[p as usize - 1].stream != LOST {
+                        items.push(self.item(p));
+                    }
+                }
+                (items, p < total)
             }
             Some(t) => {
                 let Some(entry) = self.types.get(t) else {

@@ -29,12 +29,17 @@
 
 mod format;
 mod index;
+mod recovery;
 mod store;
+pub mod vfs;
 mod writer;
 
 use std::path::PathBuf;
 
-pub use store::EmbeddedStore;
+pub use recovery::{CheckReport, DamagedFrameGuess, DamagedStretch, LostEvents};
+pub use store::{
+    EmbeddedOptions, EmbeddedStore, RepairReport, check, check_with, repair, repair_with,
+};
 
 /// Errors of the embedded backend.
 #[derive(Debug, thiserror::Error)]

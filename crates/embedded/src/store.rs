@@ -1,12 +1,10 @@
 //! [`EmbeddedStore`]: opening and recovering a data directory, and the
 //! read side of [`EventStore`].
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, ErrorKind, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 
 use async_trait::async_trait;
 use eventstore_core::{
@@ -17,31 +15,57 @@ use eventstore_core::{
 use tokio::sync::{oneshot, watch};
 
 use crate::EmbeddedError;
-use crate::format::{self, FILE_HEADER_LEN, FRAME_HEADER_LEN, FrameHeader, RecordSpan};
-use crate::index::{Commit, Index, Item};
+use crate::format::{self, FILE_HEADER_LEN};
+use crate::index::{Index, Item};
+use crate::recovery::{self, CheckReport};
+use crate::vfs::{DirLock, FileSystem, OsFs, StorageFile};
 use crate::writer::{Command, Writer};
 
 /// Name of the log file inside the data directory.
 pub(crate) const LOG_FILE: &str = "events.log";
 /// Name of the lock file inside the data directory.
 const LOCK_FILE: &str = "LOCK";
-/// The most bytes a crash can leave unreadable at the end of the log: one
-/// group commit's write (see `writer::MAX_BATCH_BYTES`) plus one largest
-/// frame. More than that is damage, not a torn tail, and open refuses it.
-const MAX_TORN_TAIL: u64 = 128 << 20;
 /// Records closer than this are read with one positional read.
 const COALESCE_GAP: u64 = 4096;
 /// The most bytes one coalesced read takes.
 const COALESCE_MAX: u64 = 1 << 20;
 
+/// How a store is opened: the file layer under it and the bound of its
+/// writer's queue.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// The file layer: [`OsFs`] (the default), or a [`crate::vfs::SimFs`]
+    /// for fault-injection tests.
+    pub fs: Arc<dyn FileSystem>,
+    /// The most appends waiting for the writer; past it an append is
+    /// refused at once with [`StoreError::Overloaded`] (HTTP 503 with
+    /// `Retry-After`) instead of queueing without bound.
+    pub queue_capacity: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            fs: Arc::new(OsFs),
+            queue_capacity: 16_384,
+        }
+    }
+}
+
 /// State shared by the store handle, its readers and the writer thread.
 pub(crate) struct Shared {
     pub index: RwLock<Index>,
-    /// A read-only handle for positional reads of records.
-    pub reader: File,
+    /// The log, for positional reads of records (and the writer's writes).
+    pub file: Arc<dyn StorageFile>,
     /// The position of the last durable, published event.
     pub committed: watch::Sender<u64>,
+    /// Per stream type, the position of its last durable, published event;
+    /// only for types someone waited on or wrote since open.
+    pub type_progress: Mutex<HashMap<StreamType, watch::Sender<u64>>>,
     pub closed: AtomicBool,
+    /// Why the store stopped acknowledging appends, after a failed write or
+    /// sync (fail-stop until reopened).
+    pub failed: Mutex<Option<String>>,
     pub path: PathBuf,
 }
 
@@ -55,6 +79,27 @@ impl Shared {
     pub(crate) fn write_index(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_failed(&self, reason: String) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Wakes the long polls of the types just written.
+    pub(crate) fn publish_types(&self, written: &HashMap<StreamType, u64>) {
+        let waiters = self.type_progress.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, p) in written {
+            if let Some(w) = waiters.get(t) {
+                w.send_replace(*p);
+            }
+        }
+    }
 }
 
 /// The embedded event store: an append-only log file with an in-memory
@@ -64,7 +109,7 @@ impl Shared {
 /// [`EmbeddedStore::close`] does the same and waits for it.
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::SyncSender<Command>,
     stopped: watch::Receiver<bool>,
 }
 
@@ -77,50 +122,61 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Opens (creating it if needed) the store in directory `path` on the
+    /// real file system. See [`EmbeddedStore::open_with`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, EmbeddedError> {
+        Self::open_with(path, EmbeddedOptions::default())
+    }
+
     /// Opens (creating it if needed) the store in directory `path`: takes
-    /// the directory's lock, replays the log into the index, discards a torn
-    /// tail left by a crash, and starts the writer thread.
+    /// the directory's lock, replays the log into the index, cuts off a torn
+    /// tail left by a crash (and refuses any other damage with
+    /// [`EmbeddedError::Corrupt`]), makes the log and the directory durable,
+    /// and starts the writer thread. Nothing is served before the replayed
+    /// log is durable.
     ///
     /// Blocking (file I/O proportional to the log's size); call it at start
     /// up, or from `spawn_blocking`. Fails with [`EmbeddedError::Locked`]
     /// when another process holds the directory.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, EmbeddedError> {
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: EmbeddedOptions,
+    ) -> Result<Self, EmbeddedError> {
+        let fs = options.fs;
         let dir = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| EmbeddedError::io(format!("creating {}", dir.display()), e))?;
-        let lock = take_lock(&dir)?;
-        let log_path = dir.join(LOG_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .map_err(|e| EmbeddedError::io(format!("opening {}", log_path.display()), e))?;
-        check_or_write_header(&mut file, &log_path, &dir)?;
-        let recovered = recover(&file, &log_path)?;
-        if recovered.end < recovered.len {
-            discard_tail(&file, &log_path, recovered.end, recovered.len)?;
+        let (lock, file, log_path) = open_log(&*fs, &dir)?;
+        let replayed = recovery::replay(&*file, &log_path)?;
+        if replayed.end < replayed.len {
+            discard_tail(&*fs, &*file, &log_path, replayed.end, replayed.len)?;
         }
-        let reader = File::open(&log_path)
-            .map_err(|e| EmbeddedError::io(format!("opening {}", log_path.display()), e))?;
-        let last_position = recovered.index.last_position();
-        let last_time = recovered.index.last_time();
+        // Durable before visible: what the replay read may be only in the
+        // page cache (a crash during a commit's `fdatasync`); sync it before
+        // serving a read or answering a retry. Then the directory entries.
+        file.sync_data()
+            .map_err(|e| EmbeddedError::io(format!("syncing {}", log_path.display()), e))?;
+        fs.sync_dir(&dir).map_err(|e| {
+            EmbeddedError::io(format!("syncing the directory {}", dir.display()), e)
+        })?;
+        let index = replayed.index;
+        let last_position = index.last_position();
+        let last_time = index.last_time();
         let (committed, _) = watch::channel(last_position);
         let shared = Arc::new(Shared {
-            index: RwLock::new(recovered.index),
-            reader,
+            index: RwLock::new(index),
+            file: file.clone(),
             committed,
+            type_progress: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            failed: Mutex::new(None),
             path: log_path,
         });
-        let (commands, queue) = mpsc::channel();
+        let (commands, queue) = mpsc::sync_channel(options.queue_capacity.max(1));
         let (stop_tx, stopped) = watch::channel(false);
         let writer = Writer::new(
             shared.clone(),
             file,
             lock,
-            recovered.end,
+            replayed.end,
             last_position,
             last_time,
         );
@@ -150,7 +206,15 @@ impl EmbeddedStore {
     /// working on what was committed. Idempotent.
     pub async fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
-        let _ = self.commands.send(Command::Close);
+        loop {
+            match self.commands.try_send(Command::Close) {
+                Err(mpsc::TrySendError::Full(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                // Sent, or the writer is gone already.
+                _ => break,
+            }
+        }
         let mut stopped = self.stopped.clone();
         // An error means the writer thread is gone already.
         let _ = stopped.wait_for(|s| *s).await;
@@ -184,7 +248,7 @@ impl EmbeddedStore {
             }
             buf.resize((end - start) as usize, 0);
             self.shared
-                .reader
+                .file
                 .read_exact_at(&mut buf, start)
                 .map_err(|e| {
                     StoreError::backend(EmbeddedError::io(
@@ -223,32 +287,34 @@ impl EmbeddedStore {
     }
 }
 
-fn take_lock(dir: &Path) -> Result<File, EmbeddedError> {
-    let path = dir.join(LOCK_FILE);
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(EmbeddedError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(EmbeddedError::io(format!("locking {}", path.display()), e))
+/// Takes the directory's lock and opens its log, creating it (durably, with
+/// its directory entry) when new, finishing a creation cut short by a
+/// crash, and upgrading a log of format version 1 in place.
+fn open_log(
+    fs: &dyn FileSystem,
+    dir: &Path,
+) -> Result<(Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf), EmbeddedError> {
+    fs.create_dir_all(dir)
+        .map_err(|e| EmbeddedError::io(format!("creating {}", dir.display()), e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = match fs.lock(&lock_path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(EmbeddedError::Locked(dir.to_path_buf()));
         }
-    }
-}
-
-/// Checks the file header, or writes it (durably, with the directory
-/// entry) when the file is new or its creation was cut short by a crash.
-fn check_or_write_header(file: &mut File, path: &Path, dir: &Path) -> Result<(), EmbeddedError> {
+        Err(e) => {
+            return Err(EmbeddedError::io(
+                format!("locking {}", lock_path.display()),
+                e,
+            ));
+        }
+    };
+    let path = dir.join(LOG_FILE);
+    let file = fs
+        .open(&path, true)
+        .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
     let io = |what: &str, e| EmbeddedError::io(format!("{what} {}", path.display()), e);
-    let len = file
-        .metadata()
-        .map_err(|e| io("reading the size of", e))?
-        .len();
+    let len = file.len().map_err(|e| io("reading the size of", e))?;
     let expected = format::file_header();
     let mut found = vec![0u8; len.min(FILE_HEADER_LEN) as usize];
     file.read_exact_at(&mut found, 0)
@@ -256,20 +322,30 @@ fn check_or_write_header(file: &mut File, path: &Path, dir: &Path) -> Result<(),
     if len >= FILE_HEADER_LEN {
         if found[..8] != expected[..8] {
             return Err(EmbeddedError::NotALog {
-                path: path.to_path_buf(),
+                path,
                 reason: "wrong magic bytes".into(),
             });
         }
-        if found[8..12] != expected[8..12] {
-            return Err(EmbeddedError::NotALog {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "format version {}",
-                    u32::from_le_bytes(found[8..12].try_into().expect("4 bytes"))
-                ),
-            });
+        let version = u32::from_le_bytes(found[8..12].try_into().expect("4 bytes"));
+        match version {
+            format::FORMAT_VERSION => {}
+            1 => {
+                // Frames of the first layout stay readable; new frames use
+                // the current one, which older code must not read as a
+                // torn tail: mark the file first.
+                file.write_all_at(&expected[8..12], 8)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| io("upgrading the format version of", e))?;
+                tracing::info!(path = %path.display(), "log upgraded from format version 1 to 2");
+            }
+            other => {
+                return Err(EmbeddedError::NotALog {
+                    path,
+                    reason: format!("format version {other}"),
+                });
+            }
         }
-        return Ok(());
+        return Ok((lock, file, path));
     }
     // Shorter than a header: a new file, or a creation torn by a crash.
     let torn_creation = found
@@ -278,130 +354,41 @@ fn check_or_write_header(file: &mut File, path: &Path, dir: &Path) -> Result<(),
         .all(|(f, e)| f == e || *f == 0);
     if !torn_creation {
         return Err(EmbeddedError::NotALog {
-            path: path.to_path_buf(),
+            path,
             reason: "too short and not a header".into(),
         });
     }
     file.set_len(0).map_err(|e| io("truncating", e))?;
     file.write_all_at(&expected, 0)
         .map_err(|e| io("writing", e))?;
-    file.flush().map_err(|e| io("writing", e))?;
-    file.sync_all().map_err(|e| io("syncing", e))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), EmbeddedError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| EmbeddedError::io(format!("syncing the directory {}", dir.display()), e))
-}
-
-struct Recovered {
-    index: Index,
-    /// End of the last valid frame.
-    end: u64,
-    /// Length of the file.
-    len: u64,
-}
-
-/// Replays the log into an index. Stops at the first frame that is cut
-/// short or fails its checksum (the torn tail); fails on a checksummed
-/// frame that breaks an invariant (damage that a crash cannot cause).
-fn recover(file: &File, path: &Path) -> Result<Recovered, EmbeddedError> {
-    let len = file
-        .metadata()
-        .map_err(|e| EmbeddedError::io(format!("reading the size of {}", path.display()), e))?
-        .len();
-    let mut input = BufReader::with_capacity(1 << 20, file);
-    std::io::Seek::seek(&mut input, std::io::SeekFrom::Start(FILE_HEADER_LEN))
-        .map_err(|e| EmbeddedError::io(format!("reading {}", path.display()), e))?;
-    let mut index = Index::default();
-    let mut offset = FILE_HEADER_LEN;
-    let mut body = Vec::new();
-    loop {
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        if !read_fully(&mut input, &mut header, path)? {
-            break;
-        }
-        let Some(h) = FrameHeader::parse(&header) else {
-            break;
-        };
-        if offset + (FRAME_HEADER_LEN as u64) + u64::from(h.body_len) > len {
-            break;
-        }
-        body.resize(h.body_len as usize, 0);
-        if !read_fully(&mut input, &mut body, path)? || !h.checks(&body) {
-            break;
-        }
-        let corrupt = |reason: String| EmbeddedError::Corrupt {
-            path: path.to_path_buf(),
-            offset,
-            reason,
-        };
-        let frame = format::decode_frame(&body, h.count).map_err(corrupt)?;
-        let body_offset = offset + FRAME_HEADER_LEN as u64;
-        let stream = match index.stream(&frame.stream) {
-            Some(s) => index.key(s).clone(),
-            None => Arc::new(frame.stream),
-        };
-        let commit = Commit {
-            stream,
-            commit_time: frame.commit_time,
-            first_revision: frame.first_revision,
-            first_position: frame.first_position,
-            events: frame
-                .events
-                .into_iter()
-                .map(|(id, span)| {
-                    (
-                        id,
-                        RecordSpan {
-                            offset: body_offset + span.offset,
-                            len: span.len,
-                        },
-                    )
-                })
-                .collect(),
-        };
-        index.apply(&commit).map_err(corrupt)?;
-        offset = body_offset + u64::from(h.body_len);
-    }
-    if len - offset > MAX_TORN_TAIL {
-        return Err(EmbeddedError::Corrupt {
-            path: path.to_path_buf(),
-            offset,
-            reason: format!(
-                "{} unreadable bytes follow; a crash leaves at most {MAX_TORN_TAIL}",
-                len - offset
-            ),
-        });
-    }
-    Ok(Recovered {
-        index,
-        end: offset,
-        len,
-    })
-}
-
-/// Reads exactly `buf.len()` bytes; `false` at end of file.
-fn read_fully(input: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<bool, EmbeddedError> {
-    match input.read_exact(buf) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(EmbeddedError::io(format!("reading {}", path.display()), e)),
-    }
+    file.sync_data().map_err(|e| io("syncing", e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| EmbeddedError::io(format!("syncing the directory {}", dir.display()), e))?;
+    Ok((lock, file, path))
 }
 
 /// Cuts the torn tail off, keeping a copy beside the log when it holds
 /// anything but zeroes, and makes the cut durable.
-fn discard_tail(file: &File, path: &Path, end: u64, len: u64) -> Result<(), EmbeddedError> {
+fn discard_tail(
+    fs: &dyn FileSystem,
+    file: &dyn StorageFile,
+    path: &Path,
+    end: u64,
+    len: u64,
+) -> Result<(), EmbeddedError> {
     let io = |what: String, e| EmbeddedError::io(what, e);
     let mut tail = vec![0u8; (len - end) as usize];
     file.read_exact_at(&mut tail, end)
         .map_err(|e| io(format!("reading {}", path.display()), e))?;
     if tail.iter().any(|&b| b != 0) {
         let keep = path.with_file_name(format!("{LOG_FILE}.discarded-at-{end}"));
-        std::fs::write(&keep, &tail).map_err(|e| io(format!("writing {}", keep.display()), e))?;
+        let copy = fs
+            .open(&keep, true)
+            .map_err(|e| io(format!("creating {}", keep.display()), e))?;
+        copy.set_len(0)
+            .and_then(|()| copy.write_all_at(&tail, 0))
+            .and_then(|()| copy.sync_data())
+            .map_err(|e| io(format!("writing {}", keep.display()), e))?;
         tracing::warn!(
             path = %path.display(),
             offset = end,
@@ -412,8 +399,201 @@ fn discard_tail(file: &File, path: &Path, end: u64, len: u64) -> Result<(), Embe
     }
     file.set_len(end)
         .map_err(|e| io(format!("truncating {}", path.display()), e))?;
-    file.sync_all()
+    file.sync_data()
         .map_err(|e| io(format!("syncing {}", path.display()), e))
+}
+
+/// Verifies every frame of the store in `dir` and the index that would be
+/// built from them, without changing anything. The store must not be open.
+pub fn check(dir: impl AsRef<Path>) -> Result<CheckReport, EmbeddedError> {
+    check_with(&OsFs, dir)
+}
+
+/// [`check`] over any file layer.
+pub fn check_with(
+    fs: &dyn FileSystem,
+    dir: impl AsRef<Path>,
+) -> Result<CheckReport, EmbeddedError> {
+    let dir = dir.as_ref();
+    let path = dir.join(LOG_FILE);
+    if !fs.exists(&path) {
+        return Err(EmbeddedError::NotALog {
+            path,
+            reason: "there is no log".into(),
+        });
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let _lock = match fs.lock(&lock_path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(EmbeddedError::Locked(dir.to_path_buf()));
+        }
+        Err(e) => {
+            return Err(EmbeddedError::io(
+                format!("locking {}", lock_path.display()),
+                e,
+            ));
+        }
+    };
+    let file = fs
+        .open(&path, false)
+        .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
+    check_header(&*file, &path)?;
+    Ok(recovery::analyze(&*file, &path)?.report)
+}
+
+fn check_header(file: &dyn StorageFile, path: &Path) -> Result<(), EmbeddedError> {
+    let mut h = [0u8; FILE_HEADER_LEN as usize];
+    file.read_exact_at(&mut h, 0)
+        .map_err(|_| EmbeddedError::NotALog {
+            path: path.to_path_buf(),
+            reason: "shorter than its header".into(),
+        })?;
+    let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    if h[..8] != format::file_header()[..8] || !(1..=format::FORMAT_VERSION).contains(&version) {
+        return Err(EmbeddedError::NotALog {
+            path: path.to_path_buf(),
+            reason: "wrong magic bytes or version".into(),
+        });
+    }
+    Ok(())
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone)]
+pub struct RepairReport {
+    /// The check of the log before the repair: what was kept and lost.
+    pub before: CheckReport,
+    /// Where the damaged original was kept, when anything was changed.
+    pub original_kept_at: Option<PathBuf>,
+}
+
+impl std::fmt::Display for RepairReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.original_kept_at {
+            None => write!(f, "{}\nnothing to repair", self.before),
+            Some(at) => {
+                writeln!(
+                    f,
+                    "kept {} intact frames ({} events) at their positions and revisions",
+                    self.before.frames, self.before.events
+                )?;
+                for d in &self.before.damage {
+                    writeln!(f, "lost: {d}")?;
+                }
+                for (o, why) in &self.before.invalid_frames {
+                    writeln!(f, "lost: the frame at byte {o} ({why})")?;
+                }
+                write!(
+                    f,
+                    "the damaged original is kept at {}; lost positions are never given out again",
+                    at.display()
+                )
+            }
+        }
+    }
+}
+
+/// Repairs a damaged store in `dir`: keeps every intact frame at its
+/// position and revision (also those after the damage), records the
+/// positions and revisions that the damage held as lost so that they are
+/// never given out again, keeps the damaged original beside the log, and
+/// reports exactly what was lost. The store must not be open.
+pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, EmbeddedError> {
+    repair_with(&OsFs, dir)
+}
+
+/// [`repair`] over any file layer.
+pub fn repair_with(
+    fs: &dyn FileSystem,
+    dir: impl AsRef<Path>,
+) -> Result<RepairReport, EmbeddedError> {
+    let dir = dir.as_ref();
+    let path = dir.join(LOG_FILE);
+    let lock_path = dir.join(LOCK_FILE);
+    let _lock = match fs.lock(&lock_path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(EmbeddedError::Locked(dir.to_path_buf()));
+        }
+        Err(e) => {
+            return Err(EmbeddedError::io(
+                format!("locking {}", lock_path.display()),
+                e,
+            ));
+        }
+    };
+    let io = |what: String, e| EmbeddedError::io(what, e);
+    let file = fs
+        .open(&path, false)
+        .map_err(|e| io(format!("opening {}", path.display()), e))?;
+    check_header(&*file, &path)?;
+    let analysis = recovery::analyze(&*file, &path)?;
+    if analysis.report.is_intact() {
+        return Ok(RepairReport {
+            before: analysis.report,
+            original_kept_at: None,
+        });
+    }
+    // 1. Keep the original, durably, before anything replaces it.
+    let stamp = Timestamp::now().as_micros();
+    let kept = dir.join(format!("{LOG_FILE}.damaged-{stamp}"));
+    let len = file
+        .len()
+        .map_err(|e| io(format!("reading the size of {}", path.display()), e))?;
+    let copy = fs
+        .open(&kept, true)
+        .map_err(|e| io(format!("creating {}", kept.display()), e))?;
+    let mut at = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    while at < len {
+        let n = ((len - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], at)
+            .and_then(|()| copy.write_all_at(&buf[..n], at))
+            .map_err(|e| {
+                io(
+                    format!("copying {} to {}", path.display(), kept.display()),
+                    e,
+                )
+            })?;
+        at += n as u64;
+    }
+    copy.sync_data()
+        .map_err(|e| io(format!("syncing {}", kept.display()), e))?;
+    // 2. Write the repaired log beside it.
+    let fresh_path = dir.join(format!("{LOG_FILE}.repairing"));
+    let fresh = fs
+        .open(&fresh_path, true)
+        .map_err(|e| io(format!("creating {}", fresh_path.display()), e))?;
+    fresh
+        .set_len(0)
+        .map_err(|e| io(format!("truncating {}", fresh_path.display()), e))?;
+    let mut out = format::file_header().to_vec();
+    for piece in &analysis.plan {
+        let offset = out.len() as u64;
+        match piece {
+            recovery::Piece::Keep(f) => {
+                recovery::rewrite_frame(&*file, f, offset, &path, &mut out)?
+            }
+            recovery::Piece::Lost(range) => format::encode_lost(&mut out, offset, range),
+        }
+    }
+    fresh
+        .write_all_at(&out, 0)
+        .and_then(|()| fresh.sync_data())
+        .map_err(|e| io(format!("writing {}", fresh_path.display()), e))?;
+    // 3. Put it in place.
+    fs.sync_dir(dir)
+        .map_err(|e| io(format!("syncing the directory {}", dir.display()), e))?;
+    fs.rename(&fresh_path, &path)
+        .map_err(|e| io(format!("renaming {}", fresh_path.display()), e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| io(format!("syncing the directory {}", dir.display()), e))?;
+    tracing::warn!(path = %path.display(), kept = %kept.display(), "log repaired");
+    Ok(RepairReport {
+        before: analysis.report,
+        original_kept_at: Some(kept),
+    })
 }
 
 fn unavailable() -> StoreError {
@@ -427,10 +607,19 @@ impl EventStore for EmbeddedStore {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(unavailable());
         }
+        if let Some(reason) = self.shared.failure() {
+            return Err(StoreError::Unavailable(reason));
+        }
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Append { request, reply })
-            .map_err(|_| unavailable())?;
+        match self.commands.try_send(Command::Append { request, reply }) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                return Err(StoreError::Overloaded(
+                    "the writer's queue is full; retry shortly".into(),
+                ));
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(unavailable()),
+        }
         answer.await.map_err(|_| unavailable())?
     }
 
@@ -512,5 +701,46 @@ impl EventStore for EmbeddedStore {
             // while `self` is borrowed, but answer sensibly if it does.
             committed.changed().await.map_err(|_| unavailable())?;
         }
+    }
+
+    async fn wait_for_type_feed(
+        &self,
+        stream_type: &StreamType,
+        after: Position,
+    ) -> Result<(), StoreError> {
+        let mut progress = {
+            let mut waiters = self
+                .shared
+                .type_progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match waiters.get(stream_type) {
+                Some(w) => w.subscribe(),
+                None => {
+                    // Read under the waiters' lock: the writer publishes
+                    // after the index, under the same lock.
+                    let last = self.shared.read_index().type_last_position(stream_type);
+                    let (tx, rx) = watch::channel(last);
+                    waiters.insert(stream_type.clone(), tx);
+                    rx
+                }
+            }
+        };
+        loop {
+            if *progress.borrow_and_update() > after.get() {
+                return Ok(());
+            }
+            progress.changed().await.map_err(|_| unavailable())?;
+        }
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(reason);
+        }
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err("the store is shutting down".into());
+        }
+        Ok(())
     }
 }

@@ -2,15 +2,14 @@
 //! previous commit was syncing.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, atomic::Ordering};
 use std::time::{Duration, Instant};
 
 use eventstore_core::idempotency::{Decision, decide};
 use eventstore_core::{
-    AppendOutcome, AppendRequest, EventId, Position, Revision, StoreError, StreamKey, Timestamp,
+    AppendOutcome, AppendRequest, EventId, Position, Revision, StoreError, StreamKey, StreamType,
+    Timestamp,
 };
 use tokio::sync::oneshot;
 
@@ -18,9 +17,15 @@ use crate::EmbeddedError;
 use crate::format::{self, FrameMeta};
 use crate::index::{Commit, Index};
 use crate::store::Shared;
+use crate::vfs::{DirLock, StorageFile};
 
 /// Most payload bytes one group commit takes before it stops collecting.
 const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Most bytes one group commit writes: it takes whole frames until they
+/// pass this, so one commit's write is at most this plus one frame — the
+/// most a crash can tear, and what open accepts as a torn tail
+/// (`recovery::MAX_TORN_TAIL`).
+pub(crate) const MAX_COMMIT_BYTES: usize = 16 << 20;
 /// Most appends one group commit takes.
 const MAX_BATCH_APPENDS: usize = 4096;
 
@@ -90,8 +95,8 @@ struct Pending {
 
 pub(crate) struct Writer {
     shared: Arc<Shared>,
-    file: File,
-    _lock: File,
+    file: Arc<dyn StorageFile>,
+    _lock: Box<dyn DirLock>,
     /// Where the next frame goes.
     end: u64,
     next_position: u64,
@@ -105,8 +110,8 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        file: File,
-        lock: File,
+        file: Arc<dyn StorageFile>,
+        lock: Box<dyn DirLock>,
         end: u64,
         last_position: u64,
         last_time: Option<Timestamp>,
@@ -128,12 +133,18 @@ impl Writer {
     /// as unavailable).
     pub(crate) fn run(mut self, queue: Receiver<Command>) {
         let mut gather = Gather::default();
+        let mut carried: Vec<(AppendRequest, Reply)> = Vec::new();
         loop {
-            let Ok(first) = queue.recv() else { break };
-            let mut batch = Vec::new();
+            let first = if carried.is_empty() {
+                let Ok(first) = queue.recv() else { break };
+                Some(first)
+            } else {
+                queue.try_recv().ok()
+            };
+            let mut batch = std::mem::take(&mut carried);
             let mut bytes = 0;
             let mut closing = false;
-            let mut next = Some(first);
+            let mut next = first;
             while let Some(command) = next.take() {
                 match command {
                     Command::Close => {
@@ -163,41 +174,57 @@ impl Writer {
             if !batch.is_empty() {
                 let appends = batch.len();
                 let started = Instant::now();
-                self.commit(batch);
+                carried = self.commit(batch);
                 gather = Gather::after(appends, started.elapsed(), Instant::now());
             }
+            if closing && carried.is_empty() {
+                break;
+            }
             if closing {
+                // Finish the appends carried over, then stop.
+                while !carried.is_empty() {
+                    let batch = std::mem::take(&mut carried);
+                    carried = self.commit(batch);
+                }
                 break;
             }
         }
         self.shared.closed.store(true, Ordering::SeqCst);
         if self.failed.is_none()
-            && let Err(e) = self.file.sync_all()
+            && let Err(e) = self.file.sync_data()
         {
             tracing::error!(error = %e, "final sync of the log failed");
         }
         tracing::info!(path = %self.shared.path.display(), "embedded store closed");
     }
 
-    /// One group commit: decide, write, sync, publish, answer.
-    fn commit(&mut self, batch: Vec<(AppendRequest, Reply)>) {
+    /// One group commit: decide, write, sync, publish, answer. Returns the
+    /// appends left for the next commit when this one's frames reached
+    /// [`MAX_COMMIT_BYTES`].
+    fn commit(&mut self, batch: Vec<(AppendRequest, Reply)>) -> Vec<(AppendRequest, Reply)> {
         if let Some(reason) = &self.failed {
             for (_, reply) in batch {
                 let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
             }
-            return;
+            return Vec::new();
         }
         self.buf.clear();
         let mut plans = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        let mut rest = Vec::new();
         {
             let shared = self.shared.clone();
             let index = shared.read_index();
             let mut pending: HashMap<StreamKey, Pending> = HashMap::new();
-            for (request, reply) in batch {
+            let mut batch = batch.into_iter();
+            for (request, reply) in batch.by_ref() {
                 plans.push(self.plan(&index, &mut pending, request));
                 replies.push(reply);
+                if self.buf.len() >= MAX_COMMIT_BYTES {
+                    break;
+                }
             }
+            rest.extend(batch);
         }
         if !self.buf.is_empty() {
             let written = self
@@ -205,31 +232,67 @@ impl Writer {
                 .write_all_at(&self.buf, self.end)
                 .and_then(|()| self.file.sync_data());
             if let Err(e) = written {
-                let err =
-                    EmbeddedError::io(format!("appending to {}", self.shared.path.display()), e);
-                tracing::error!(error = %err, "the log could not be written; refusing further appends");
-                self.failed = Some(format!("the log could not be written: {err}"));
-                let err = Arc::new(err);
-                for reply in replies {
-                    let _ =
-                        reply.send(Err(StoreError::Backend(Box::new(SharedError(err.clone())))));
+                self.fail(e, replies);
+                for (_, reply) in rest {
+                    let _ = reply.send(Err(StoreError::Unavailable(
+                        self.failed.clone().unwrap_or_default(),
+                    )));
                 }
-                return;
+                return Vec::new();
             }
             self.end += self.buf.len() as u64;
         }
         let mut answers = Vec::with_capacity(plans.len());
         let last_position;
+        let mut written: HashMap<StreamType, u64> = HashMap::new();
         {
             let mut index = self.shared.write_index();
             for plan in plans {
+                if let Planned::Write(c) = &plan {
+                    let last = c.first_position + c.events.len() as u64 - 1;
+                    written.insert(c.stream.stream_type.clone(), last);
+                }
                 answers.push(answer(&mut index, plan));
             }
             last_position = index.last_position();
         }
         self.shared.committed.send_replace(last_position);
+        self.shared.publish_types(&written);
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);
+        }
+        rest
+    }
+
+    /// A write or sync failed: stop acknowledging (fail-stop), cut the file
+    /// back to the last durable end so that neither this process nor a
+    /// restart shows the failed commit, and answer its appends with an
+    /// error. After a failed `fdatasync`, Linux may have marked the pages
+    /// clean while they never reached the disk, so what reads would see
+    /// past `end` is not to be trusted.
+    fn fail(&mut self, e: std::io::Error, replies: Vec<Reply>) {
+        let err = EmbeddedError::io(format!("appending to {}", self.shared.path.display()), e);
+        tracing::error!(error = %err, "the log could not be written; the store stops acknowledging appends until it is reopened");
+        let cut = self
+            .file
+            .set_len(self.end)
+            .and_then(|()| self.file.sync_data());
+        let reason = match cut {
+            Ok(()) => format!(
+                "the log could not be written ({err}); the failed commit was cut off; restart the server once the disk is healthy"
+            ),
+            Err(cut_err) => {
+                tracing::error!(error = %cut_err, end = self.end, "cutting the failed commit off the log failed too");
+                format!(
+                    "the log could not be written ({err}) and the failed commit could not be cut off ({cut_err}); restart the server once the disk is healthy"
+                )
+            }
+        };
+        self.failed = Some(reason.clone());
+        self.shared.set_failed(reason);
+        let err = Arc::new(err);
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::Backend(Box::new(SharedError(err.clone())))));
         }
     }
 
@@ -277,6 +340,7 @@ impl Writer {
                     commit_time,
                     first_revision,
                     stream: &stream,
+                    commit_start: self.end,
                 };
                 // `self.buf[0]` goes to `self.end`.
                 let spans = format::encode_frame(&mut self.buf, self.end, &meta, request.events());

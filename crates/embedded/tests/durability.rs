@@ -155,20 +155,15 @@ async fn a_torn_or_garbage_tail_is_discarded_at_reopen() {
     // cut short by a crash leaves it.
     let first_frame = &full[16..16 + 40];
     let mut plausible_header = b"EVFR".to_vec();
+    // (The frame layout of format version 1, still read.)
     plausible_header.extend_from_slice(&100u32.to_le_bytes());
     plausible_header.extend_from_slice(&[1, 2, 3, 4, 1, 0, 0, 0]);
     plausible_header.extend_from_slice(&[7u8; 100]);
     let tails: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "random bytes",
-            (0..777u32)
-                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-                .collect(),
-        ),
-        ("zeroes", vec![0u8; 4096]),
+        ("zeroes (sectors never written)", vec![0u8; 4096]),
         ("a frame cut short", first_frame.to_vec()),
-        ("a frame with a wrong checksum", plausible_header),
         ("a few bytes", vec![b'E', b'V']),
+        ("a header cut short", full[16..16 + 20].to_vec()),
     ];
     let keys = all_keys();
     for (what, tail) in tails {
@@ -207,9 +202,39 @@ async fn a_torn_or_garbage_tail_is_discarded_at_reopen() {
         .collect();
     assert_eq!(
         kept.len(),
-        4,
+        3,
         "non-zero discarded tails are kept beside the log"
     );
+    // Bytes that no crash leaves are damage: refused, the files untouched.
+    let refused: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "random bytes",
+            (0..777u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
+                .collect(),
+        ),
+        ("a complete frame with a wrong checksum", plausible_header),
+    ];
+    store.store.close().await;
+    drop(store.store);
+    for (what, tail) in refused {
+        let before = std::fs::read(log_of(store.dir.path())).unwrap();
+        append_bytes(store.dir.path(), &tail);
+        let damaged = std::fs::read(log_of(store.dir.path())).unwrap();
+        match EmbeddedStore::open(store.dir.path()) {
+            Err(EmbeddedError::Corrupt { offset, reason, .. }) => {
+                assert_eq!(offset, before.len() as u64, "{what}: the damage is named");
+                assert!(reason.contains("after position"), "{what}: {reason}");
+            }
+            other => panic!("{what}: must be refused, got {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read(log_of(store.dir.path())).unwrap(),
+            damaged,
+            "{what}: a refused log is left as it was"
+        );
+        std::fs::write(log_of(store.dir.path()), &before).unwrap();
+    }
 }
 
 /// Simulates a power loss that kept any prefix of the last appends'
