@@ -5,7 +5,7 @@
 //! durable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use event_listener::Event;
@@ -33,6 +33,8 @@ struct State {
     feed: Vec<(StreamKey, Revision)>,
     /// Per type: set of (updated_at micros, stream id) for listings.
     by_update: BTreeMap<StreamType, BTreeSet<(Timestamp, crate::ids::StreamId)>>,
+    /// Per type: the position of its last event.
+    type_heads: HashMap<StreamType, Position>,
     last_time: Option<Timestamp>,
 }
 
@@ -41,6 +43,55 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     committed: Event,
+    /// Per type with someone waiting on its feed: the event an append of
+    /// that type notifies. Entries go away with their last waiter.
+    type_waiters: Mutex<HashMap<StreamType, Arc<Event>>>,
+}
+
+/// A waiter's share of a [`MemoryStore::type_waiters`] entry; the last one
+/// dropped removes the entry, so waiting on many quiet types leaves nothing
+/// behind.
+struct TypeWaiter<'a> {
+    waiters: &'a Mutex<HashMap<StreamType, Arc<Event>>>,
+    stream_type: &'a StreamType,
+    event: Option<Arc<Event>>,
+}
+
+impl<'a> TypeWaiter<'a> {
+    fn new(
+        waiters: &'a Mutex<HashMap<StreamType, Arc<Event>>>,
+        stream_type: &'a StreamType,
+    ) -> Self {
+        let event = waiters
+            .lock()
+            .expect("poisoned")
+            .entry(stream_type.clone())
+            .or_default()
+            .clone();
+        Self {
+            waiters,
+            stream_type,
+            event: Some(event),
+        }
+    }
+
+    fn event(&self) -> &Event {
+        self.event.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for TypeWaiter<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.waiters.lock().expect("poisoned");
+        // Released under the lock, so that the count below is exact.
+        self.event = None;
+        if waiters
+            .get(self.stream_type)
+            .is_some_and(|e| Arc::strong_count(e) == 1)
+        {
+            waiters.remove(self.stream_type);
+        }
+    }
 }
 
 impl MemoryStore {
@@ -136,9 +187,21 @@ impl EventStore for MemoryStore {
                     listing.remove(&(old, key.stream_id.clone()));
                 }
                 listing.insert((now, key.stream_id.clone()));
+                let head = Position::new(st.feed.len() as u64);
+                st.type_heads.insert(key.stream_type.clone(), head);
                 let info = st.info(&key).expect("just written");
                 drop(st);
                 self.committed.notify(usize::MAX);
+                // Notified under the lock: a waiter's entry is only ever
+                // counted by its waiters and the map (see `TypeWaiter`).
+                if let Some(event) = self
+                    .type_waiters
+                    .lock()
+                    .expect("poisoned")
+                    .get(&key.stream_type)
+                {
+                    event.notify(usize::MAX);
+                }
                 Ok(AppendOutcome {
                     stream: info,
                     first_revision: current.next(),
@@ -292,5 +355,86 @@ impl EventStore for MemoryStore {
             }
             listener.await;
         }
+    }
+
+    /// Wakes only when `stream_type` itself moves past `after`: appends of
+    /// other types notify other waiters.
+    async fn wait_for_type_feed(
+        &self,
+        stream_type: &StreamType,
+        after: Position,
+    ) -> Result<(), StoreError> {
+        let waiter = TypeWaiter::new(&self.type_waiters, stream_type);
+        loop {
+            let listener = waiter.event().listen();
+            let head = self
+                .state
+                .lock()
+                .expect("poisoned")
+                .type_heads
+                .get(stream_type)
+                .copied();
+            if head.is_some_and(|p| p > after) {
+                return Ok(());
+            }
+            listener.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::NewEvent;
+    use crate::ids::{EventType, StreamId};
+    use crate::json::JsonValue;
+
+    fn append(store: &MemoryStore, stream_type: &str) -> Position {
+        let key = StreamKey::new(
+            StreamType::parse(stream_type).unwrap(),
+            StreamId::parse("s1").unwrap(),
+        );
+        let event = NewEvent::new(
+            EventType::parse("tick").unwrap(),
+            JsonValue::from_text("{}").unwrap(),
+        );
+        let request = AppendRequest::new(key, crate::Expectation::Any, vec![event]).unwrap();
+        futures::executor::block_on(store.append(request))
+            .unwrap()
+            .first_position
+            .unwrap()
+    }
+
+    #[test]
+    fn a_type_waiter_sleeps_through_other_types_and_wakes_on_its_own() {
+        let store = Arc::new(MemoryStore::new());
+        let quiet = StreamType::parse("quiet").unwrap();
+        append(&store, "quiet");
+        let after = append(&store, "quiet");
+        let waiter = {
+            let store = store.clone();
+            let quiet = quiet.clone();
+            std::thread::spawn(move || {
+                futures::executor::block_on(store.wait_for_type_feed(&quiet, after)).unwrap();
+            })
+        };
+        for _ in 0..50 {
+            append(&store, "busy");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!waiter.is_finished(), "woken by another type's appends");
+        assert_eq!(store.type_waiters.lock().unwrap().len(), 1);
+        append(&store, "quiet");
+        waiter.join().unwrap();
+        assert!(
+            store.type_waiters.lock().unwrap().is_empty(),
+            "the last waiter removes its entry"
+        );
+        // Already past: resolves at once, for a type that never had events
+        // it would wait.
+        futures::executor::block_on(store.wait_for_type_feed(&quiet, Position::ZERO)).unwrap();
+        assert!(store.type_waiters.lock().unwrap().is_empty());
     }
 }

@@ -44,10 +44,28 @@ pub enum ApiError {
     /// 503: the store is not accepting work (for example while shutting down).
     #[error("the store is not available: {0}")]
     Unavailable(String),
+    /// 503 with `Retry-After`: the store has more work queued than it
+    /// takes ([`StoreError::Overloaded`]). The text is for the log only.
+    #[error("the store is overloaded: {0}")]
+    Overloaded(String),
+    /// 503 with `Retry-After`: as many long polls as allowed are already
+    /// waiting (the limit is the number).
+    #[error("too many long polls are waiting (at most {0})")]
+    TooManyLongPolls(usize),
+    /// 503: the readiness check failed, for this reason.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// 408: the request (or its body) did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 500: anything else. The text is for the log only.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait (`Retry-After`) before retrying
+/// after an overload answer.
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 /// An error answer waiting for its body: the request middleware renders it
 /// with the request id.
@@ -116,6 +134,34 @@ impl ApiError {
                 "the store is not available right now; retry later".into(),
                 none,
             ),
+            Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!(
+                    "the server is busy (its write queue is full); retry after {RETRY_AFTER_SECS} s (Retry-After)"
+                ),
+                none,
+            ),
+            TooManyLongPolls(max) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!(
+                    "too many long polls are waiting (at most {max}); retry after {RETRY_AFTER_SECS} s (Retry-After), or read without `wait`"
+                ),
+                json!({ "maxLongPolls": max }),
+            ),
+            NotReady(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!("not ready: {reason}"),
+                none,
+            ),
+            RequestTimeout(m) => (
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::BadRequest,
+                m.clone(),
+                none,
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
@@ -139,6 +185,10 @@ impl ApiError {
                 ApiError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
             }
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout(
+                "the request was not received and answered within the server's request timeout"
+                    .into(),
+            ),
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(status.to_string()),
             s if s.is_client_error() => {
                 ApiError::BadRequest(s.canonical_reason().unwrap_or("bad request").into())
@@ -166,13 +216,34 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
                 tracing::error!(status = status.as_u16(), error = %detail, "request failed");
             }
+            ApiError::Overloaded(detail) => {
+                tracing::warn!(status = status.as_u16(), error = %detail, "request refused: overloaded");
+            }
+            ApiError::TooManyLongPolls(max) => {
+                tracing::warn!(
+                    status = status.as_u16(),
+                    max,
+                    "long poll refused: limit reached"
+                );
+            }
+            ApiError::NotReady(reason) => {
+                tracing::warn!(status = status.as_u16(), %reason, "not ready");
+            }
             _ => tracing::debug!(status = status.as_u16(), ?code, %message, "request rejected"),
         }
         let mut response = status.into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Overloaded(_) | ApiError::TooManyLongPolls(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            _ => {}
         }
         response.extensions_mut().insert(PendingError {
             code,
@@ -193,7 +264,8 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidRequest(m) => ApiError::BadRequest(m),
             StoreError::TooLarge(m) => ApiError::PayloadTooLarge(m),
-            StoreError::Unavailable(m) | StoreError::Overloaded(m) => ApiError::Unavailable(m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Overloaded(m) => ApiError::Overloaded(m),
             other => ApiError::Internal(error_chain(&other)),
         }
     }
@@ -203,6 +275,11 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();
         let text = rejection.body_text();
+        if caused_by_body_timeout(&rejection) {
+            return ApiError::RequestTimeout(
+                "the request body stalled longer than the server's body timeout".into(),
+            );
+        }
         match status {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::from_status(status),
@@ -226,6 +303,19 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::BadRequest(rejection.body_text())
     }
+}
+
+/// Whether reading the body failed because it stalled past the body
+/// timeout ([`tower_http::timeout::TimeoutBody`]).
+fn caused_by_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -65,11 +65,17 @@ impl PathParams {
         Ok(StreamKey::new(stream_type, stream_id))
     }
 
-    /// A revision segment.
+    /// A revision segment: 0 to [`MAX_COUNTER`].
     pub fn revision(&self, name: &str) -> Result<Revision, ApiError> {
-        Revision::parse(self.get(name)?).map_err(|_| {
-            ApiError::BadRequest(format!("path parameter {name} must be an integer >= 0"))
-        })
+        let v = self.get(name)?;
+        Revision::parse(v)
+            .ok()
+            .filter(|r| r.get() <= MAX_COUNTER)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "path parameter {name} must be an integer from 0 to {MAX_COUNTER}, got {v:?}"
+                ))
+            })
     }
 }
 
@@ -101,28 +107,35 @@ impl QueryParams {
         self.0.get(name).map(String::as_str)
     }
 
-    /// An optional revision.
+    /// An optional revision: 0 to [`MAX_COUNTER`].
     pub fn revision(&self, name: &str) -> Result<Option<Revision>, ApiError> {
-        self.get(name)
-            .map(|v| {
-                Revision::parse(v).map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "query parameter {name} must be an integer >= 0, got {v:?}"
-                    ))
-                })
-            })
-            .transpose()
+        self.counter(name, Revision::parse, Revision::get)
     }
 
-    /// An optional position.
+    /// An optional position: 0 to [`MAX_COUNTER`].
     pub fn position(&self, name: &str) -> Result<Option<Position>, ApiError> {
+        self.counter(name, Position::parse, Position::get)
+    }
+
+    fn counter<T, E>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, E>,
+        get: impl Fn(T) -> u64,
+    ) -> Result<Option<T>, ApiError>
+    where
+        T: Copy,
+    {
         self.get(name)
             .map(|v| {
-                Position::parse(v).map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "query parameter {name} must be an integer >= 0, got {v:?}"
-                    ))
-                })
+                parse(v)
+                    .ok()
+                    .filter(|n| get(*n) <= MAX_COUNTER)
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "query parameter {name} must be an integer from 0 to {MAX_COUNTER}, got {v:?}"
+                        ))
+                    })
             })
             .transpose()
     }
@@ -173,5 +186,45 @@ impl QueryParams {
     }
 }
 
-/// The longest a feed request may be held (seconds).
+/// The longest a feed request may be held (seconds); the `wait` maximum
+/// of the OpenAPI document.
 pub(crate) const MAX_WAIT_SECONDS: u64 = 30;
+
+/// The largest revision or position a path or query accepts: the maximum
+/// of a signed 64-bit integer, as the OpenAPI document states (`format:
+/// int64`, `maximum: 9223372036854775807`). Larger numbers are a 400.
+pub(crate) const MAX_COUNTER: u64 = i64::MAX as u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> QueryParams {
+        QueryParams(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn counters_stop_at_the_documented_maximum() {
+        let max = MAX_COUNTER.to_string();
+        let over = (MAX_COUNTER + 1).to_string();
+        assert_eq!(max, "9223372036854775807");
+        let q = query(&[
+            ("p", &max),
+            ("r", &max),
+            ("big", &over),
+            ("huge", "18446744073709551616"),
+        ]);
+        assert_eq!(q.position("p").unwrap(), Some(Position::new(MAX_COUNTER)));
+        assert_eq!(q.revision("r").unwrap(), Some(Revision::new(MAX_COUNTER)));
+        for name in ["big", "huge"] {
+            assert!(q.position(name).is_err(), "{name}");
+            assert!(q.revision(name).is_err(), "{name}");
+        }
+        assert_eq!(q.position("absent").unwrap(), None);
+    }
+}

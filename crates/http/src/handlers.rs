@@ -15,8 +15,8 @@ use eventstore_api::{
     StreamPageEnvelope, StreamPageKey, StreamTypeEntry, StreamTypesResponse,
 };
 use eventstore_core::{
-    AppendRequest, Expectation, ExpectationFailed, FeedFilter, Limits, Position, Revision,
-    StoreError, StreamId, StreamKey, StreamRead, StreamType, Timestamp,
+    AppendRequest, Expectation, ExpectationFailed, FeedFilter, Position, Revision, StoreError,
+    StreamId, StreamKey, StreamRead, StreamType, Timestamp,
 };
 use tokio::time::Instant;
 
@@ -75,6 +75,34 @@ pub(crate) async fn liveness() -> Json<Liveness> {
     })
 }
 
+/// Readiness check.
+///
+/// Answers `ok` with the server's time when the store takes writes, and
+/// 503 (`unavailable`, with the reason) when it does not — for instance
+/// after a failed disk write, or while the server shuts down. Needs no API
+/// key.
+#[utoipa::path(
+    get,
+    path = "/readiness-check",
+    tag = "meta",
+    operation_id = "readinessCheck",
+    security(()),
+    responses(
+        (status = 200, description = "The store takes writes.", body = Liveness),
+        (status = 503, description = "Not ready; the message gives the reason.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn readiness(State(state): State<AppState>) -> Result<Json<Liveness>, ApiError> {
+    if state.shutting_down() {
+        return Err(ApiError::NotReady("the server is shutting down".into()));
+    }
+    state.store().readiness().map_err(ApiError::NotReady)?;
+    Ok(Json(Liveness {
+        status: "ok".into(),
+        at: Timestamp::now(),
+    }))
+}
+
 /// Create a stream with its initial event.
 ///
 /// The server makes the stream's id (a UUIDv7); the stream starts at
@@ -92,6 +120,7 @@ pub(crate) async fn liveness() -> Json<Liveness> {
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 413, description = "The body exceeds 1 MiB or the event's payload plus metadata exceeds 256 KiB.", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The server is busy (its write queue is full) or shutting down; with `Retry-After` (seconds) when busy.", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
@@ -214,7 +243,7 @@ pub(crate) async fn stream_details(
     params(
         ("streamType" = StreamType, Path, description = "The stream's type."),
         ("streamId" = StreamId, Path, description = "The stream's id."),
-        ("streamRevision" = u64, Path, minimum = 1, description = "The new event's revision: the stream's current revision + 1."),
+        ("streamRevision" = u64, Path, minimum = 1, maximum = 9223372036854775807u64, description = "The new event's revision: the stream's current revision + 1."),
     ),
     request_body(content = AppendEventBody, description = "The event to append.", content_type = "application/json"),
     responses(
@@ -226,6 +255,7 @@ pub(crate) async fn stream_details(
         (status = 409, description = "The stream is not at `streamRevision` - 1 (`wrong-expected-revision`, details carry expectedRevision and actualRevision), or the eventId is already in the stream (`duplicate-event`).", body = ErrorBody),
         (status = 413, description = "The body exceeds 1 MiB or the event's payload plus metadata exceeds 256 KiB.", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The server is busy (its write queue is full) or shutting down; with `Retry-After` (seconds) when busy.", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
@@ -305,6 +335,7 @@ fn success_status(already_appended: bool) -> StatusCode {
         (status = 409, description = "The expectation failed (`wrong-expected-revision`, details carry expectedRevision and actualRevision), or an eventId is already in the stream (`duplicate-event`).", body = ErrorBody),
         (status = 413, description = "More than 100 events, an event's payload plus metadata over 256 KiB, or a body over 1 MiB.", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The server is busy (its write queue is full) or shutting down; with `Retry-After` (seconds) when busy.", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
@@ -343,8 +374,8 @@ pub(crate) async fn append_events(
     params(
         ("streamType" = StreamType, Path, description = "The stream's type."),
         ("streamId" = StreamId, Path, description = "The stream's id."),
-        ("after-revision" = Option<u64>, Query, minimum = 0, description = "Forward reads: return events after this revision (default 0)."),
-        ("before-revision" = Option<u64>, Query, minimum = 0, description = "Backward reads: return events before this revision (default: from the end)."),
+        ("after-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Forward reads: return events after this revision (default 0)."),
+        ("before-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Backward reads: return events before this revision (default: from the end)."),
         ("direction" = Option<String>, Query, pattern = "^(forward|backward)$", description = "`forward` (default) or `backward`."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most events per page (default 100)."),
     ),
@@ -409,7 +440,7 @@ pub(crate) async fn read_stream(
     tag = "feeds",
     operation_id = "readFeed",
     params(
-        ("after-position" = Option<u64>, Query, minimum = 0, description = "Return events after this position (default 0)."),
+        ("after-position" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Return events after this position (default 0)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most events per page (default 100)."),
         ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds to hold the request while nothing is past `after-position` (default 0)."),
     ),
@@ -417,6 +448,7 @@ pub(crate) async fn read_stream(
         (status = 200, description = "A page of the feed.", body = FeedPageEnvelope),
         (status = 400, description = "Invalid position, limit or wait.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
+        (status = 503, description = "As many long polls as the server allows are already waiting (only when `wait` > 0 and nothing is past `after-position`), with `Retry-After` (seconds); or the server is shutting down.", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
@@ -438,7 +470,7 @@ pub(crate) async fn read_feed(
     operation_id = "readTypeFeed",
     params(
         ("streamType" = StreamType, Path, description = "The streams' type."),
-        ("after-position" = Option<u64>, Query, minimum = 0, description = "Return events after this position (default 0)."),
+        ("after-position" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Return events after this position (default 0)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most events per page (default 100)."),
         ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds to hold the request while nothing is past `after-position` (default 0)."),
     ),
@@ -446,6 +478,7 @@ pub(crate) async fn read_feed(
         (status = 200, description = "A page of the type's feed.", body = FeedPageEnvelope),
         (status = 400, description = "Invalid stream type, position, limit or wait.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
+        (status = 503, description = "As many long polls as the server allows are already waiting (only when `wait` > 0 and nothing is past `after-position`), with `Retry-After` (seconds); or the server is shutting down.", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
@@ -477,7 +510,15 @@ async fn feed(
 }
 
 /// Reads a feed page; while it is empty and `wait` has not passed, waits
-/// for the store to announce new events and reads again.
+/// for the store to announce new events of the feed and reads again.
+///
+/// A waiting request holds one of the state's long-poll places (503 when
+/// none is free). Each turn reads only the feed asked for: a type's feed
+/// waits on [`EventStore::wait_for_type_feed`](eventstore_core::EventStore::wait_for_type_feed),
+/// so events of other types neither wake it (on stores that track types)
+/// nor get read. A store that wakes it early anyway (the trait's default
+/// waits on the global feed) is re-read at most every
+/// [`MAX_EMPTY_WAKE_PAUSE`] once such empty wakes repeat.
 async fn read_feed_waiting(
     state: &AppState,
     filter: &FeedFilter,
@@ -486,35 +527,53 @@ async fn read_feed_waiting(
     wait: Duration,
 ) -> Result<eventstore_core::FeedPage, ApiError> {
     let store = state.store();
-    let deadline = Instant::now() + wait;
+    let deadline = Instant::now() + state.cap_wait(wait);
     let mut shutdown = state.shutdown_signal();
-    // For a filtered feed, the position up to which the whole store has been
-    // looked at: waiting past it (not past `after`) keeps events of other
-    // types from waking this request over and over.
-    let mut watermark = after;
+    let mut permit = None;
+    let mut empty_wakes = 0u32;
     loop {
-        if !wait.is_zero() && matches!(filter, FeedFilter::StreamType(_)) {
-            watermark = store
-                .read_feed(&FeedFilter::All, watermark, Limits::MAX_READ_LIMIT)
-                .await?
-                .last_position
-                .max(watermark);
-        }
         let page = store.read_feed(filter, after, limit).await?;
         let now = Instant::now();
         if !page.events.is_empty() || now >= deadline || *shutdown.borrow_and_update() {
             return Ok(page);
         }
+        if permit.is_none() {
+            permit = Some(state.long_poll_permit()?);
+        }
+        if empty_wakes > 0 {
+            let pause = (MIN_EMPTY_WAKE_PAUSE * 2u32.saturating_pow(empty_wakes - 1))
+                .min(MAX_EMPTY_WAKE_PAUSE);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.min(now + pause)) => {}
+                _ = shutdown.changed() => {}
+            }
+            if Instant::now() >= deadline || *shutdown.borrow_and_update() {
+                return Ok(page);
+            }
+        }
+        let woken = async {
+            match filter {
+                FeedFilter::StreamType(t) => store.wait_for_type_feed(t, after).await,
+                _ => store.wait_for_feed(after).await,
+            }
+        };
         tokio::select! {
-            woke = tokio::time::timeout(deadline - now, store.wait_for_feed(watermark)) => {
+            woke = tokio::time::timeout_at(deadline, woken) => {
                 if let Ok(result) = woke {
                     result?;
+                    // If the next read finds nothing, this wake was early.
+                    empty_wakes += 1;
                 }
             }
             _ = shutdown.changed() => {}
         }
     }
 }
+
+/// The first pause before re-reading after a wake that found nothing.
+const MIN_EMPTY_WAKE_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between two reads of a long poll woken early.
+const MAX_EMPTY_WAKE_PAUSE: Duration = Duration::from_secs(1);
 
 /// Stream types and their number of streams.
 #[utoipa::path(

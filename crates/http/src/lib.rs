@@ -6,16 +6,18 @@
 //! extraction and validation of path, query and body (every bad input is a
 //! 4xx JSON answer before the store is asked), the one place that turns
 //! errors into status codes and [`eventstore_api::ErrorBody`] answers,
-//! request ids, tracing spans, optional bearer API keys, CORS, the
-//! generated OpenAPI document with its Swagger UI, and the built-in web UI
-//! files.
+//! request ids, tracing spans, optional bearer API keys, CORS (off unless
+//! origins are named), the request and body timeouts and the long-poll
+//! limit the host asks for, the generated OpenAPI document with its
+//! Swagger UI, and the built-in web UI files.
 //!
 //! It must not know which backend it serves nor how it is hosted: the
 //! local server binds it to a TCP listener, the AWS Lambda function wraps
 //! the same router, so it answers with relative redirects only and never
 //! reads the environment.
 //!
-//! Main items: [`router`], [`AppState`], [`ApiError`], [`ApiDoc`].
+//! Main items: [`router`], [`AppState`], [`CorsPolicy`], [`ApiError`],
+//! [`ApiDoc`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -28,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod cors;
 mod error;
 mod extract;
 mod handlers;
@@ -37,6 +40,7 @@ mod routes;
 mod state;
 mod ui;
 
+pub use cors::{CorsPolicy, InvalidCorsOrigin};
 pub use error::ApiError;
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
@@ -45,38 +49,45 @@ pub use state::AppState;
 pub use ui::ui_available;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method, header};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
 use eventstore_core::Limits;
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::{TimeoutBody, TimeoutLayer};
 
 /// The complete API over `state`: every endpoint, the OpenAPI document and
 /// Swagger UI under `/openapi/`, the web UI under `/ui/`, with request ids,
-/// JSON error bodies, body limits, API keys and CORS.
+/// JSON error bodies, body limits, API keys, and the timeouts and CORS
+/// policy `state` carries.
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
     for route in routes::table() {
         api = api.route(route.info.axum_path, route.handler);
     }
-    api.fallback(|| async { ApiError::NotFound("no such route".into()) })
+    let mut app = api
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(Limits::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::require_api_key,
-        ))
-        .layer(CatchPanicLayer::new())
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods([Method::GET, Method::POST, Method::PUT])
-                .allow_headers([
-                    header::AUTHORIZATION,
-                    header::CONTENT_TYPE,
-                    REQUEST_ID_HEADER,
-                ])
-                .expose_headers([REQUEST_ID_HEADER, HeaderName::from_static("location")]),
-        )
-        .layer(axum::middleware::from_fn(middleware::request_context))
+        ));
+    if let Some(timeout) = state.body_timeout() {
+        app = app.layer(MapRequestLayer::new(move |req: Request| {
+            req.map(|body| Body::new(TimeoutBody::new(timeout, body)))
+        }));
+    }
+    if let Some(timeout) = state.request_timeout() {
+        app = app.layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+    }
+    app = app.layer(CatchPanicLayer::new());
+    if let Some(cors) = state.cors().layer() {
+        app = app.layer(cors);
+    }
+    app.layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(state)
 }

@@ -106,11 +106,13 @@ fn render_error(mut response: Response, request_id: &str) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Paths that answer without an API key: the liveness check, and the
+/// Paths that answer without an API key: the liveness and readiness
+/// checks, and the
 /// static pages (web UI, API documentation), which hold no data and must
 /// load in a browser before the user can enter a key.
 fn is_public(path: &str) -> bool {
     path == "/liveness-check"
+        || path == "/readiness-check"
         || path == "/"
         || path == "/ui"
         || path.starts_with("/ui/")

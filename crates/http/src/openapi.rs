@@ -18,11 +18,14 @@ Streams are identified by `(streamType, streamId)`; the first event of a stream 
 Every error answer is JSON (`ErrorBody`) with a machine-readable `code` and the `requestId` that \
 is also sent in the `x-request-id` header.\n\n\
 When the server is started with API keys, every data route needs `Authorization: Bearer <key>`; \
-the liveness check, this document and the web pages do not.",
+the liveness and readiness checks, this document and the web pages do not.\n\n\
+A 503 answer with a `Retry-After` header (seconds) means the server is busy (a full write \
+queue, or as many long polls waiting as it allows): retry after that delay.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
         handlers::liveness,
+        handlers::readiness,
         handlers::create_stream,
         handlers::list_streams,
         handlers::stream_details,
@@ -45,7 +48,7 @@ the liveness check, this document and the web pages do not.",
         (name = "streams", description = "Create, list and inspect streams."),
         (name = "events", description = "Append to and read one stream."),
         (name = "feeds", description = "Every event in global order, optionally held open (long polling)."),
-        (name = "meta", description = "Liveness, this document and the web pages."),
+        (name = "meta", description = "Liveness, readiness, this document and the web pages."),
     )
 )]
 pub struct ApiDoc;

@@ -46,6 +46,7 @@ pub(crate) fn table() -> Vec<Route> {
         |method: Method, path: &'static str, handler| route(method, path, Some(path), handler);
     vec![
         documented(M::GET, "/liveness-check", get(handlers::liveness)),
+        documented(M::GET, "/readiness-check", get(handlers::readiness)),
         documented(
             M::POST,
             "/streams/{streamType}",

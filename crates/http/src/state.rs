@@ -1,11 +1,17 @@
-//! What every handler shares: the store, the API keys, the shutdown signal.
+//! What every handler shares: the store, the API keys, the shutdown
+//! signal, and the protections the host asks for (long-poll limit,
+//! timeouts, CORS).
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use eventstore_core::EventStore;
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::cors::CorsPolicy;
+use crate::error::ApiError;
 
 /// The router's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -13,6 +19,17 @@ pub struct AppState {
     store: Arc<dyn EventStore>,
     api_keys: Arc<[ApiKey]>,
     shutdown: Arc<watch::Sender<bool>>,
+    long_polls: Option<LongPollLimit>,
+    cors: CorsPolicy,
+    body_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+}
+
+/// How many requests may be held waiting for events at once.
+#[derive(Clone)]
+struct LongPollLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
 }
 
 impl AppState {
@@ -22,7 +39,84 @@ impl AppState {
             store,
             api_keys: Arc::from(Vec::new()),
             shutdown: Arc::new(watch::Sender::new(false)),
+            long_polls: None,
+            cors: CorsPolicy::Off,
+            body_timeout: None,
+            request_timeout: None,
         }
+    }
+
+    /// Holds at most `max` feed requests waiting for events (`wait` > 0)
+    /// at once; one more is answered 503 with `Retry-After` instead of
+    /// waiting. Without this call there is no limit.
+    pub fn with_long_poll_limit(mut self, max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        self.long_polls = Some(LongPollLimit {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        });
+        self
+    }
+
+    /// Answers cross-origin requests by `policy` (default: CORS off).
+    pub fn with_cors(mut self, policy: CorsPolicy) -> Self {
+        self.cors = policy;
+        self
+    }
+
+    /// A request body must arrive without a pause longer than `timeout`
+    /// between two of its chunks; otherwise the answer is 408.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = Some(timeout);
+        self
+    }
+
+    /// Every request must be answered within `timeout` (408 otherwise),
+    /// body upload included. Long polls are cut short to answer (with an
+    /// empty page) one second before it.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    pub(crate) fn cors(&self) -> &CorsPolicy {
+        &self.cors
+    }
+
+    pub(crate) fn body_timeout(&self) -> Option<Duration> {
+        self.body_timeout
+    }
+
+    pub(crate) fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout
+    }
+
+    /// The longest a long poll may wait: what the client asked for, but
+    /// short enough to answer before the request timeout.
+    pub(crate) fn cap_wait(&self, wait: Duration) -> Duration {
+        match self.request_timeout {
+            Some(limit) => wait.min(limit.saturating_sub(Duration::from_secs(1))),
+            None => wait,
+        }
+    }
+
+    /// A place among the waiting long polls, or the 503 that says there
+    /// is none. `None` when long polls are not limited.
+    pub(crate) fn long_poll_permit(&self) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        match &self.long_polls {
+            None => Ok(None),
+            Some(limit) => limit
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| ApiError::TooManyLongPolls(limit.max)),
+        }
+    }
+
+    /// Whether [`AppState::begin_shutdown`] ran.
+    pub(crate) fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// Turns on bearer authentication with these keys (empty strings are
@@ -78,6 +172,10 @@ impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState")
             .field("api_keys", &self.api_keys.len())
+            .field("long_polls", &self.long_polls.as_ref().map(|l| l.max))
+            .field("cors", &self.cors)
+            .field("body_timeout", &self.body_timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -9,4 +9,5 @@ mod fuzz;
 mod openapi_doc;
 mod original_schema;
 mod pages;
+mod protection;
 mod support;
