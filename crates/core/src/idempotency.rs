@@ -33,8 +33,10 @@ pub enum Decision {
 ///
 /// A retry is recognised when every id is present at consecutive revisions
 /// right after the pinned expectation (integer or no-stream), or, for
-/// `Any`/`Exists`, as the stream's last events. Any other presence of a
-/// request id is a duplicate. With no id present, the expectation decides.
+/// `Any`/`Exists`, at consecutive revisions wherever they sit — however
+/// many appends came after it, a retry is never stored twice. Any other
+/// presence of a request id is a duplicate. With no id present, the
+/// expectation decides.
 pub fn decide(
     expectation: Expectation,
     current: Revision,
@@ -49,7 +51,7 @@ pub fn decide(
     };
     let base = match expectation.pinned() {
         Some(base) => Some(base),
-        None => current.get().checked_sub(n).map(Revision::new),
+        None => found[0].map(|first| Revision::new(first.get() - 1)),
     };
     if let Some(base) = base {
         let consecutive = found
@@ -121,18 +123,23 @@ mod tests {
     }
 
     #[test]
-    fn any_retry_only_matches_the_last_events() {
+    fn any_retry_matches_wherever_its_events_sit() {
         let ids = ids(2);
-        let d = decide(Expectation::Any, r(5), &ids, &[Some(r(4)), Some(r(5))]).unwrap();
-        assert_eq!(
-            d,
-            Decision::AlreadyAppended {
-                first: r(4),
-                last: r(5)
+        for current in [5, 6, 100] {
+            for e in [Expectation::Any, Expectation::Exists] {
+                let d = decide(e, r(current), &ids, &[Some(r(4)), Some(r(5))]).unwrap();
+                assert_eq!(
+                    d,
+                    Decision::AlreadyAppended {
+                        first: r(4),
+                        last: r(5)
+                    },
+                    "a retry after {current} events is still a retry"
+                );
             }
-        );
+        }
         assert!(matches!(
-            decide(Expectation::Any, r(6), &ids, &[Some(r(4)), Some(r(5))]),
+            decide(Expectation::Any, r(6), &ids, &[Some(r(4)), Some(r(6))]),
             Err(StoreError::DuplicateEvent { .. })
         ));
     }

@@ -190,13 +190,17 @@ struct SimState {
     durable_entries: HashSet<PathBuf>,
     /// Renames not yet made durable: (from, to, what `to` was before).
     pending_renames: Vec<(PathBuf, PathBuf, Option<SimFile>)>,
-    locks: HashSet<PathBuf>,
+    /// Held locks, with the token of their holder.
+    locks: HashMap<PathBuf, u64>,
+    next_token: u64,
     /// Calls made so far, by kind.
     counts: HashMap<Op, u64>,
     /// Calls to fail: (kind, 0-based call number of that kind) -> errno.
     fail_at: HashMap<(Op, u64), i32>,
     /// Every call of these kinds fails with the errno.
     fail_all: HashMap<Op, i32>,
+    /// Calls at which the process dies: (kind, 0-based call number).
+    kill_at: HashSet<(Op, u64)>,
     /// After this many calls in all, every call fails (the process died).
     dead: bool,
     rng: u64,
@@ -221,6 +225,11 @@ impl SimState {
         let n = self.counts.entry(op).or_insert(0);
         let k = *n;
         *n += 1;
+        if self.kill_at.contains(&(op, k)) {
+            self.dead = true;
+            self.locks.clear();
+            return Err(io::Error::other("the simulated process died in this call"));
+        }
         if let Some(&errno) = self.fail_at.get(&(op, k)).or(self.fail_all.get(&op)) {
             return Err(io::Error::from_raw_os_error(errno));
         }
@@ -267,11 +276,18 @@ impl SimFs {
         self.lock_state().fail_all.insert(op, errno);
     }
 
+    /// Kills the layer (see [`SimFs::kill`]) at the `n`-th (0-based) call
+    /// of kind `op`, counting from the start; that call does nothing.
+    pub fn kill_at(&self, op: Op, n: u64) {
+        self.lock_state().kill_at.insert((op, n));
+    }
+
     /// Removes every planned failure and brings a killed layer back.
     pub fn heal(&self) {
         let mut s = self.lock_state();
         s.fail_at.clear();
         s.fail_all.clear();
+        s.kill_at.clear();
         s.dead = false;
     }
 
@@ -284,7 +300,10 @@ impl SimFs {
     /// page cache (what reads see) stays as it is, as after a real process
     /// crash; [`SimFs::heal`] starts a "new process" over the same files.
     pub fn kill(&self) {
-        self.lock_state().dead = true;
+        let mut s = self.lock_state();
+        s.dead = true;
+        // The dead process's locks go with it.
+        s.locks.clear();
     }
 
     /// Cuts the power: every file goes back to its durable content, plus
@@ -377,7 +396,13 @@ impl SimFs {
         s.locks.clear();
         s.fail_at.clear();
         s.fail_all.clear();
+        s.kill_at.clear();
         s.dead = false;
+    }
+
+    /// Whether the layer was killed.
+    pub fn is_dead(&self) -> bool {
+        self.lock_state().dead
     }
 
     /// What reads of `path` see now, if it exists.
@@ -494,13 +519,17 @@ impl StorageFile for SimHandle {
 struct SimLock {
     fs: SimFs,
     path: PathBuf,
+    token: u64,
 }
 
 impl DirLock for SimLock {}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
-        self.fs.lock_state().locks.remove(&self.path);
+        let mut s = self.fs.lock_state();
+        if s.locks.get(&self.path) == Some(&self.token) {
+            s.locks.remove(&self.path);
+        }
     }
 }
 
@@ -561,12 +590,16 @@ impl FileSystem for SimFs {
         if s.dead {
             return Err(io::Error::other("the simulated process is dead"));
         }
-        if !s.locks.insert(path.to_path_buf()) {
+        if s.locks.contains_key(path) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        s.next_token += 1;
+        let token = s.next_token;
+        s.locks.insert(path.to_path_buf(), token);
         Ok(Box::new(SimLock {
             fs: self.clone(),
             path: path.to_path_buf(),
+            token,
         }))
     }
 }

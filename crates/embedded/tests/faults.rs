@@ -1,0 +1,609 @@
+//! Fault injection over the simulated file layer (`vfs::SimFs`): power cuts
+//! that drop or tear unsynced writes, process deaths in the middle of any
+//! call, `EIO` and `ENOSPC` at every write and sync call site, and a
+//! model-based test that mixes all of them with appends, retries and reads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::{append, event, key, read_all, read_feed_all};
+use eventstore_core::{
+    AppendRequest, EventId, EventStore, Expectation, FeedFilter, NewEvent, Revision, StoreError,
+    StreamKey,
+};
+use eventstore_embedded::vfs::{Op, PowerCut, SimFs};
+use eventstore_embedded::{EmbeddedError, EmbeddedOptions, EmbeddedStore};
+use proptest::prelude::*;
+
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
+fn dir() -> PathBuf {
+    PathBuf::from("/sim/data")
+}
+
+fn open(fs: &SimFs) -> Result<EmbeddedStore, EmbeddedError> {
+    EmbeddedStore::open_with(
+        dir(),
+        EmbeddedOptions {
+            fs: Arc::new(fs.clone()),
+            ..EmbeddedOptions::default()
+        },
+    )
+}
+
+/// What the store acknowledged: per stream, the events in order with their
+/// positions.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    streams: BTreeMap<StreamKey, Vec<(EventId, u64)>>,
+    /// Appends whose outcome is unknown (the process died or the disk
+    /// failed during them): present whole or absent after a restart.
+    unknown: Vec<(StreamKey, Vec<EventId>)>,
+}
+
+impl Model {
+    fn acked(&mut self, key: &StreamKey, ids: &[EventId], first_position: u64, first_rev: u64) {
+        let s = self.streams.entry(key.clone()).or_default();
+        for (i, id) in ids.iter().enumerate() {
+            let rev = first_rev + i as u64;
+            if s.len() as u64 >= rev {
+                // A retry answered "already appended": same ids there.
+                assert_eq!(
+                    s[rev as usize - 1].0,
+                    *id,
+                    "a retry answered with other events"
+                );
+            } else {
+                assert_eq!(s.len() as u64 + 1, rev, "revisions gapless");
+                s.push((*id, first_position + i as u64));
+            }
+        }
+        self.unknown.retain(|(k, u)| !(k == key && u == ids));
+    }
+
+    /// Checks a reopened store against the model: every acknowledged event
+    /// exactly once, in order, at its position; unknown appends whole or
+    /// absent (and adopted when present); nothing else; a gapless feed.
+    async fn verify(&mut self, store: &EmbeddedStore, what: &str) {
+        let feed = read_feed_all(store, &FeedFilter::All).await;
+        for (i, e) in feed.iter().enumerate() {
+            assert_eq!(
+                e.position.unwrap().get(),
+                i as u64 + 1,
+                "{what}: the feed has no gap"
+            );
+        }
+        let mut keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
+        for (k, _) in &self.unknown {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        let mut seen = 0;
+        for k in keys {
+            let read = if store.stream_info(&k).await.unwrap().is_some() {
+                read_all(store, &k).await
+            } else {
+                Vec::new()
+            };
+            let acked = self.streams.get(&k).cloned().unwrap_or_default();
+            assert!(
+                read.len() >= acked.len(),
+                "{what}: stream {k} lost acknowledged events ({} of {})",
+                read.len(),
+                acked.len()
+            );
+            for (i, (id, pos)) in acked.iter().enumerate() {
+                assert_eq!(read[i].event_id, *id, "{what}: {k} revision {}", i + 1);
+                assert_eq!(
+                    read[i].position.unwrap().get(),
+                    *pos,
+                    "{what}: {k} revision {} moved",
+                    i + 1
+                );
+                assert_eq!(read[i].revision, Revision::new(i as u64 + 1));
+            }
+            // What follows must be unknown appends, whole.
+            let mut rest: Vec<EventId> = read[acked.len()..].iter().map(|e| e.event_id).collect();
+            while !rest.is_empty() {
+                let Some(i) = self
+                    .unknown
+                    .iter()
+                    .position(|(uk, ids)| *uk == k && rest.starts_with(ids))
+                else {
+                    panic!("{what}: {k} holds events nobody appended: {rest:?}");
+                };
+                let (_, ids) = self.unknown.remove(i);
+                // Now durable (open synced it): adopt it.
+                let base = read.len() - rest.len();
+                let s = self.streams.entry(k.clone()).or_default();
+                for (j, id) in ids.iter().enumerate() {
+                    s.push((*id, read[base + j].position.unwrap().get()));
+                }
+                rest.drain(..ids.len());
+            }
+            seen += read.len();
+        }
+        assert_eq!(
+            seen,
+            feed.len(),
+            "{what}: the feed holds only these streams"
+        );
+        // An unknown append not found is gone for good.
+        self.unknown.clear();
+    }
+}
+
+fn request(k: &StreamKey, expectation: Expectation, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest::new(k.clone(), expectation, events).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Append `n` events to stream `s` (expectation: any).
+    Append { s: usize, n: usize },
+    /// Append to stream `s` expecting its current revision.
+    AppendExact { s: usize, n: usize },
+    /// Retry the `i`-th earlier append (modulo their number).
+    Retry { i: usize },
+    /// Several appends at once (one group commit, several frames).
+    Concurrent { n: usize },
+    /// The process dies at the next call of this kind (during an append).
+    DieDuring { sync: bool, s: usize },
+    /// The process dies, then restarts (page cache kept).
+    Restart,
+    /// The power is cut, then the store restarts.
+    PowerCut { mode: u8 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..4usize, 1..4usize).prop_map(|(s, n)| Step::Append { s, n }),
+        2 => (0..4usize, 1..3usize).prop_map(|(s, n)| Step::AppendExact { s, n }),
+        2 => any::<usize>().prop_map(|i| Step::Retry { i }),
+        2 => (2..6usize).prop_map(|n| Step::Concurrent { n }),
+        2 => (any::<bool>(), 0..4usize).prop_map(|(sync, s)| Step::DieDuring { sync, s }),
+        1 => Just(Step::Restart),
+        2 => (0..3u8).prop_map(|mode| Step::PowerCut { mode }),
+    ]
+}
+
+fn mode(m: u8) -> PowerCut {
+    match m {
+        0 => PowerCut::DropUnsynced,
+        1 => PowerCut::TornPrefix,
+        _ => PowerCut::TornSectors,
+    }
+}
+
+fn keys() -> Vec<StreamKey> {
+    (0..4).map(|i| key("model", &format!("s-{i}"))).collect()
+}
+
+async fn run_model(seed: u64, steps: Vec<Step>) {
+    let fs = SimFs::new(seed);
+    let keys = keys();
+    let mut model = Model::default();
+    let mut store = open(&fs).unwrap();
+    let mut history: Vec<(StreamKey, Vec<NewEvent>)> = Vec::new();
+    let mut counter = 0usize;
+    let mut fresh = |n: usize| -> Vec<NewEvent> {
+        (0..n)
+            .map(|_| {
+                counter += 1;
+                event(counter)
+            })
+            .collect()
+    };
+    for (at, step) in steps.into_iter().enumerate() {
+        let what = format!("seed {seed} step {at} {step:?}");
+        match step {
+            Step::Append { s, n } | Step::AppendExact { s, n } => {
+                let k = &keys[s];
+                let evs = fresh(n);
+                let expectation = match step {
+                    Step::AppendExact { .. } => {
+                        let rev = model.streams.get(k).map_or(0, |v| v.len() as u64);
+                        if rev == 0 {
+                            Expectation::NoStream
+                        } else {
+                            Expectation::Exact(Revision::new(rev))
+                        }
+                    }
+                    _ => Expectation::Any,
+                };
+                let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();
+                history.push((k.clone(), evs.clone()));
+                let out = store.append(request(k, expectation, evs)).await.unwrap();
+                assert!(!out.already_appended, "{what}");
+                model.acked(
+                    k,
+                    &ids,
+                    out.first_position.unwrap().get(),
+                    out.first_revision.get(),
+                );
+            }
+            Step::Retry { i } => {
+                if history.is_empty() {
+                    continue;
+                }
+                let (k, evs) = history[i % history.len()].clone();
+                let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();
+                let known = model
+                    .streams
+                    .get(&k)
+                    .is_some_and(|v| v.iter().any(|(id, _)| *id == ids[0]));
+                match store.append(request(&k, Expectation::Any, evs)).await {
+                    Ok(out) => {
+                        if known {
+                            assert!(out.already_appended, "{what}: a retry is not stored twice");
+                        }
+                        model.acked(
+                            &k,
+                            &ids,
+                            out.first_position.unwrap().get(),
+                            out.first_revision.get(),
+                        );
+                    }
+                    Err(e) => panic!("{what}: retry failed: {e}"),
+                }
+            }
+            Step::Concurrent { n } => {
+                let shared = Arc::new(store);
+                let mut tasks = Vec::new();
+                for j in 0..n {
+                    let k = keys[j % keys.len()].clone();
+                    let evs = fresh(1 + j % 2);
+                    history.push((k.clone(), evs.clone()));
+                    let st = shared.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();
+                        let out = st.append(request(&k, Expectation::Any, evs)).await;
+                        (k, ids, out)
+                    }));
+                }
+                let mut outs = Vec::new();
+                for t in tasks {
+                    outs.push(t.await.unwrap());
+                }
+                // Acknowledge in position order (the model checks gapless
+                // revisions).
+                outs.sort_by_key(|(_, _, o)| o.as_ref().unwrap().first_position);
+                for (k, ids, out) in outs {
+                    let out = out.unwrap();
+                    model.acked(
+                        &k,
+                        &ids,
+                        out.first_position.unwrap().get(),
+                        out.first_revision.get(),
+                    );
+                }
+                store = Arc::try_unwrap(shared).unwrap();
+            }
+            Step::DieDuring { sync, s } => {
+                let op = if sync { Op::Sync } else { Op::Write };
+                fs.kill_at(op, fs.count(op));
+                let k = &keys[s];
+                let evs = fresh(2);
+                let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();
+                history.push((k.clone(), evs.clone()));
+                model.unknown.push((k.clone(), ids));
+                assert!(
+                    store
+                        .append(request(k, Expectation::Any, evs))
+                        .await
+                        .is_err(),
+                    "{what}: an append whose commit died is not acknowledged"
+                );
+                fs.kill();
+                drop(store);
+                // The process is dead; half the time the power goes too.
+                if seed % 2 == 0 {
+                    fs.power_cut(mode((seed / 2 % 3) as u8));
+                } else {
+                    fs.heal();
+                }
+                store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                model.verify(&store, &what).await;
+                // What open served must be durable: cut the power at once
+                // and look again.
+                store.close().await;
+                drop(store);
+                fs.power_cut(PowerCut::DropUnsynced);
+                store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                model
+                    .verify(&store, &format!("{what}, power cut after restart"))
+                    .await;
+            }
+            Step::Restart => {
+                drop(store);
+                fs.kill();
+                fs.heal();
+                store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                model.verify(&store, &what).await;
+            }
+            Step::PowerCut { mode: m } => {
+                drop(store);
+                fs.power_cut(mode(m));
+                store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                model.verify(&store, &what).await;
+            }
+        }
+    }
+    store.close().await;
+    drop(store);
+    fs.power_cut(PowerCut::TornSectors);
+    let store = open(&fs).unwrap();
+    model
+        .verify(&store, &format!("seed {seed}: at the end"))
+        .await;
+    // Positions go on after the last one, never reused.
+    let last = read_feed_all(&store, &FeedFilter::All).await.len() as u64;
+    let out = append(&store, &keys[0], Expectation::Any, vec![event(0)])
+        .await
+        .unwrap();
+    assert_eq!(out.first_position.unwrap().get(), last + 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("FAULT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// Random appends, retries, concurrent group commits, process deaths
+    /// during writes and syncs, restarts and power cuts of every kind,
+    /// checked against the model after every restart.
+    #[test]
+    fn model_over_simulated_faults(seed in any::<u64>(), steps in prop::collection::vec(step(), 1..30)) {
+        runtime().block_on(run_model(seed, steps));
+    }
+}
+
+/// The scenario the error injection runs: create a store, append, close,
+/// reopen, append more in one group commit and alone, close. Returns the
+/// appends acknowledged and whether a failure was seen.
+async fn scenario(fs: &SimFs, model: &mut Model) -> Result<(), String> {
+    let k = key("inject", "s-1");
+    let k2 = key("inject", "s-2");
+    let store = open(fs).map_err(|e| format!("open: {e}"))?;
+    let mut failed = false;
+    for (i, (kk, n)) in [(&k, 2), (&k2, 1), (&k, 3)].into_iter().enumerate() {
+        let evs: Vec<NewEvent> = (0..n).map(|j| event(100 * i + j)).collect();
+        let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();
+        match store.append(request(kk, Expectation::Any, evs)).await {
+            Ok(out) => {
+                assert!(!failed, "after a failed append, nothing is acknowledged");
+                model.acked(
+                    kk,
+                    &ids,
+                    out.first_position.unwrap().get(),
+                    out.first_revision.get(),
+                );
+            }
+            Err(e) => {
+                if !failed {
+                    // The client of the failed append gets an error that
+                    // HTTP answers with a 5xx, and the store says why.
+                    assert!(
+                        matches!(e, StoreError::Backend(_) | StoreError::Unavailable(_)),
+                        "{e:?}"
+                    );
+                    assert!(store.readiness().is_err(), "unhealthy after a failed write");
+                } else {
+                    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+                }
+                failed = true;
+                model.unknown.push((kk.clone(), ids));
+            }
+        }
+    }
+    store.close().await;
+    drop(store);
+    if failed {
+        return Err("an append failed".into());
+    }
+    let store = open(fs).map_err(|e| format!("reopen: {e}"))?;
+    let st = Arc::new(store);
+    let mut tasks = Vec::new();
+    for j in 0..3 {
+        let kk = if j % 2 == 0 { k.clone() } else { k2.clone() };
+        let evs = vec![event(1000 + j)];
+        let st = st.clone();
+        tasks.push(tokio::spawn(async move {
+            let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();
+            (
+                kk.clone(),
+                ids,
+                st.append(request(&kk, Expectation::Any, evs)).await,
+            )
+        }));
+    }
+    let mut outs = Vec::new();
+    for t in tasks {
+        outs.push(t.await.unwrap());
+    }
+    outs.sort_by_key(|(_, _, o)| o.as_ref().ok().and_then(|o| o.first_position));
+    let mut failed = false;
+    for (kk, ids, out) in outs {
+        match out {
+            Ok(out) => model.acked(
+                &kk,
+                &ids,
+                out.first_position.unwrap().get(),
+                out.first_revision.get(),
+            ),
+            Err(_) => {
+                failed = true;
+                model.unknown.push((kk, ids));
+            }
+        }
+    }
+    if failed {
+        assert!(st.readiness().is_err());
+        let again = st
+            .append(request(&k, Expectation::Any, vec![event(5000)]))
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::Unavailable(_))),
+            "fail-stop: {again:?}"
+        );
+    }
+    st.close().await;
+    if failed {
+        return Err("an append failed".into());
+    }
+    Ok(())
+}
+
+/// Every write, sync, truncation, directory sync and file creation that the
+/// scenario makes — at open, at commit, when cutting a failed commit off —
+/// fails once, with `EIO` and with `ENOSPC`. Whatever failed, a restart
+/// (with or without a power cut) shows the store exactly as acknowledged.
+#[test]
+fn every_write_and_sync_call_site_fails_with_eio_and_enospc() {
+    let rt = runtime();
+    // Count the calls of a clean run.
+    let clean = SimFs::new(1);
+    let mut m = Model::default();
+    rt.block_on(scenario(&clean, &mut m)).unwrap();
+    let ops = [Op::Write, Op::Sync, Op::SetLen, Op::SyncDir, Op::Create];
+    let mut runs = 0;
+    for op in ops {
+        for n in 0..clean.count(op) {
+            for errno in [EIO, ENOSPC] {
+                for cut in [false, true] {
+                    runs += 1;
+                    let fs = SimFs::new(n * 7 + errno as u64);
+                    fs.fail_nth(op, n, errno);
+                    let mut model = Model::default();
+                    let outcome = rt.block_on(scenario(&fs, &mut model));
+                    let what = format!(
+                        "{op:?} call {n} fails with errno {errno}, power cut {cut}: {outcome:?}"
+                    );
+                    fs.heal();
+                    if cut {
+                        fs.power_cut(PowerCut::DropUnsynced);
+                    }
+                    // A failed open may leave no log at all: that is a
+                    // store with nothing acknowledged.
+                    let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                    // The failed append never shows.
+                    let unknown = std::mem::take(&mut model.unknown);
+                    rt.block_on(model.verify(&store, &what));
+                    for (k, ids) in unknown {
+                        if let Ok(read) = rt.block_on(async {
+                            store
+                                .read_stream(&k, eventstore_core::StreamRead::forward())
+                                .await
+                        }) {
+                            assert!(
+                                !read.events.iter().any(|e| ids.contains(&e.event_id)),
+                                "{what}: the failed append shows after the restart"
+                            );
+                        }
+                    }
+                    rt.block_on(store.close());
+                }
+            }
+        }
+    }
+    assert!(
+        runs >= 40,
+        "the scenario makes enough calls to inject into: {runs}"
+    );
+}
+
+/// A process that dies right after its commit's write, before the sync,
+/// restarts with the page cache intact: open must make what it serves
+/// durable before it answers a retry with "already appended".
+#[test]
+fn open_makes_what_it_replays_durable_before_serving() {
+    let rt = runtime();
+    rt.block_on(async {
+        let fs = SimFs::new(3);
+        let k = key("durable", "d-1");
+        let store = open(&fs).unwrap();
+        append(&store, &k, Expectation::NoStream, vec![event(1)])
+            .await
+            .unwrap();
+        fs.kill_at(Op::Sync, fs.count(Op::Sync));
+        let evs = vec![event(2), event(3)];
+        assert!(
+            store
+                .append(request(&k, Expectation::Any, evs.clone()))
+                .await
+                .is_err()
+        );
+        drop(store);
+        fs.heal();
+        // The process restarts; the page cache still holds the frame.
+        let store = open(&fs).unwrap();
+        let retry = store
+            .append(request(&k, Expectation::Any, evs.clone()))
+            .await
+            .unwrap();
+        assert!(retry.already_appended);
+        store.close().await;
+        drop(store);
+        // "Already appended" was a promise: it survives a power cut.
+        fs.power_cut(PowerCut::DropUnsynced);
+        let store = open(&fs).unwrap();
+        let read = read_all(&store, &k).await;
+        assert_eq!(read.len(), 3, "the retried append is durable");
+    });
+}
+
+/// A failed `fdatasync` leaves the failed commit visible in the page cache
+/// (Linux marks the pages clean). The store cuts it off, so neither it nor
+/// a restart ever shows the failed append.
+#[test]
+fn a_failed_sync_never_comes_back_after_a_restart() {
+    let rt = runtime();
+    rt.block_on(async {
+        for seed in 0..20 {
+            let fs = SimFs::new(seed);
+            let k = key("fsyncgate", "f-1");
+            let store = open(&fs).unwrap();
+            append(&store, &k, Expectation::NoStream, vec![event(1)])
+                .await
+                .unwrap();
+            fs.fail_nth(Op::Sync, fs.count(Op::Sync), EIO);
+            let failed = store
+                .append(request(&k, Expectation::Any, vec![event(2)]))
+                .await;
+            assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
+            let reason = store.readiness().unwrap_err();
+            assert!(reason.contains("could not be written"), "{reason}");
+            let next = store
+                .append(request(&k, Expectation::Any, vec![event(3)]))
+                .await;
+            assert!(matches!(next, Err(StoreError::Unavailable(_))), "{next:?}");
+            assert_eq!(read_all(&store, &k).await.len(), 1);
+            store.close().await;
+            drop(store);
+            fs.heal();
+            let store = open(&fs).unwrap();
+            assert_eq!(
+                read_all(&store, &k).await.len(),
+                1,
+                "seed {seed}: the failed append does not come back"
+            );
+            assert!(store.readiness().is_ok());
+            store.close().await;
+        }
+    });
+}
