@@ -2,8 +2,10 @@
 //!
 //! Prints appended events/s with p50/p99 latency for single-event appends by
 //! one client and by many clients, batch appends by many clients, and read
-//! throughput for paging one long stream and the global feed. Figures, not
-//! verdicts: the machine running the bench is part of the measurement.
+//! throughput for paging one long stream and the global feed. With
+//! `--idle-long-polls N` it holds N long polls on a quiet stream type open
+//! for the whole run, to show what idle waiters cost the writers. Figures,
+//! not verdicts: the machine running the bench is part of the measurement.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +52,11 @@ pub struct BenchArgs {
     /// Payload size in bytes of each event.
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
+    /// Long polls (`wait=30`) held open on a stream type nobody writes,
+    /// for the whole run (each one re-asks when answered). The server's
+    /// `--max-long-polls` and `--max-connections` must leave room for them.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub idle_long_polls: usize,
     /// Print one JSON object per scenario instead of text.
     #[arg(long)]
     pub json: bool,
@@ -225,6 +232,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.payload_bytes
         );
     }
+    let idle = IdlePolls::start(&target, args.idle_long_polls).await?;
     for scenario in &args.scenarios {
         let reports = match scenario {
             Scenario::Single => vec![single(&target, args.single_appends).await?],
@@ -256,7 +264,126 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             r.print(args.json);
         }
     }
+    if let Some(idle) = idle {
+        idle.finish(args.json)?;
+    }
     Ok(())
+}
+
+/// Long polls held on a quiet type while the scenarios run.
+struct IdlePolls {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    answers: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    count: usize,
+}
+
+impl IdlePolls {
+    /// Starts `count` long polls (none when 0) and waits until the server
+    /// holds them all, so that the scenarios run beside them.
+    async fn start(target: &Arc<Target>, count: usize) -> anyhow::Result<Option<Self>> {
+        if count == 0 {
+            return Ok(None);
+        }
+        // Own connections, so that the polls never take the writers' ones.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(count)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let path = format!("/streams/bench-quiet-{}/events?wait=30", target.run);
+        let answers = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let http = http.clone();
+            let url = format!("{}{path}", target.url);
+            let key = target.api_key.clone();
+            let (answers, refused, failed, started) = (
+                answers.clone(),
+                refused.clone(),
+                failed.clone(),
+                started.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut first = true;
+                loop {
+                    let mut rb = http.get(&url);
+                    if let Some(k) = &key {
+                        rb = rb.bearer_auth(k);
+                    }
+                    let sent = rb.send();
+                    if first {
+                        started.fetch_add(1, Ordering::Relaxed);
+                        first = false;
+                    }
+                    match sent.await {
+                        Ok(r) if r.status().as_u16() == 503 => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            answers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        // Every poll sent, then a pause for the server to take them in.
+        while started.load(Ordering::Relaxed) < count as u64 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = refused.load(Ordering::Relaxed);
+        let f = failed.load(Ordering::Relaxed);
+        if r > 0 || f > 0 {
+            bail!(
+                "the server did not hold {count} long polls ({r} refused with 503, {f} failed): \
+                 raise its --max-long-polls and --max-connections"
+            );
+        }
+        Ok(Some(Self {
+            tasks,
+            answers,
+            refused,
+            failed,
+            count,
+        }))
+    }
+
+    fn finish(self, as_json: bool) -> anyhow::Result<()> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let (answers, refused, failed) = (
+            self.answers.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        if as_json {
+            println!(
+                "{}",
+                json!({"idleLongPolls": self.count, "answers": answers,
+                       "refused": refused, "failed": failed})
+            );
+        } else {
+            println!(
+                "{} idle long polls held on a quiet type: {answers} answered (empty, after wait=30), {refused} refused, {failed} failed",
+                self.count
+            );
+        }
+        if refused > 0 || failed > 0 {
+            bail!("some idle long polls were refused or failed during the run");
+        }
+        Ok(())
+    }
 }
 
 async fn single(target: &Target, appends: u64) -> anyhow::Result<Report> {

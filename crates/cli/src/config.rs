@@ -4,6 +4,9 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use eventstore_http::CorsPolicy;
 
 /// Options of `event-store serve` (also what runs without a subcommand).
 #[derive(Debug, Clone, clap::Args)]
@@ -34,6 +37,147 @@ pub struct ServeArgs {
     pub backend: Backend,
     #[command(flatten)]
     pub dynamodb: DynamoArgs,
+    #[command(flatten)]
+    pub protection: ProtectionArgs,
+}
+
+/// Limits and timeouts that keep slow or hostile clients from starving
+/// the server, and its CORS policy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProtectionArgs {
+    /// Seconds a connection has to send a complete request head, counted
+    /// from when the server starts waiting for it (after accepting it, or
+    /// after answering the previous request); then it is closed.
+    #[arg(
+        long,
+        env = "EVENT_STORE_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS",
+        help_heading = "Limits"
+    )]
+    pub header_timeout: u64,
+    /// Seconds a request body may pause between two of its chunks before
+    /// the request is answered 408.
+    #[arg(
+        long,
+        env = "EVENT_STORE_BODY_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS",
+        help_heading = "Limits"
+    )]
+    pub body_timeout: u64,
+    /// Seconds within which every request must be answered, upload
+    /// included (408 otherwise); long polls answer before it.
+    #[arg(
+        long,
+        env = "EVENT_STORE_REQUEST_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECS",
+        help_heading = "Limits"
+    )]
+    pub request_timeout: u64,
+    /// Seconds an idle kept-alive connection stays open after an answer
+    /// while no new request arrives (0: no keep-alive, one request per
+    /// connection).
+    #[arg(
+        long,
+        env = "EVENT_STORE_KEEP_ALIVE_TIMEOUT",
+        default_value_t = 5,
+        value_name = "SECS",
+        help_heading = "Limits"
+    )]
+    pub keep_alive_timeout: u64,
+    /// Most connections served at once; further ones wait, unanswered, in
+    /// the listen queue until one closes.
+    #[arg(
+        long,
+        env = "EVENT_STORE_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_connections: usize,
+    /// Most feed requests held waiting for events (`wait` > 0) at once;
+    /// one more that would wait is answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "EVENT_STORE_MAX_LONG_POLLS",
+        default_value_t = 512,
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_long_polls: usize,
+    /// Seconds that requests in flight get to finish after SIGINT/SIGTERM;
+    /// then their connections are dropped, the store is closed and the
+    /// process exits.
+    #[arg(
+        long,
+        env = "EVENT_STORE_SHUTDOWN_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS",
+        help_heading = "Limits"
+    )]
+    pub shutdown_timeout: u64,
+    /// Browser origin allowed to call the API from another site, as
+    /// `scheme://host[:port]` (repeat for several; the variable takes a
+    /// comma-separated list); `*` allows every origin. Without any, CORS
+    /// is off: only the same-origin web UI and API page can call it from
+    /// a browser.
+    #[arg(
+        long = "cors-origin",
+        env = "EVENT_STORE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        help_heading = "Limits"
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+/// The server's limits and timeouts, validated.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    /// Time to send a complete request head.
+    pub header_timeout: Duration,
+    /// Longest pause within a request body.
+    pub body_timeout: Duration,
+    /// Time to answer a request.
+    pub request_timeout: Duration,
+    /// Idle time of a kept-alive connection; `None`: no keep-alive.
+    pub keep_alive_timeout: Option<Duration>,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Long polls held at once.
+    pub max_long_polls: usize,
+    /// Time in-flight requests get at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Which origins may call the API cross-site.
+    pub cors: CorsPolicy,
+}
+
+impl Protection {
+    fn from_args(args: ProtectionArgs) -> anyhow::Result<Self> {
+        let positive = |name: &str, secs: u64| {
+            if secs == 0 {
+                anyhow::bail!("--{name} must be at least 1 second");
+            }
+            Ok(Duration::from_secs(secs))
+        };
+        if args.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        Ok(Self {
+            header_timeout: positive("header-timeout", args.header_timeout)?,
+            body_timeout: positive("body-timeout", args.body_timeout)?,
+            request_timeout: positive("request-timeout", args.request_timeout)?,
+            keep_alive_timeout: (args.keep_alive_timeout > 0)
+                .then(|| Duration::from_secs(args.keep_alive_timeout)),
+            max_connections: args.max_connections,
+            max_long_polls: args.max_long_polls,
+            shutdown_timeout: positive("shutdown-timeout", args.shutdown_timeout)?,
+            cors: CorsPolicy::from_origins(&args.cors_origins)
+                .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?,
+        })
+    }
 }
 
 /// Options of the DynamoDB backend.
@@ -110,6 +254,8 @@ pub struct ServeSettings {
     pub backend: Backend,
     /// Settings of the `dynamodb` backend (`Some` exactly when it is chosen).
     pub dynamodb: Option<DynamoSettings>,
+    /// Limits, timeouts and CORS.
+    pub protection: Protection,
 }
 
 /// Settings of the DynamoDB backend, validated.
@@ -183,6 +329,7 @@ impl ServeSettings {
             );
         }
         let dynamodb = DynamoSettings::from_args(args.backend, args.dynamodb)?;
+        let protection = Protection::from_args(args.protection)?;
         Ok(Self {
             bind: args.bind,
             port: args.port,
@@ -190,6 +337,7 @@ impl ServeSettings {
             api_keys,
             backend: args.backend,
             dynamodb,
+            protection,
         })
     }
 }
@@ -206,6 +354,7 @@ impl fmt::Debug for ServeSettings {
             )
             .field("backend", &self.backend)
             .field("dynamodb", &self.dynamodb)
+            .field("protection", &self.protection)
             .finish()
     }
 }

@@ -1,5 +1,8 @@
 //! `event-store serve`: the HTTP API over the embedded, in-memory or
-//! DynamoDB store.
+//! DynamoDB store, protected by the limits and timeouts of
+//! [`crate::config::Protection`].
+
+mod connections;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,7 +17,8 @@ use crate::config::{Backend, ServeSettings};
 use crate::dynamodb_cmd;
 
 /// Opens the store, serves until SIGINT or SIGTERM, lets in-flight
-/// requests finish, then closes the store.
+/// requests finish until the shutdown deadline (or a second signal), drops
+/// the connections left, then closes the store.
 pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
     // What runs beside the dynamodb backend (its in-process relay).
@@ -46,7 +50,19 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                 (opened.store, None)
             }
         };
-    let state = AppState::new(store).with_api_keys(settings.api_keys.iter().cloned());
+    let protection = &settings.protection;
+    let state = AppState::new(store)
+        .with_api_keys(settings.api_keys.iter().cloned())
+        .with_long_poll_limit(protection.max_long_polls)
+        .with_body_timeout(protection.body_timeout)
+        .with_request_timeout(protection.request_timeout)
+        .with_cors(protection.cors.clone());
+    let limits = connections::ConnectionLimits {
+        max_connections: protection.max_connections,
+        header_timeout: protection.header_timeout,
+        keep_alive_timeout: protection.keep_alive_timeout,
+        shutdown_timeout: protection.shutdown_timeout,
+    };
 
     let addr = SocketAddr::new(settings.bind, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -62,6 +78,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         address = %local,
         backend = %settings.backend,
         api_keys = settings.api_keys.len(),
+        cors = %protection.cors,
         "listening"
     );
 
@@ -73,10 +90,17 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             state.begin_shutdown();
         }
     };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+    let hurry = async {
+        let signal = shutdown_signal().await;
+        tracing::warn!(signal, "second signal: not waiting for requests in flight");
+    };
+    let drained = connections::serve(listener, router(state), &limits, shutdown, hurry).await;
+    if let connections::Drained::Dropped(n) = drained {
+        tracing::warn!(
+            connections = n,
+            "connections dropped at the shutdown deadline"
+        );
+    }
     if let Some(running) = dynamodb {
         running.finish().await;
     }
@@ -84,7 +108,6 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         store.close().await;
         tracing::info!("store closed");
     }
-    served?;
     tracing::info!("stopped");
     Ok(())
 }
