@@ -24,11 +24,12 @@ pub(crate) const MAX_TORN_TAIL: u64 = crate::writer::MAX_COMMIT_BYTES as u64
     + FRAME_HEADER_LEN as u64
     + format::MAX_FRAME_BODY as u64;
 
-/// A run of zero bytes this long, starting at a sector boundary or where
-/// the damage starts, marks sectors that a crash never wrote (the file was
-/// extended but the data did not reach the disk). It is at least 2 bytes so
-/// that no change of a single byte can produce one at the end of a frame
-/// (every frame ends with the `}` of its last record's metadata).
+/// A run of zero bytes starting at a sector boundary or where the damage
+/// starts, and reaching a sector boundary or the end of the damage, marks
+/// a sector that a crash never wrote (the file was extended but the data
+/// did not reach the disk). It is at least this long so that no change of a
+/// single byte can produce one (every frame starts with its magic and ends
+/// with the `}` of its last record's metadata).
 const MIN_ZERO_RUN_AT_END: u64 = 2;
 
 /// Reads the log in large chunks.
@@ -166,7 +167,8 @@ fn scan(
 /// Whether the damaged stretch `[start, end)` is what a crash leaves: a
 /// frame cut short by the end of the file, or a run of zeroes (sectors the
 /// disk never wrote) starting where the stretch starts or at a sector
-/// boundary, at least a sector long or reaching the stretch's end.
+/// boundary, at least a sector long or reaching the stretch's end or the
+/// next sector boundary (and at least 2 bytes long).
 fn explained_by_crash(
     r: &mut LogReader<'_>,
     start: u64,
@@ -195,7 +197,9 @@ fn explained_by_crash(
         let at = start + i;
         if bytes[i as usize] == 0 && (i == 0 || at % SECTOR == 0) {
             let run = bytes[i as usize..].iter().take_while(|&&b| b == 0).count() as u64;
-            if run >= SECTOR || (i + run == n && run >= MIN_ZERO_RUN_AT_END.min(n)) {
+            // The rest of the sector (or of the stretch) is all zeroes.
+            let to_boundary = (SECTOR - at % SECTOR).min(n - i);
+            if run >= to_boundary && run >= MIN_ZERO_RUN_AT_END.min(n) {
                 return Ok(true);
             }
             i += run.max(1);
