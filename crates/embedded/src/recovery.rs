@@ -651,7 +651,7 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
     pieces.sort_by_key(|p| p.0);
     // Streams whose later frames jump: their lost revisions, found first
     // so that each damaged stretch can name them.
-    let jumps = find_jumps(&mut r, &frames, path)?;
+    let (jumps, last_frame_of) = find_jumps(&mut r, &frames, path)?;
     let mut pending: Option<LostEvents> = None;
     let flush = |pending: &mut Option<LostEvents>,
                  index: &mut Index,
@@ -665,14 +665,44 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
                 None => {
                     let by_bytes =
                         (lost.stretch.end - lost.stretch.start).div_ceil(MIN_EVENT_BYTES);
-                    let by_guess = lost.guess.as_ref().map_or(0, |g| {
-                        (g.first_position + g.count - 1).saturating_sub(from - 1)
-                    });
+                    // The damaged frame's own count, when its head is
+                    // readable and continues the positions (else it is
+                    // garbage and ignored).
+                    let by_guess = lost
+                        .guess
+                        .as_ref()
+                        .filter(|g| g.first_position == from)
+                        .map_or(0, |g| g.count);
                     from - 1 + by_bytes.max(by_guess)
                 }
             };
             lost.first_position = from;
             lost.last_position = to.max(from - 1);
+            // A readable head of the damaged frame that continues the log
+            // names its stream: keep those revisions from being given out
+            // again when no later frame of the stream says so already.
+            if let Some(g) = lost.guess.as_ref().filter(|g| {
+                g.first_position == from && g.first_position + g.count - 1 <= lost.last_position
+            }) {
+                let current = index
+                    .stream(&g.stream)
+                    .map_or(0, |s| index.revision(s).get());
+                // Only for a stream with no intact frame after the damage:
+                // the others' lost revisions are known from their frames.
+                let later = last_frame_of
+                    .get(&g.stream)
+                    .is_some_and(|&o| o > lost.stretch.start);
+                if current + 1 == g.first_revision
+                    && !later
+                    && !lost.streams.iter().any(|(k, ..)| *k == g.stream)
+                {
+                    lost.streams.push((
+                        g.stream.clone(),
+                        g.first_revision,
+                        g.first_revision + g.count - 1,
+                    ));
+                }
+            }
             let range = LostRange {
                 first_position: lost.first_position,
                 last_position: lost.last_position,
@@ -776,7 +806,8 @@ fn find_jumps(
     r: &mut LogReader<'_>,
     frames: &[FrameAt],
     path: &Path,
-) -> Result<HashMap<StreamKey, Jump>, EmbeddedError> {
+) -> Result<(HashMap<StreamKey, Jump>, HashMap<StreamKey, u64>), EmbeddedError> {
+    let mut last_frame_of: HashMap<StreamKey, u64> = HashMap::new();
     let mut revisions: HashMap<StreamKey, u64> = HashMap::new();
     let mut jumps: HashMap<StreamKey, Jump> = HashMap::new();
     let mut prev_end = FILE_HEADER_LEN;
@@ -811,9 +842,10 @@ fn find_jumps(
                 },
             );
         }
+        last_frame_of.insert(d.stream.clone(), f.offset);
         revisions.insert(d.stream, first + u64::from(f.header.count) - 1);
     }
-    Ok(jumps)
+    Ok((jumps, last_frame_of))
 }
 
 /// Copies an intact frame with its header rewritten as its own commit at
