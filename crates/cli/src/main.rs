@@ -2,7 +2,8 @@
 //!
 //! `event-store serve` (or no subcommand at all) runs the HTTP API over
 //! the embedded store (or the in-memory or DynamoDB one);
-//! `event-store dynamodb create-table` prepares a DynamoDB table. Each subcommand lives in its own module with a
+//! `event-store dynamodb create-table` prepares a DynamoDB table;
+//! `event-store check` and `repair` verify and repair the embedded store. Each subcommand lives in its own module with a
 //! `clap::Args` struct and a `run` function; adding one is a variant in
 //! [`Command`] and an arm in [`main`].
 
@@ -11,6 +12,7 @@ mod client_cmds;
 mod config;
 mod dynamodb_cmd;
 mod serve;
+mod storage_cmd;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,15 @@ enum Command {
     /// Administer the DynamoDB backend (create its table).
     #[command(subcommand)]
     Dynamodb(dynamodb_cmd::DynamoCommand),
+    /// Verify every frame of the embedded store's log and the index built
+    /// from them (the server must be stopped).
+    #[command(after_help = storage_cmd::STORAGE_EXIT_CODES)]
+    Check(storage_cmd::StorageArgs),
+    /// Repair a damaged embedded store: keep every intact frame at its
+    /// position, move the damaged original aside, print what was lost (the
+    /// server must be stopped).
+    #[command(after_help = storage_cmd::STORAGE_EXIT_CODES)]
+    Repair(storage_cmd::StorageArgs),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -69,6 +80,8 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             Command::Dynamodb(command) => dynamodb_cmd::run(command)
                 .await
                 .map(|()| std::process::ExitCode::SUCCESS),
+            Command::Check(args) => storage_cmd::check(args),
+            Command::Repair(args) => storage_cmd::repair(args),
         }
     });
     if let Err(err) = &result {
