@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Serves moto's AWS emulator on 127.0.0.1 behind one global lock.
+"""Serves moto's AWS emulator on 127.0.0.1 behind one global lock, with a
+fidelity layer that gives it the AWS semantics moto lacks.
 
 Stock `moto_server` handles requests on several threads without locking its
 in-memory backends, so racing conditional writes can all "win". Real
@@ -7,36 +8,383 @@ DynamoDB serialises conditional writes per item; taking one global lock per
 request gives the emulator that property (and more), so race tests mean
 something.
 
+The fidelity layer (see docs/dynamodb.md, "The fidelity layer"):
+
+- `ClientRequestToken` of `TransactWriteItems`: the same token with the same
+  parameters within 10 minutes of a successful call is a no-op success (the
+  first answer again); after a cancelled call it is executed again; the
+  same token with other parameters within 10 minutes of any completed call
+  (cancelled ones included) is `IdempotentParameterMismatchException`; a
+  token whose call is still in flight is `TransactionInProgressException`.
+- SNS `PublishBatch`: at most 10 entries (moto checks it) and at most
+  256 KiB for all messages and attributes together (`BatchRequestTooLong`).
+- Injectable faults, switched on by rule sets (control API below): `conflict`
+  (`TransactionCanceledException` with a `TransactionConflict` reason, or
+  `TransactionConflictException` for single-item writes), `throttle`
+  (`ThrottlingException`), `throughput`
+  (`ProvisionedThroughputExceededException`), `internal` (500
+  `InternalServerError`), `lost` (the request is applied, then the answer is
+  a 500: a response lost after the write), `in-progress`
+  (`TransactionInProgressException`, nothing applied) and `slow` (the request
+  waits `delay_ms` before it is applied, outside the lock, its token in
+  flight).
+
+Control API (JSON over HTTP on the same port):
+
+    PUT    /__fidelity/faults/NAME   {"seed": 7, "rules": [RULE, ...]}
+    GET    /__fidelity/faults/NAME   -> {"injected": {...}, "tokens": {...}}
+    DELETE /__fidelity/faults/NAME
+    RULE = {"op": "TransactWriteItems" | [..] | "*", "fault": KIND,
+            "probability": 0.1, "times": N (optional cap),
+            "match": "substring of the request body" (optional, e.g. a table
+            name, so concurrent tests sharing one server do not disturb each
+            other), "delay_ms": 200 (for "slow")}
+
+Rule sets can also be given at start in `EVENT_STORE_FIDELITY`, a JSON object
+`{"NAME": {"seed": .., "rules": [..]}}`.
+
 Usage: server.py [PORT] [--exit-with-stdin]   (PORT 0 or absent: a free port)
 Prints `port=N` on stdout once the socket is bound, then serves until killed.
 """
 
+import io
+import json
 import os
+import random
 import socket
 import sys
 import threading
+import time
+import urllib.parse
+import uuid
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
+TOKEN_WINDOW = 600.0  # seconds DynamoDB remembers a ClientRequestToken
+SNS_BATCH_BYTES = 256 * 1024
+CONTROL = "/__fidelity/faults/"
+DDB_ERROR = "com.amazonaws.dynamodb.v20120810#"
+FAULTS = {"conflict", "throttle", "throughput", "internal", "lost", "in-progress", "slow"}
 
-class Locked:
-    """WSGI middleware: one request at a time, response body included."""
+
+class RuleSet:
+    def __init__(self, spec):
+        self.rng = random.Random(spec.get("seed", 0))
+        self.rules = []
+        for rule in spec.get("rules", []):
+            if rule.get("fault") not in FAULTS:
+                raise ValueError(f"unknown fault {rule.get('fault')!r}; one of {sorted(FAULTS)}")
+            ops = rule.get("op", "*")
+            rule = dict(rule)
+            rule["op"] = [ops] if isinstance(ops, str) else list(ops)
+            rule["left"] = rule.get("times")
+            self.rules.append(rule)
+        self.injected = {}
+
+    def pick(self, op, body_text):
+        for rule in self.rules:
+            if "*" not in rule["op"] and op not in rule["op"]:
+                continue
+            if rule.get("match") and rule["match"] not in body_text:
+                continue
+            if rule["left"] is not None and rule["left"] <= 0:
+                continue
+            if self.rng.random() >= float(rule.get("probability", 1.0)):
+                continue
+            if rule["left"] is not None:
+                rule["left"] -= 1
+            key = f"{op}:{rule['fault']}"
+            self.injected[key] = self.injected.get(key, 0) + 1
+            return rule
+        return None
+
+
+class Fidelity:
+    """WSGI middleware: one request at a time through moto, plus the
+    fidelity layer."""
 
     def __init__(self, app):
         self.app = app
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # moto: one request at a time
+        self.state = threading.Lock()  # rule sets and tokens
+        self.sets = {}
+        self.tokens = {}  # token -> dict(params, inflight, at, body, set)
+        self.token_stats = {}
+        spec = os.environ.get("EVENT_STORE_FIDELITY")
+        if spec:
+            for name, s in json.loads(spec).items():
+                self.sets[name] = RuleSet(s)
 
-    def __call__(self, environ, start_response):
+    # -- plumbing ---------------------------------------------------------
+
+    def moto(self, environ, body):
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        captured = {}
+
+        def start_response(status, headers, exc_info=None):
+            captured["status"] = status
+            captured["headers"] = headers
+            return lambda data: None
+
         with self.lock:
             result = self.app(environ, start_response)
             try:
-                body = b"".join(result)
+                out = b"".join(result)
             finally:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        return [body]
+        return captured["status"], captured["headers"], out
+
+    @staticmethod
+    def json_error(start_response, status, code, message, extra=None):
+        body = {"__type": DDB_ERROR + code, "message": message}
+        body.update(extra or {})
+        data = json.dumps(body).encode()
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("Content-Length", str(len(data))),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+            ],
+        )
+        return [data]
+
+    @staticmethod
+    def xml_error(start_response, status, code, message):
+        data = (
+            '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
+            f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        ).encode()
+        start_response(
+            status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))]
+        )
+        return [data]
+
+    def error(self, start_response, query, status, code, message, extra=None):
+        if query:
+            return self.xml_error(start_response, status, code, message)
+        return self.json_error(start_response, status, code, message, extra)
+
+    def count(self, what):
+        self.token_stats[what] = self.token_stats.get(what, 0) + 1
+
+    # -- control API ------------------------------------------------------
+
+    def control(self, environ, body, start_response):
+        name = urllib.parse.unquote(environ.get("PATH_INFO", "")[len(CONTROL):])
+        method = environ.get("REQUEST_METHOD")
+        status, answer = "200 OK", {}
+        with self.state:
+            try:
+                if method == "PUT":
+                    self.sets[name] = RuleSet(json.loads(body or b"{}"))
+                elif method == "DELETE":
+                    s = self.sets.pop(name, None)
+                    answer = {"injected": s.injected if s else {}}
+                else:
+                    s = self.sets.get(name)
+                    answer = {"injected": s.injected if s else {}}
+                answer["tokens"] = dict(self.token_stats)
+            except (ValueError, TypeError) as e:
+                status, answer = "400 Bad Request", {"error": str(e)}
+        data = json.dumps(answer).encode()
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return [data]
+
+    # -- requests ---------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length:
+            body = environ["wsgi.input"].read(length)
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", ""):
+            body = environ["wsgi.input"].read()
+        else:
+            body = b""
+        if environ.get("PATH_INFO", "").startswith(CONTROL):
+            return self.control(environ, body, start_response)
+
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        query = False
+        form = {}
+        if target:
+            op = target.rsplit(".", 1)[-1]
+        else:
+            ctype = environ.get("CONTENT_TYPE", "")
+            if "x-www-form-urlencoded" in ctype:
+                form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            op = (form.get("Action") or [""])[0]
+            query = bool(op)
+        text = body.decode("utf-8", "replace")
+
+        if op == "PublishBatch" and query:
+            size = publish_batch_bytes(form)
+            if size > SNS_BATCH_BYTES:
+                return self.xml_error(
+                    start_response,
+                    "400 Bad Request",
+                    "BatchRequestTooLong",
+                    f"The length of all the messages put together is more than the limit "
+                    f"({size} > {SNS_BATCH_BYTES} bytes).",
+                )
+
+        with self.state:
+            rule = None
+            for s in self.sets.values():
+                rule = s.pick(op, text)
+                if rule:
+                    break
+        fault = rule["fault"] if rule else None
+
+        token = None
+        if op == "TransactWriteItems" and target:
+            request = json.loads(body)
+            token = request.pop("ClientRequestToken", None)
+            if token is not None:
+                params = json.dumps(request, sort_keys=True)
+                now = time.monotonic()
+                with self.state:
+                    seen = self.tokens.get(token)
+                    if seen and not seen["inflight"] and now - seen["at"] > TOKEN_WINDOW:
+                        seen = None
+                    if seen:
+                        if seen["params"] != params:
+                            self.count("IdempotentParameterMismatch")
+                            return self.json_error(
+                                start_response, "400 Bad Request",
+                                "IdempotentParameterMismatchException",
+                                "The request uses the same client token as a previous, "
+                                "but non-identical request.",
+                            )
+                        if seen["inflight"]:
+                            self.count("TransactionInProgress")
+                            return self.json_error(
+                                start_response, "400 Bad Request",
+                                "TransactionInProgressException",
+                                "Transaction with the given request token is already in progress.",
+                            )
+                    if seen and seen.get("body") is not None:
+                        self.count("replayed")
+                        data = seen["body"]
+                        start_response(
+                            "200 OK",
+                            [
+                                ("Content-Type", "application/x-amz-json-1.0"),
+                                ("Content-Length", str(len(data))),
+                                ("x-amzn-RequestId", str(uuid.uuid4())),
+                            ],
+                        )
+                        return [data]
+                    self.tokens[token] = {"params": params, "inflight": True, "at": now}
+                    if len(self.tokens) > 100_000:
+                        cutoff = now - TOKEN_WINDOW
+                        for t in [t for t, v in self.tokens.items()
+                                  if not v["inflight"] and v["at"] < cutoff]:
+                            del self.tokens[t]
+
+        def forget():
+            # Refused before it reached the transaction: the token is unused.
+            if token is not None:
+                with self.state:
+                    self.tokens.pop(token, None)
+
+        def finish(answer):
+            # Completed: the token stays bound to these parameters for 10
+            # minutes; after a success, a repeat gets the same answer.
+            if token is not None:
+                with self.state:
+                    self.tokens[token] = {
+                        "params": self.tokens[token]["params"], "inflight": False,
+                        "at": time.monotonic(), "body": answer,
+                    }
+
+        if fault in ("throttle", "throughput", "internal") or (
+            fault == "in-progress" and op == "TransactWriteItems"
+        ):
+            forget()
+        if fault == "throttle":
+            return self.error(
+                start_response, query, "400 Bad Request", "ThrottlingException",
+                "Rate of requests exceeds the allowed throughput.",
+            )
+        if fault == "throughput":
+            return self.error(
+                start_response, query, "400 Bad Request",
+                "ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was exceeded.",
+            )
+        if fault == "internal":
+            return self.error(
+                start_response, query, "500 Internal Server Error", "InternalServerError",
+                "Internal server error",
+            )
+        if fault == "conflict":
+            if op == "TransactWriteItems":
+                n = len(json.loads(body).get("TransactItems", [])) or 1
+                hit = random.randrange(n)
+                reasons = [
+                    {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                    if i == hit else {"Code": "None"}
+                    for i in range(n)
+                ]
+                codes = ", ".join(r["Code"] for r in reasons)
+                finish(None)
+                return self.json_error(
+                    start_response, "400 Bad Request", "TransactionCanceledException",
+                    f"Transaction cancelled, please refer cancellation reasons for specific "
+                    f"reasons [{codes}]",
+                    {"CancellationReasons": reasons},
+                )
+            if op in ("UpdateItem", "PutItem", "DeleteItem"):
+                return self.json_error(
+                    start_response, "400 Bad Request", "TransactionConflictException",
+                    "Transaction is ongoing for the item",
+                )
+            fault = None
+        if fault == "in-progress" and op == "TransactWriteItems":
+            return self.json_error(
+                start_response, "400 Bad Request", "TransactionInProgressException",
+                "Transaction with the given request token is already in progress.",
+            )
+
+        if fault == "slow":
+            time.sleep(float(rule.get("delay_ms", 200)) / 1000.0)
+        try:
+            status, headers, out = self.moto(environ, body)
+        except BaseException:
+            forget()
+            raise
+        finish(out if status.startswith("200") else None)
+        if fault == "lost":
+            # The request was applied; its answer never reaches the caller.
+            return self.error(
+                start_response, query, "500 Internal Server Error", "InternalServerError",
+                "Internal server error (the fidelity layer dropped the answer)",
+            )
+        start_response(status, headers)
+        return [out]
+
+
+def publish_batch_bytes(form):
+    """Bytes SNS counts against a PublishBatch's 256 KiB: every message with
+    its attribute names, types and values."""
+    total = 0
+    for key, values in form.items():
+        if not key.startswith("PublishBatchRequestEntries.member."):
+            continue
+        field = key.split(".", 3)[-1]
+        if field == "Message" or field.startswith("MessageAttributes.entry."):
+            if field.endswith(".Name") or field.endswith(".DataType") or field == "Message" \
+                    or field.endswith(".StringValue") or field.endswith(".BinaryValue"):
+                total += sum(len(v.encode("utf-8")) for v in values)
+    return total
 
 
 def main():
@@ -46,7 +394,7 @@ def main():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-    app = Locked(DomainDispatcherApplication(create_backend_app))
+    app = Fidelity(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", port, app, threaded=True)
     print(f"port={server.server_port}", flush=True)
     if "--exit-with-stdin" in sys.argv:

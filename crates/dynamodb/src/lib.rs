@@ -50,7 +50,33 @@ use aws_config::retry::RetryConfig;
 /// `ProvisionedThroughputExceeded`, 5xx and transport errors) raised to 8
 /// attempts. Add interceptors to it before building.
 pub fn dynamodb_config(sdk: &SdkConfig) -> aws_sdk_dynamodb::config::Builder {
-    aws_sdk_dynamodb::config::Builder::from(sdk).retry_config(sdk_config_retry())
+    aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(sdk_config_retry())
+        .retry_partition(retry_partition())
+}
+
+/// The retry partition of this crate's DynamoDB clients. The SDK's default
+/// retry quota (500 tokens, 5 per retry) is refilled only by retries that
+/// succeed, so every retried request that then fails for good (a write
+/// whose answer was lost and whose retry meets its own condition, a
+/// throttled burst) drains it for the life of the process, and a
+/// long-running server or warm Lambda ends up retrying nothing. Here
+/// every success earns a token back and the bucket refills over time:
+/// retries stay bounded under a storm (at most one retry per five
+/// successes, sustained) and never run dry for good.
+pub fn retry_partition() -> aws_sdk_dynamodb::config::retry::RetryPartition {
+    use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
+    RetryPartition::custom("eventstore-dynamodb")
+        .token_bucket(
+            TokenBucket::builder()
+                .capacity(500)
+                .retry_cost(5)
+                .timeout_retry_cost(10)
+                .success_reward(1.0)
+                .refill_rate(10.0)
+                .build(),
+        )
+        .build()
 }
 
 /// The retry settings of every client this crate makes.
@@ -68,6 +94,7 @@ pub async fn clients_from_env() -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbst
         .await;
     let streams = aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
         .retry_config(sdk_config_retry())
+        .retry_partition(retry_partition())
         .build();
     (
         aws_sdk_dynamodb::Client::from_conf(dynamodb_config(&sdk).build()),

@@ -139,6 +139,15 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
         );
         let first_revision: u64 = first.parse().map_err(|_| bad())?;
         let count: u64 = count.parse().map_err(|_| bad())?;
+        // Positions and revisions stay below u64::MAX: an entry's last
+        // position and revision and the next entry's position all exist.
+        if first_revision == 0
+            || count == 0
+            || first_revision.checked_add(count).is_none()
+            || position.checked_add(count).is_none()
+        {
+            return Err(bad());
+        }
         out.push(FeedEntry {
             stream,
             first_revision,
@@ -146,6 +155,14 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
             position,
         });
         position += count;
+    }
+    if let Some(last) = get_u64(page, "l")?
+        && position.checked_sub(1) != Some(last)
+    {
+        return Err(DynamoError::Corrupt(format!(
+            "feed page {sk}: entries end at {}, page says {last}",
+            position.saturating_sub(1)
+        )));
     }
     Ok(out)
 }
@@ -497,19 +514,45 @@ impl Relay {
         let Some(last_seq) = max_seq(pending.iter().map(|r| r.sequence_number.as_str())) else {
             return Ok(RelayOutput::default());
         };
+        // A record that cannot be read (an item this crate did not write,
+        // or a format it cannot decode) is logged and left out of the feed:
+        // it must not stop the feed for every other stream.
+        let unreadable = |seq: &str, stream: Option<&StreamKey>, e: &DynamoError| {
+            tracing::error!(
+                shard,
+                sequence_number = seq,
+                stream = stream.map(tracing::field::display),
+                error = %e,
+                "stream record cannot be read: left out of the feed and not announced"
+            );
+        };
         let mut changes: Vec<(&str, TipChange)> = Vec::new();
         for r in &pending {
-            if let Some(img) = &r.new_image
-                && let Some(c) = parse_tip_change(img)?
-            {
-                changes.push((r.sequence_number.as_str(), c));
+            if let Some(img) = &r.new_image {
+                match parse_tip_change(img) {
+                    Ok(Some(c)) => changes.push((r.sequence_number.as_str(), c)),
+                    Ok(None) => {}
+                    Err(e) => unreadable(&r.sequence_number, None, &e),
+                }
             }
         }
+        changes.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
+        let mut types = Vec::with_capacity(changes.len());
+        let mut readable = Vec::with_capacity(changes.len());
+        for (seq, c) in changes {
+            match self.event_types(&c).await {
+                Ok(t) => {
+                    types.push(t);
+                    readable.push((seq, c));
+                }
+                Err(e @ DynamoError::Corrupt(_)) => unreadable(seq, Some(&c.stream), &e),
+                Err(e) => return Err(e),
+            }
+        }
+        let changes = readable;
         if changes.is_empty() {
             return Ok(RelayOutput::default());
         }
-        changes.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
-        let types = self.event_types(&changes).await?;
         let mut backoff = crate::retry::Backoff::default();
         let (found, written) = loop {
             // Records up to the checkpoint are in the feed already.
@@ -582,41 +625,34 @@ impl Relay {
         })
     }
 
-    /// The event types of each append: from the tip image, or read from
-    /// the table for an append written as a chunk.
-    async fn event_types(
-        &self,
-        changes: &[(&str, TipChange)],
-    ) -> Result<Vec<Vec<EventType>>, DynamoError> {
-        let mut types: Vec<Vec<EventType>> = Vec::with_capacity(changes.len());
-        for (_, c) in changes {
-            let first = c.first_revision();
-            if first > c.tip.base {
-                let mut rev = c.tip.base;
-                let mut t = Vec::new();
-                for blob in &c.tip.blobs {
-                    for e in codec::decode(blob)? {
-                        rev += 1;
-                        if rev >= first {
-                            t.push(e.event_type);
-                        }
+    /// The event types of an append: from the tip image, or read from the
+    /// table for an append written as a chunk.
+    async fn event_types(&self, c: &TipChange) -> Result<Vec<EventType>, DynamoError> {
+        let first = c.first_revision();
+        if first > c.tip.base {
+            let mut rev = c.tip.base;
+            let mut t = Vec::new();
+            for blob in &c.tip.blobs {
+                for e in codec::decode(blob)? {
+                    rev += 1;
+                    if rev >= first {
+                        t.push(e.event_type);
                     }
                 }
-                types.push(t);
-            } else {
-                let tip = self
-                    .store
-                    .get_tip(&c.stream)
-                    .await?
-                    .unwrap_or_else(|| c.tip.clone());
-                let events = self
-                    .store
-                    .read_range(&c.stream, &tip, first, c.tip.revision)
-                    .await?;
-                types.push(events.into_iter().map(|e| e.event_type).collect());
             }
+            Ok(t)
+        } else {
+            let tip = self
+                .store
+                .get_tip(&c.stream)
+                .await?
+                .unwrap_or_else(|| c.tip.clone());
+            let events = self
+                .store
+                .read_range(&c.stream, &tip, first, c.tip.revision)
+                .await?;
+            Ok(events.into_iter().map(|e| e.event_type).collect())
         }
-        Ok(types)
     }
 
     /// The feed entries of appends whose records are already in the feed
@@ -806,7 +842,10 @@ impl Relay {
         changes: &[&TipChange],
     ) -> Result<Option<Vec<FeedEntry>>, DynamoError> {
         let client = self.store.client();
-        let total: u64 = changes.iter().map(|c| c.count).sum();
+        let total = changes
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(c.count))
+            .ok_or_else(|| DynamoError::Corrupt("append counts overflow".into()))?;
         let mut backoff = crate::retry::Backoff::default();
         loop {
             let head = client
@@ -822,7 +861,9 @@ impl Relay {
                 .await
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             let next = match head.items().first() {
-                Some(page) => req_u64(page, "l")? + 1,
+                Some(page) => req_u64(page, "l")?.checked_add(1).ok_or_else(|| {
+                    DynamoError::Corrupt("the feed's last position is u64::MAX".into())
+                })?,
                 None => 1,
             };
             let mut entries = Vec::with_capacity(changes.len());
@@ -842,12 +883,15 @@ impl Relay {
                 });
                 position += c.count;
             }
+            let last = next
+                .checked_add(total - 1)
+                .ok_or_else(|| DynamoError::Corrupt("the feed has run out of positions".into()))?;
             let mut item = items::key(items::FEED_PK, pad(next));
-            item.insert("l".into(), n(next + total - 1));
+            item.insert("l".into(), n(last));
             item.insert("h".into(), s(shard));
             item.insert("q".into(), s(last_seq));
             item.insert("w".into(), n(Timestamp::now().as_micros()));
-            item.insert("g".into(), AttributeValue::L(texts));
+            item.insert("g".into(), AttributeValue::L(texts.clone()));
             let put = client
                 .put_item()
                 .table_name(self.store.table())
@@ -865,15 +909,19 @@ impl Relay {
                         .get_item()
                         .table_name(self.store.table())
                         .set_key(Some(items::key(items::FEED_PK, pad(next))))
-                        .projection_expression("h")
+                        .projection_expression("h, g")
                         .consistent_read(true)
                         .send()
                         .await
                         .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
-                    if taken
-                        .item()
-                        .is_some_and(|page| get_str(page, "h").ok() == Some(shard))
+                    if let Some(page) = taken.item()
+                        && get_str(page, "h").ok() == Some(shard)
                     {
+                        if page.get("g") == Some(&AttributeValue::L(texts)) {
+                            // Exactly the page this call wrote: its put
+                            // succeeded and the SDK's retry met it.
+                            return Ok(Some(entries));
+                        }
                         return Ok(None);
                     }
                     // Another shard's relay took the position: read the head again.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -110,25 +110,49 @@ pub struct DynamoStore {
 
 fn sdk_err<E, R>(operation: &'static str, err: SdkError<E, R>) -> DynamoError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    DynamoError::request(operation, DisplayErrorContext(err))
+    DynamoError::classify(operation, err)
 }
 
-/// The `ClientRequestToken` of a transaction: a hash of the request's event
-/// ids and of the tip state the transaction was built on, so an SDK retry of
-/// the same attempt is deduplicated by DynamoDB and a new attempt on a newer
-/// tip is not mistaken for it.
-pub fn request_token(ids: &[EventId], tip_revision: u64, tip_base: u64) -> String {
+/// The `ClientRequestToken` of one transaction attempt: a hash of
+/// everything its parameters are built from — the request's event ids, the
+/// tip state it was built on (revision and base; the tip's content follows
+/// from them), whether that tip was assumed, and the commit time written
+/// into the items. So the SDK's own retries of an attempt (the same bytes)
+/// are deduplicated by DynamoDB within its 10-minute window, and no two
+/// attempts with different parameters ever share a token (DynamoDB would
+/// refuse the second with `IdempotentParameterMismatchException`).
+pub fn request_token(
+    ids: &[EventId],
+    tip_revision: u64,
+    tip_base: u64,
+    assumed: bool,
+    now: Timestamp,
+) -> String {
     let mut h = Sha256::new();
     for id in ids {
         h.update(id.as_uuid().as_bytes());
     }
     h.update(tip_revision.to_be_bytes());
     h.update(tip_base.to_be_bytes());
+    h.update([u8::from(assumed)]);
+    h.update(now.as_micros().to_be_bytes());
     let digest = h.finalize();
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a `TransactWriteItems` error says that the attempt's token is
+/// taken (by an attempt still in flight, or, which the tokens above rule
+/// out, by one with other parameters): the attempt is then started again
+/// from a fresh read of the tip, with a new token.
+fn token_taken(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("IdempotentParameterMismatchException" | "IdempotentParameterMismatch")
+            | Some("TransactionInProgressException")
+    )
 }
 
 /// The condition on the tip that encodes an expectation.
@@ -285,8 +309,9 @@ impl DynamoStore {
                 let sk = items::get_str(&chunk, SK)?;
                 let mut rev: u64 = sk
                     .parse::<u64>()
-                    .map_err(|_| DynamoError::Corrupt(format!("chunk key {sk}")))?
-                    - 1;
+                    .ok()
+                    .and_then(|first| first.checked_sub(1))
+                    .ok_or_else(|| DynamoError::Corrupt(format!("chunk key {sk}")))?;
                 for blob in get_blobs(&chunk, "e")? {
                     for e in codec::decode(&blob)? {
                         rev += 1;
@@ -495,7 +520,13 @@ impl DynamoStore {
             }
             (Vec::new(), new_rev)
         };
-        let created = tip.map_or(now.as_micros(), |t| t.created);
+        // createdAt: the tip's, when it was read; `now` when the stream is
+        // new (also on an assumed empty tip at revision 0, which the
+        // condition requires not to exist, so `c` is set to `now`).
+        let created = match tip {
+            Some(t) if !(assumed && t.revision == 0) => t.created,
+            _ => now.as_micros(),
+        };
         let bytes: usize = tip_blobs.iter().map(Vec::len).sum();
         let tip_key = items::key(&pk, TIP_SK);
         let tip_write = if assumed {
@@ -581,7 +612,13 @@ impl DynamoStore {
         };
         let tip_index = writes.len();
         writes.push(tip_write);
-        let token = request_token(&request.event_ids(), old_rev, tip.map_or(0, |t| t.base));
+        let token = request_token(
+            &request.event_ids(),
+            old_rev,
+            tip.map_or(0, |t| t.base),
+            assumed,
+            now,
+        );
         let result = self
             .client
             .transact_write_items()
@@ -645,7 +682,12 @@ impl DynamoStore {
                     }
                     Err(sdk_err("TransactWriteItems", SdkError::ServiceError(se)))
                 }
-                other if other.meta().code().is_some_and(is_retryable) => Ok(Attempt::Conflict),
+                other
+                    if other.meta().code().is_some_and(is_retryable)
+                        || token_taken(other.meta().code()) =>
+                {
+                    Ok(Attempt::Conflict)
+                }
                 _ => Err(sdk_err("TransactWriteItems", SdkError::ServiceError(se))),
             },
             Err(e) => Err(sdk_err("TransactWriteItems", e)),
@@ -937,7 +979,14 @@ impl EventStore for DynamoStore {
         limit: usize,
     ) -> Result<FeedPage, StoreError> {
         let limit = limit.clamp(1, eventstore_core::Limits::MAX_READ_LIMIT);
-        let start = after.get() + 1;
+        let Some(start) = after.get().checked_add(1) else {
+            // Nothing can follow the last position there is.
+            return Ok(FeedPage {
+                events: Vec::new(),
+                has_more: false,
+                last_position: after,
+            });
+        };
         // The page holding `start`, then the pages after it.
         let first = self
             .client
@@ -962,7 +1011,7 @@ impl EventStore for DynamoStore {
                         continue;
                     }
                     for off in 0..entry.count {
-                        if entry.position + off >= start {
+                        if entry.position.saturating_add(off) >= start {
                             wanted.push((entry.clone(), off));
                             if wanted.len() > limit {
                                 return Ok(true);
@@ -1051,11 +1100,19 @@ mod tests {
     #[test]
     fn request_tokens_depend_on_ids_and_tip_and_fit_the_limit() {
         let ids = [EventId::generate(), EventId::generate()];
-        let t = request_token(&ids, 3, 1);
+        let now = Timestamp::from_micros(1_700_000_000_000_000);
+        let t = request_token(&ids, 3, 1, false, now);
         assert_eq!(t.len(), 32, "ClientRequestToken is at most 36 characters");
-        assert_eq!(t, request_token(&ids, 3, 1));
-        assert_ne!(t, request_token(&ids, 4, 1));
-        assert_ne!(t, request_token(&ids[..1], 3, 1));
+        assert_eq!(t, request_token(&ids, 3, 1, false, now));
+        assert_ne!(t, request_token(&ids, 4, 1, false, now));
+        assert_ne!(t, request_token(&ids[..1], 3, 1, false, now));
+        assert_ne!(t, request_token(&ids, 3, 1, true, now));
+        let later = Timestamp::from_micros(now.as_micros() + 1);
+        assert_ne!(
+            t,
+            request_token(&ids, 3, 1, false, later),
+            "another commit time is another parameter set, so another token"
+        );
     }
 
     #[test]

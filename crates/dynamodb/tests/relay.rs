@@ -4,7 +4,8 @@
 //! append yields one notification; a batch whose announcement was never
 //! acknowledged (the process died or publishing failed after the feed
 //! write) is announced again on its next delivery, without touching the
-//! feed.
+//! feed. Each test runs twice: on plain moto and with the fidelity
+//! layer's faults on (`support::standard_faults`).
 
 mod support;
 
@@ -26,7 +27,18 @@ fn event(kind: &str, i: usize) -> NewEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_is_idempotent_and_ordered_under_replays_and_restarts() {
-    let h = support::harness("relay", None, false).await;
+    relay_is_idempotent_and_ordered_under_replays_and_restarts_with(false).await;
+}
+
+/// The same with the fidelity layer's faults on (conflicts, throttling,
+/// 500s, answers lost after the write, on the relay's own requests too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_is_idempotent_and_ordered_under_replays_and_restarts_with_faults() {
+    relay_is_idempotent_and_ordered_under_replays_and_restarts_with(true).await;
+}
+
+async fn relay_is_idempotent_and_ordered_under_replays_and_restarts_with(faults: bool) {
+    let h = support::harness_with("relay", None, false, faults).await;
     let store = h.store.clone();
     let table = store.table().to_string();
     let relay = h.relay.clone();
@@ -162,7 +174,23 @@ async fn whole_feed(store: &DynamoStore) -> Vec<eventstore_core::RecordedEvent> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_redelivery() {
-    let h = support::harness("announce", None, false).await;
+    appends_whose_announcement_died_after_the_feed_write_are_announced_on_redelivery_with(false)
+        .await;
+}
+
+/// The same with the fidelity layer's faults on (conflicts, throttling,
+/// 500s, answers lost after the write, on the relay's own requests too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_redelivery_with_faults()
+ {
+    appends_whose_announcement_died_after_the_feed_write_are_announced_on_redelivery_with(true)
+        .await;
+}
+
+async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_redelivery_with(
+    faults: bool,
+) {
+    let h = support::harness_with("announce", None, false, faults).await;
     let store = h.store.clone();
     let table = store.table().to_string();
     let fresh_relay = || Relay::new(DynamoStore::new(store.client().clone(), table.clone()));

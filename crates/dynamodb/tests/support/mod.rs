@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod moto;
+mod store;
 
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use eventstore_dynamodb::{
     DynamoStore, PollerHandle, Relay, RelayProgress, create_table, spawn_poller,
 };
 
-pub use moto::endpoint;
+pub use moto::{endpoint, fidelity};
+#[allow(unused_imports)]
+pub use store::Store;
 
 /// Shared AWS settings for the emulator (dummy credentials).
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -35,8 +38,29 @@ pub fn table_name(tag: &str) -> String {
 
 /// A client, optionally recording its requests.
 pub async fn client(recorder: Option<&Recorder>) -> aws_sdk_dynamodb::Client {
+    client_with(recorder, false).await
+}
+
+/// [`client`]; with `unlimited_retries`, the SDK's retry quota is
+/// unlimited. The fault runs inject faults at rates far above real ones
+/// (a few percent of every request), which would empty any retry quota
+/// that protects a real service from retry storms: these runs check what
+/// the store does with faults it retries, not the quota (an exhausted
+/// quota is an error the caller sees, never a wrong answer).
+pub async fn client_with(
+    recorder: Option<&Recorder>,
+    unlimited_retries: bool,
+) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
     let sdk = sdk_config().await;
     let mut conf = eventstore_dynamodb::dynamodb_config(&sdk);
+    if unlimited_retries {
+        conf = conf.retry_partition(
+            RetryPartition::custom("tests-with-faults")
+                .token_bucket(TokenBucket::unlimited())
+                .build(),
+        );
+    }
     if let Some(r) = recorder {
         conf = conf.interceptor(r.clone());
     }
@@ -57,9 +81,53 @@ pub struct Harness {
 
 /// A fresh table with a store and, when `poll`, a relay poller.
 pub async fn harness(tag: &str, recorder: Option<&Recorder>, poll: bool) -> Harness {
-    let client = client(recorder).await;
+    harness_with(tag, recorder, poll, false).await
+}
+
+/// The fault rules of the "faults on" runs, for the requests naming
+/// `table` (so that other tests sharing the emulator are not disturbed):
+/// every kind of fault the fidelity layer injects, on every operation the
+/// store and the relay send, a few percent each.
+pub fn standard_faults(table: &str, seed: u64) -> String {
+    let rule = |op: &str, fault: &str, p: f64| {
+        format!(r#"{{"op":"{op}","fault":"{fault}","probability":{p},"match":"\"{table}\""}}"#)
+    };
+    let rules = [
+        rule("TransactWriteItems", "conflict", 0.05),
+        rule("TransactWriteItems", "lost", 0.05),
+        rule("TransactWriteItems", "throttle", 0.03),
+        rule("TransactWriteItems", "internal", 0.02),
+        rule("TransactWriteItems", "in-progress", 0.02),
+        rule("UpdateItem", "conflict", 0.03),
+        rule("UpdateItem", "lost", 0.05),
+        rule("UpdateItem", "throughput", 0.03),
+        rule("UpdateItem", "internal", 0.02),
+        rule("PutItem", "lost", 0.05),
+        rule("PutItem", "throttle", 0.03),
+        rule("BatchWriteItem", "internal", 0.03),
+        rule("GetItem", "throttle", 0.03),
+        rule("Query", "throughput", 0.02),
+        rule("Query", "internal", 0.02),
+    ];
+    format!(r#"{{"seed":{seed},"rules":[{}]}}"#, rules.join(","))
+}
+
+/// [`harness`], with the fidelity layer's [`standard_faults`] switched on
+/// for its table when `faults`.
+pub async fn harness_with(
+    tag: &str,
+    recorder: Option<&Recorder>,
+    poll: bool,
+    faults: bool,
+) -> Harness {
+    let client = client_with(recorder, faults).await;
     let table = table_name(tag);
     create_table(&client, &table).await.expect("create table");
+    if faults {
+        let seed = fastrand::u64(..);
+        fidelity("PUT", &table, &standard_faults(&table, seed));
+        eprintln!("faults on for table {table}, seed {seed}");
+    }
     let progress = RelayProgress::new();
     let store = DynamoStore::new(client, table).with_progress(progress.clone());
     let relay = Relay::new(store.clone()).with_progress(progress);

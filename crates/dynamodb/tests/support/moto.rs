@@ -59,3 +59,34 @@ pub fn endpoint() -> String {
         .0
         .clone()
 }
+
+/// One request to the fidelity layer's control API of
+/// `scripts/moto/server.py` (`/__fidelity/faults/NAME`); the answer's body.
+/// Panics when the emulator has no fidelity layer (an external endpoint).
+pub fn fidelity(method: &str, name: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let endpoint = endpoint();
+    let host = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut conn = std::net::TcpStream::connect(&host)
+        .unwrap_or_else(|e| panic!("connect to the emulator at {host}: {e}"));
+    write!(
+        conn,
+        "{method} /__fidelity/faults/{name} HTTP/1.0\r\nHost: {host}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send to the fidelity layer");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .expect("read the fidelity layer's answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "the emulator at {endpoint} refused the fault rules (is it scripts/moto/server.py?): \
+         {head} {body}"
+    );
+    body.to_string()
+}

@@ -1,0 +1,308 @@
+//! Regression tests for the defects of issue 10, each under the fidelity
+//! layer of `scripts/moto/server.py` (DynamoDB's `ClientRequestToken`
+//! semantics, injected faults), each named after what it guards.
+
+mod support;
+
+use std::time::Duration;
+
+use eventstore_core::{
+    AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue, NewEvent, Position,
+    Revision, StoreError, StreamId, StreamKey, StreamRead, StreamType, Timestamp,
+};
+
+fn key(t: &str, id: &str) -> StreamKey {
+    StreamKey::new(StreamType::parse(t).unwrap(), StreamId::parse(id).unwrap())
+}
+
+/// An event whose blob is over the tip's 640 bytes: it takes the
+/// transactional path.
+fn large_event(kind: &str) -> NewEvent {
+    NewEvent::new(
+        EventType::parse(kind).unwrap(),
+        JsonValue::from_text(format!("\"{}\"", "x".repeat(700))).unwrap(),
+    )
+}
+
+fn rule(table: &str, op: &str, fault: &str, times: u32) -> String {
+    format!(
+        r#"{{"op":"{op}","fault":"{fault}","probability":1,"times":{times},"match":"\"{table}\""}}"#
+    )
+}
+
+fn faults(table: &str, rules: &[String]) {
+    support::fidelity(
+        "PUT",
+        table,
+        &format!(r#"{{"rules":[{}]}}"#, rules.join(",")),
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_retried_after_a_conflict_is_not_an_idempotent_parameter_mismatch() {
+    let h = support::harness("token", None, false).await;
+    let table = h.store.table().to_string();
+    // The first attempt of each large append is cancelled for a
+    // TransactionConflict; the retry must not reuse the token with other
+    // parameters (its commit time), which DynamoDB refuses.
+    faults(&table, &[rule(&table, "TransactWriteItems", "conflict", 2)]);
+    let stream = key("order", "token-1");
+    let out = h
+        .store
+        .append(
+            AppendRequest::new(
+                stream.clone(),
+                Expectation::NoStream,
+                vec![large_event("Placed")],
+            )
+            .unwrap(),
+        )
+        .await
+        .expect("a retried transaction succeeds");
+    assert_eq!(out.last_revision, Revision::new(1));
+    let out = h
+        .store
+        .append(
+            AppendRequest::new(stream.clone(), Expectation::Any, vec![large_event("Paid")])
+                .unwrap(),
+        )
+        .await
+        .expect("a retried transaction succeeds");
+    assert_eq!(out.last_revision, Revision::new(2));
+    let report = support::fidelity("GET", &table, "");
+    assert!(
+        report.contains(r#""TransactWriteItems:conflict": 2"#),
+        "{report}"
+    );
+    assert!(!report.contains("IdempotentParameterMismatch"), "{report}");
+}
+
+#[tokio::test]
+async fn a_transaction_whose_answer_was_lost_is_deduplicated_by_its_token() {
+    let h = support::harness("lost-tx", None, false).await;
+    let table = h.store.table().to_string();
+    faults(
+        &table,
+        &[
+            rule(&table, "TransactWriteItems", "lost", 1),
+            rule(&table, "TransactWriteItems", "in-progress", 1),
+        ],
+    );
+    let stream = key("order", "lost-1");
+    let events = vec![large_event("A"), large_event("B")];
+    let out = h
+        .store
+        .append(AppendRequest::new(stream.clone(), Expectation::NoStream, events.clone()).unwrap())
+        .await
+        .expect("applied once, answered once");
+    assert_eq!(out.last_revision, Revision::new(2));
+    let slice = h
+        .store
+        .read_stream(&stream, StreamRead::forward())
+        .await
+        .unwrap();
+    assert_eq!(slice.events.len(), 2, "stored once");
+    let report = support::fidelity("GET", &table, "");
+    assert!(report.contains("TransactWriteItems:lost"), "{report}");
+}
+
+#[tokio::test]
+async fn a_large_first_append_reports_its_creation_time() {
+    let h = support::harness("created", None, false).await;
+    let before = Timestamp::now().as_micros();
+    for (i, expectation) in [Expectation::NoStream, Expectation::Exact(Revision::new(0))]
+        .into_iter()
+        .enumerate()
+    {
+        let stream = key("order", &format!("big-{i}"));
+        let first = h
+            .store
+            .append(
+                AppendRequest::new(stream.clone(), expectation, vec![large_event("A")]).unwrap(),
+            )
+            .await
+            .unwrap();
+        let created = first.stream.created_at.as_micros();
+        assert!(
+            created >= before - 5_000_000,
+            "createdAt of a large first append is its commit time, not {}",
+            first.stream.created_at
+        );
+        // Stored, and remembered by this process, the same way.
+        let info = h.store.stream_info(&stream).await.unwrap().unwrap();
+        assert_eq!(info.created_at.as_micros(), created);
+        let second = h
+            .store
+            .append(
+                AppendRequest::new(
+                    stream.clone(),
+                    Expectation::Exact(Revision::new(1)),
+                    vec![large_event("B")],
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(second.stream.created_at.as_micros(), created);
+    }
+    // The API's `POST /streams/{type}`: one initial event over ~600 bytes.
+    let create =
+        AppendRequest::create_stream(StreamType::parse("order").unwrap(), large_event("Created"))
+            .unwrap();
+    let out = h.store.append(create).await.unwrap();
+    assert!(out.stream.created_at.as_micros() >= before - 5_000_000);
+}
+
+#[tokio::test]
+async fn an_event_type_of_258_bytes_keeps_its_stream_readable_and_the_feed_moving() {
+    let h = support::harness("type258", None, true).await;
+    let long = EventType::parse("✓".repeat(86)).unwrap();
+    let widest = EventType::parse("𝄞".repeat(200)).unwrap();
+    let stream = key("order", "check");
+    for t in [&long, &widest] {
+        h.store
+            .append(
+                AppendRequest::new(
+                    stream.clone(),
+                    Expectation::Any,
+                    vec![NewEvent::new(
+                        t.clone(),
+                        JsonValue::from_text("{}").unwrap(),
+                    )],
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let other = key("order", "other");
+    h.store
+        .append(
+            AppendRequest::new(
+                other.clone(),
+                Expectation::Any,
+                vec![NewEvent::new(
+                    EventType::parse("Plain").unwrap(),
+                    JsonValue::from_text("1").unwrap(),
+                )],
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let slice = h
+        .store
+        .read_stream(&stream, StreamRead::forward())
+        .await
+        .expect("the stream stays readable");
+    let types: Vec<&EventType> = slice.events.iter().map(|e| &e.event_type).collect();
+    assert_eq!(types, [&long, &widest]);
+    // The relay goes on: all three events reach the feed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = h
+            .store
+            .read_feed(&FeedFilter::All, Position::ZERO, 10)
+            .await
+            .unwrap();
+        if page.events.len() == 3 {
+            assert_eq!(page.events[0].event_type, long);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the feed stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_feed_read_after_the_last_position_does_not_overflow() {
+    let h = support::harness("overflow", None, false).await;
+    let page = h
+        .store
+        .read_feed(&FeedFilter::All, Position::new(u64::MAX), 10)
+        .await
+        .expect("no overflow");
+    assert!(page.events.is_empty());
+    assert!(!page.has_more);
+    assert_eq!(page.last_position, Position::new(u64::MAX));
+}
+
+#[tokio::test]
+async fn a_throttled_store_answers_overloaded_not_a_backend_failure() {
+    let h = support::harness("throttled", None, false).await;
+    let table = h.store.table().to_string();
+    faults(&table, &[rule(&table, "GetItem", "throttle", 1000)]);
+    let err = h
+        .store
+        .stream_info(&key("order", "t"))
+        .await
+        .expect_err("throttled on every attempt");
+    assert!(
+        matches!(err, StoreError::Overloaded(_)),
+        "throttling beyond the retries is 503 Overloaded (retry later), got {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_record_does_not_stop_the_feed_for_other_streams() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let h = support::harness("unreadable", None, true).await;
+    // A tip whose event blob cannot be decoded (a format this version does
+    // not know), as if written by a broken or future writer.
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    h.store
+        .client()
+        .put_item()
+        .table_name(h.store.table())
+        .item("p", AttributeValue::S("S#order#broken".into()))
+        .item("s", AttributeValue::S("tip".into()))
+        .item("r", n(1))
+        .item("b", n(0))
+        .item("c", n(1))
+        .item("u", n(1))
+        .item("v", n(0))
+        .item("n", n(1))
+        .item("z", n(12))
+        .item(
+            "e",
+            AttributeValue::L(vec![AttributeValue::B(aws_smithy_types::Blob::new(
+                b"not a blob!!".to_vec(),
+            ))]),
+        )
+        .send()
+        .await
+        .unwrap();
+    let other = key("order", "fine");
+    h.store
+        .append(
+            AppendRequest::new(
+                other.clone(),
+                Expectation::Any,
+                vec![NewEvent::new(
+                    EventType::parse("Plain").unwrap(),
+                    JsonValue::from_text("1").unwrap(),
+                )],
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = h
+            .store
+            .read_feed(&FeedFilter::All, Position::ZERO, 10)
+            .await
+            .unwrap();
+        if let Some(e) = page.events.first() {
+            assert_eq!(e.stream_id, other.stream_id);
+            assert_eq!(page.events.len(), 1, "the unreadable record is left out");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed stopped at the unreadable record"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
