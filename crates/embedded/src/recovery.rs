@@ -195,7 +195,7 @@ fn explained_by_crash(
     let n = end - start;
     while i < n {
         let at = start + i;
-        if bytes[i as usize] == 0 && (i == 0 || at % SECTOR == 0) {
+        if bytes[i as usize] == 0 && (i == 0 || at.is_multiple_of(SECTOR)) {
             let run = bytes[i as usize..].iter().take_while(|&&b| b == 0).count() as u64;
             // The rest of the sector (or of the stretch) is all zeroes.
             let to_boundary = (SECTOR - at % SECTOR).min(n - i);
@@ -802,11 +802,15 @@ struct Jump {
     stretch_after: Option<u64>,
 }
 
+/// Per stream, its lost revisions before a later frame, and the offset of
+/// its last intact frame.
+type Jumps = (HashMap<StreamKey, Jump>, HashMap<StreamKey, u64>);
+
 fn find_jumps(
     r: &mut LogReader<'_>,
     frames: &[FrameAt],
     path: &Path,
-) -> Result<(HashMap<StreamKey, Jump>, HashMap<StreamKey, u64>), EmbeddedError> {
+) -> Result<Jumps, EmbeddedError> {
     let mut last_frame_of: HashMap<StreamKey, u64> = HashMap::new();
     let mut revisions: HashMap<StreamKey, u64> = HashMap::new();
     let mut jumps: HashMap<StreamKey, Jump> = HashMap::new();

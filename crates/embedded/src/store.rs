@@ -206,14 +206,9 @@ impl EmbeddedStore {
     /// working on what was committed. Idempotent.
     pub async fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
-        loop {
-            match self.commands.try_send(Command::Close) {
-                Err(mpsc::TrySendError::Full(_)) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                // Sent, or the writer is gone already.
-                _ => break,
-            }
+        // Until sent, or the writer is gone already.
+        while let Err(mpsc::TrySendError::Full(_)) = self.commands.try_send(Command::Close) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         let mut stopped = self.stopped.clone();
         // An error means the writer thread is gone already.
@@ -287,13 +282,13 @@ impl EmbeddedStore {
     }
 }
 
+/// The directory's lock, its log and the log's path.
+type OpenedLog = (Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf);
+
 /// Takes the directory's lock and opens its log, creating it (durably, with
 /// its directory entry) when new, finishing a creation cut short by a
 /// crash, and upgrading a log of format version 1 in place.
-fn open_log(
-    fs: &dyn FileSystem,
-    dir: &Path,
-) -> Result<(Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf), EmbeddedError> {
+fn open_log(fs: &dyn FileSystem, dir: &Path) -> Result<OpenedLog, EmbeddedError> {
     fs.create_dir_all(dir)
         .map_err(|e| EmbeddedError::io(format!("creating {}", dir.display()), e))?;
     let lock_path = dir.join(LOCK_FILE);

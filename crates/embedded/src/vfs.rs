@@ -366,7 +366,7 @@ impl SimFs {
                     for i in 0..sectors {
                         let a = i * SECTOR as usize;
                         let b = (a + SECTOR as usize).min(full.len());
-                        if after[a..b] != full[a..b] && s.next_random() % 2 == 0 {
+                        if after[a..b] != full[a..b] && s.next_random().is_multiple_of(2) {
                             after[a..b].copy_from_slice(&full[a..b]);
                         }
                     }

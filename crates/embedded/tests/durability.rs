@@ -398,3 +398,59 @@ async fn wait_for_feed_wakes_on_commit() {
     .expect("no wait when events are past the position")
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_feed_wait_wakes_only_for_its_own_type() {
+    let store = TempStore::new();
+    let quiet = eventstore_core::StreamType::parse("quiet").unwrap();
+    let waiter = {
+        let q = quiet.clone();
+        let s = &store.store;
+        async move {
+            s.wait_for_type_feed(&q, eventstore_core::Position::ZERO)
+                .await
+        }
+    };
+    tokio::pin!(waiter);
+    // Appends of other types do not wake it.
+    for i in 0..5 {
+        append(
+            &store,
+            &key("busy", &format!("b-{i}")),
+            Expectation::Any,
+            events(1),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), &mut waiter)
+            .await
+            .is_err(),
+        "a quiet type's long poll must not wake for other types"
+    );
+    append(&store, &key("quiet", "q-1"), Expectation::Any, events(1))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), &mut waiter)
+        .await
+        .expect("wakes for its own type")
+        .unwrap();
+    // Already past: resolves at once.
+    let last = store
+        .store
+        .read_feed(&FeedFilter::All, eventstore_core::Position::ZERO, 100)
+        .await
+        .unwrap()
+        .last_position;
+    assert!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store
+                .store
+                .wait_for_type_feed(&quiet, eventstore_core::Position::new(last.get() - 1))
+        )
+        .await
+        .is_ok()
+    );
+}

@@ -310,7 +310,7 @@ async fn run_model(seed: u64, steps: Vec<Step>) {
                 fs.kill();
                 drop(store);
                 // The process is dead; half the time the power goes too.
-                if seed % 2 == 0 {
+                if seed.is_multiple_of(2) {
                     fs.power_cut(mode((seed / 2 % 3) as u8));
                 } else {
                     fs.heal();
