@@ -24,7 +24,7 @@
 //! holds. So every append is announced at least once, and twice only when
 //! a delivery failed or died before its acknowledgement.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1017,35 +1017,56 @@ where
         .and_then(|t| t.latest_stream_arn())
         .ok_or_else(|| DynamoError::Schema("the table has no stream".into()))?
         .to_string();
+    // Per shard: its parent, and its iterator (`None` once a closed shard
+    // has been read to its end).
+    let mut parents: HashMap<String, Option<String>> = HashMap::new();
     let mut iterators: HashMap<String, Option<String>> = HashMap::new();
     loop {
-        let desc = streams
-            .describe_stream()
-            .stream_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| DynamoError::request("DescribeStream", DisplayErrorContext(e)))?;
-        for shard in desc
-            .stream_description()
-            .map(|d| d.shards())
-            .unwrap_or_default()
-        {
-            let Some(id) = shard.shard_id() else { continue };
-            if !iterators.contains_key(id) {
-                let it = streams
-                    .get_shard_iterator()
-                    .stream_arn(&arn)
-                    .shard_id(id)
-                    .shard_iterator_type(
-                        aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon,
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        DynamoError::request("GetShardIterator", DisplayErrorContext(e))
-                    })?;
-                iterators.insert(id.to_string(), it.shard_iterator().map(str::to_string));
+        // Every shard, over DescribeStream's pages (100 shards each).
+        let mut start: Option<String> = None;
+        loop {
+            let desc = streams
+                .describe_stream()
+                .stream_arn(&arn)
+                .set_exclusive_start_shard_id(start.take())
+                .send()
+                .await
+                .map_err(|e| DynamoError::request("DescribeStream", DisplayErrorContext(e)))?;
+            let Some(d) = desc.stream_description() else {
+                break;
+            };
+            for shard in d.shards() {
+                if let Some(id) = shard.shard_id() {
+                    parents
+                        .entry(id.to_string())
+                        .or_insert_with(|| shard.parent_shard_id().map(str::to_string));
+                }
             }
+            start = d.last_evaluated_shard_id().map(str::to_string);
+            if start.is_none() {
+                break;
+            }
+        }
+        let finished: HashSet<&str> = iterators
+            .iter()
+            .filter(|(_, it)| it.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let ready: Vec<String> = readable_shards(&parents, &finished)
+            .into_iter()
+            .filter(|id| !iterators.contains_key(*id))
+            .map(str::to_string)
+            .collect();
+        for id in ready {
+            let it = streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(&id)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .map_err(|e| DynamoError::request("GetShardIterator", DisplayErrorContext(e)))?;
+            iterators.insert(id, it.shard_iterator().map(str::to_string));
         }
         let mut any = false;
         let mut stalled = false;
@@ -1085,9 +1106,54 @@ where
     }
 }
 
+/// The shards whose records may be read now, parents first: a shard whose
+/// parent is known and not yet read to its end waits, so that a stream's
+/// records (which move to the child shards when a shard splits) are relayed
+/// in order. A parent no longer listed (trimmed after 24 hours) does not
+/// hold its children back.
+fn readable_shards<'a>(
+    parents: &'a HashMap<String, Option<String>>,
+    finished: &HashSet<&str>,
+) -> Vec<&'a str> {
+    let mut out: Vec<&str> = parents
+        .iter()
+        .filter(|(_, parent)| {
+            parent
+                .as_deref()
+                .is_none_or(|p| !parents.contains_key(p) || finished.contains(p))
+        })
+        .map(|(id, _)| id.as_str())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_wait_until_their_parent_is_read_to_its_end() {
+        let parents: HashMap<String, Option<String>> = [
+            ("root", None),
+            ("left", Some("root")),
+            ("right", Some("root")),
+            ("grandchild", Some("left")),
+            ("orphan", Some("trimmed-long-ago")),
+        ]
+        .into_iter()
+        .map(|(id, p)| (id.to_string(), p.map(str::to_string)))
+        .collect();
+        let none = HashSet::new();
+        assert_eq!(readable_shards(&parents, &none), ["orphan", "root"]);
+        let root_done: HashSet<&str> = ["root"].into();
+        assert_eq!(
+            readable_shards(&parents, &root_done),
+            ["left", "orphan", "right", "root"]
+        );
+        let left_done: HashSet<&str> = ["root", "left"].into();
+        assert!(readable_shards(&parents, &left_done).contains(&"grandchild"));
+    }
 
     #[test]
     fn sequence_numbers_order_by_value() {

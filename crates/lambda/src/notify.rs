@@ -12,6 +12,9 @@ use crate::LambdaError;
 
 /// SNS accepts at most this many entries per PublishBatch call.
 const BATCH: usize = 10;
+/// SNS accepts at most this many bytes per PublishBatch call, all messages
+/// and their attributes together (`BatchRequestTooLong` beyond).
+pub const BATCH_BYTES: usize = 256 * 1024;
 /// Attempts per entry before a notification is reported as not published.
 const ATTEMPTS: u32 = 6;
 
@@ -35,6 +38,19 @@ impl SnsMessage {
             stream_type: n.stream_type.to_string(),
             event_types: serde_json::to_string(&n.event_types).expect("event types serialize"),
         }
+    }
+
+    /// Bytes SNS counts for this message against a batch's
+    /// [`BATCH_BYTES`]: the body, and each attribute's name, data type and
+    /// value.
+    pub fn size(&self) -> usize {
+        self.body.len()
+            + "StreamType".len()
+            + "String".len()
+            + self.stream_type.len()
+            + "EventTypes".len()
+            + "String.Array".len()
+            + self.event_types.len()
     }
 
     fn attributes(&self) -> Result<Vec<(String, MessageAttributeValue)>, LambdaError> {
@@ -71,13 +87,18 @@ impl SnsPublisher {
         }
     }
 
-    /// Publishes every notification, in order, ten per PublishBatch call.
-    /// Entries SNS refuses or that fail in transit are retried with backoff;
-    /// returns the notifications still unpublished after every attempt.
+    /// Publishes every notification, in order, in PublishBatch calls of at
+    /// most ten entries and [`BATCH_BYTES`] ([`batches`]). Entries SNS
+    /// refuses or that fail in transit are retried with backoff; returns
+    /// the notifications still unpublished after every attempt.
     pub async fn publish_all(&self, notifications: &[Notification]) -> Vec<Notification> {
+        let sizes: Vec<usize> = notifications
+            .iter()
+            .map(|n| SnsMessage::of(n).size())
+            .collect();
         let mut lost = Vec::new();
-        for chunk in notifications.chunks(BATCH) {
-            lost.extend(self.publish_chunk(chunk).await);
+        for range in batches(&sizes) {
+            lost.extend(self.publish_chunk(&notifications[range]).await);
         }
         lost
     }
@@ -137,6 +158,29 @@ impl SnsPublisher {
     }
 }
 
+/// Splits messages of the given sizes, in order, into PublishBatch calls
+/// of at most ten entries and [`BATCH_BYTES`]. A message is never larger
+/// than a batch (a notification names at most 100 event types of at most
+/// 800 bytes: about 165 KB with its attribute), but one that were would
+/// still get a call of its own, for SNS to refuse it alone.
+pub fn batches(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        if i > start && (i - start == BATCH || bytes + size > BATCH_BYTES) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +213,33 @@ mod tests {
         assert_eq!(attrs[0].1.data_type(), "String");
         assert_eq!(attrs[1].0, "EventTypes");
         assert_eq!(attrs[1].1.data_type(), "String.Array");
+    }
+
+    #[test]
+    fn batches_hold_at_most_ten_entries_and_256_kib() {
+        assert_eq!(batches(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(batches(&[100; 25]), vec![0..10, 10..20, 20..25]);
+        let big = 120 * 1024;
+        assert_eq!(batches(&[big; 5]), vec![0..2, 2..4, 4..5]);
+        assert_eq!(batches(&[BATCH_BYTES + 1, 1]), vec![0..1, 1..2]);
+        for range in batches(&[big, 10, big, big, 5, 5, 5]) {
+            let sizes = [big, 10, big, big, 5, 5, 5];
+            assert!(sizes[range].iter().sum::<usize>() <= BATCH_BYTES);
+        }
+    }
+
+    #[test]
+    fn the_largest_notification_fits_one_batch() {
+        let widest = EventType::parse("\"".repeat(100) + &"𝄞".repeat(100)).unwrap();
+        let n = Notification {
+            stream_id: StreamId::parse("x".repeat(200)).unwrap_or(StreamId::parse("o-1").unwrap()),
+            stream_type: StreamType::parse("t".repeat(100)).unwrap(),
+            stream_revision: Revision::new(u64::MAX),
+            first_revision: Revision::new(u64::MAX - 99),
+            event_types: vec![widest; 100],
+            position: Some(Position::new(u64::MAX)),
+        };
+        let size = SnsMessage::of(&n).size();
+        assert!(size < BATCH_BYTES, "{size}");
     }
 }
