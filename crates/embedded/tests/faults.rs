@@ -416,6 +416,13 @@ async fn scenario(fs: &SimFs, model: &mut Model) -> Result<(), String> {
     if failed {
         return Err("an append failed".into());
     }
+    // A torn tail for the reopen to cut (and keep a copy of): the start of
+    // a frame, as a write cut short leaves it.
+    let log = dir().join("events.log");
+    let mut bytes = fs.contents(&log).expect("the log");
+    let torn = bytes[16..16 + 40].to_vec();
+    bytes.extend_from_slice(&torn);
+    fs.set_contents(&log, bytes);
     let store = open(fs).map_err(|e| format!("reopen: {e}"))?;
     let st = Arc::new(store);
     let mut tasks = Vec::new();
