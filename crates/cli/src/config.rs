@@ -189,16 +189,25 @@ pub struct DynamoArgs {
     /// `AWS_ENDPOINT_URL` for an emulator such as moto).
     #[arg(long, env = "EVENT_STORE_TABLE", help_heading = "DynamoDB backend")]
     pub table: Option<String>,
-    /// Also run the feed relay in this process: poll the table's DynamoDB
-    /// Stream and fill the global feed and the stream listings (for local
-    /// work against an emulator, or a single-instance deployment). Without
-    /// it this server only appends and reads: the global feed, the
-    /// per-type stream listings and the notifications are filled by the
-    /// relay function (the relay Lambda of the AWS deployment).
-    #[arg(long, env = "EVENT_STORE_RELAY", help_heading = "DynamoDB backend")]
+    /// Do not run the feed relay in this process. By default the server
+    /// polls the table's DynamoDB Stream and fills the global feed and the
+    /// stream listings itself, so a stream appears in listings and feeds
+    /// within seconds. Use this when a relay function (the relay Lambda of
+    /// the AWS deployment) does that work: this server then only appends
+    /// and reads.
+    #[arg(long, env = "EVENT_STORE_NO_RELAY", help_heading = "DynamoDB backend")]
+    pub no_relay: bool,
+    /// Accepted for compatibility and ignored: the relay runs in this
+    /// process unless --no-relay is given.
+    #[arg(
+        long,
+        env = "EVENT_STORE_RELAY",
+        hide = true,
+        conflicts_with = "no_relay"
+    )]
     pub relay: bool,
     /// SNS topic to which the in-process relay publishes one notification
-    /// per append (requires --relay).
+    /// per append (not with --no-relay).
     #[arg(
         long,
         env = "EVENT_STORE_SNS_TOPIC_ARN",
@@ -284,8 +293,10 @@ impl DynamoSettings {
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
         if backend != Backend::Dynamodb {
-            if args.relay || topic.is_some() || args.cost_report {
-                anyhow::bail!("--relay, --sns-topic-arn and --cost-report need --backend dynamodb");
+            if args.relay || args.no_relay || topic.is_some() || args.cost_report {
+                anyhow::bail!(
+                    "--relay, --no-relay, --sns-topic-arn and --cost-report need --backend dynamodb"
+                );
             }
             return Ok(None);
         }
@@ -294,8 +305,11 @@ impl DynamoSettings {
         };
         check_table_name(&table)?;
         if let Some(arn) = &topic {
-            if !args.relay {
-                anyhow::bail!("--sns-topic-arn needs --relay (the relay publishes notifications)");
+            if args.no_relay {
+                anyhow::bail!(
+                    "--sns-topic-arn needs the in-process relay (it publishes the \
+                     notifications): drop --no-relay"
+                );
             }
             if !(arn.starts_with("arn:") && arn.contains(":sns:")) {
                 anyhow::bail!("--sns-topic-arn: {arn:?} is not an SNS topic ARN");
@@ -303,7 +317,7 @@ impl DynamoSettings {
         }
         Ok(Some(Self {
             table,
-            relay: args.relay,
+            relay: !args.no_relay,
             sns_topic_arn: topic,
             cost_report: args.cost_report,
         }))

@@ -391,6 +391,62 @@ async fn original_flow_on_dynamodb_with_the_relay_in_process() {
     assert!(relay["wcu"].as_u64().unwrap() >= 2, "{relay}");
 }
 
+/// A new user who runs `serve --backend dynamodb --table T`, knowing
+/// nothing of relays, sees a stream they create listed and in the feeds
+/// within seconds (issue 10: without `--relay` both stayed empty forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_stream_is_listed_and_in_the_feed_within_seconds_by_default() {
+    let table = table_name("default");
+    create_table(&table);
+    let server = Server::start(&[
+        "serve",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--port",
+        "0",
+    ]);
+    let base = server.url.clone();
+    let (s, created) = send(
+        &base,
+        M::POST,
+        "/streams/order",
+        Some(json!({"initialEvent": {"eventType": "placed", "payload": {"n": 1}}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["stream"]["streamId"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let list = poll(&base, "/streams/order", |b| {
+        b["streamPage"]["streams"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(list["streamPage"]["streams"][0]["streamId"], json!(id));
+    let feed = poll(&base, "/events", |b| {
+        b["eventPage"]["events"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(feed["eventPage"]["events"][0]["streamId"], json!(id));
+    let typed = poll(&base, "/streams/order/events", |b| {
+        b["eventPage"]["events"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(typed["eventPage"]["events"][0]["streamId"], json!(id));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "listed and in the feeds after {:?}",
+        started.elapsed()
+    );
+    server.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
     let table = table_name("norelay");
@@ -401,6 +457,7 @@ async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
         "dynamodb",
         "--table",
         &table,
+        "--no-relay",
         "--port",
         "0",
     ]);
@@ -427,7 +484,8 @@ async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
     assert_eq!(list["streamPage"]["streams"], json!([]), "{list}");
     server.stop();
 
-    // A server with the relay reads the table's stream from its start.
+    // A server with the relay (the default) reads the table's stream from
+    // its start.
     let server = Server::start(&[
         "serve",
         "--port",
@@ -436,7 +494,6 @@ async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
         "dynamodb",
         "--table",
         &table,
-        "--relay",
     ]);
     let base = server.url.clone();
     let feed = poll(&base, "/events", |b| {
@@ -505,9 +562,14 @@ fn table_commands_and_settings_fail_clearly() {
             "--backend dynamodb",
         ),
         (
-            vec!["--backend", "dynamodb", "--table", "t-1"],
+            vec!["--backend", "dynamodb", "--table", "t-1", "--no-relay"],
             vec![("EVENT_STORE_SNS_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t")],
-            "needs --relay",
+            "drop --no-relay",
+        ),
+        (
+            vec!["--backend", "memory", "--no-relay"],
+            vec![],
+            "--backend dynamodb",
         ),
     ] {
         let mut cmd = command(&[&["serve", "--port", "0"][..], &args].concat());
