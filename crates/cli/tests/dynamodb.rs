@@ -729,3 +729,52 @@ async fn the_in_process_relay_publishes_one_notification_per_append_to_sns() {
     assert_eq!(order_attr.as_deref(), Some("order"));
     server.stop();
 }
+
+/// A DynamoDB failure reaches the client only as a 5xx with a request id:
+/// the SDK's detail (operation, error code, table) stays in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dynamodb_failure_is_a_5xx_with_a_request_id_and_its_detail_only_in_the_log() {
+    let table = table_name("throttled");
+    create_table(&table);
+    let server = Server::start(&[
+        "serve",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--no-relay",
+        "--port",
+        "0",
+    ]);
+    let base = server.url.clone();
+    // Every read of this table is throttled, on every retry.
+    moto::fidelity(
+        "PUT",
+        &table,
+        &format!(
+            r#"{{"rules":[{{"op":"GetItem","fault":"throttle","probability":1,"match":"\"{table}\""}}]}}"#
+        ),
+    );
+    let (s, body) = send(&base, M::GET, "/streams/order/o-1/details", None).await;
+    moto::fidelity("DELETE", &table, "");
+    assert!((500..600).contains(&s), "{s} {body}");
+    assert_eq!(s, 503, "throttling is 'retry later': {body}");
+    let request_id = body["requestId"].as_str().unwrap_or_default().to_owned();
+    assert!(!request_id.is_empty(), "{body}");
+    let text = body.to_string();
+    for secret in ["Throttling", "GetItem", table.as_str(), "dynamodb"] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} leaked to the client: {text}"
+        );
+    }
+    let log = server.stop();
+    assert!(
+        log.contains("ThrottlingException"),
+        "the detail is logged: {log}"
+    );
+    assert!(
+        log.contains(&request_id),
+        "the log names the request id: {log}"
+    );
+}
