@@ -335,8 +335,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError>;
 
     /// Resolves once an event of `stream_type` with a position past `after`
-    /// may be readable from that type's feed. Like [`wait_for_feed`]
-    /// (Self::wait_for_feed) it may resolve early; a backend that tracks
+    /// may be readable from that type's feed. Like
+    /// [`wait_for_feed`](Self::wait_for_feed) it may resolve early; a backend that tracks
     /// each type's progress resolves only when that type moved, so that a
     /// long poll on a quiet type does no work while other types are
     /// written. The default waits on the global feed.
