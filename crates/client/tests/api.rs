@@ -357,10 +357,12 @@ async fn typed_errors_carry_what_the_server_said() {
         .await
         .unwrap()[0]
         .clone();
+    // (With a new event beside it, so that it is not a retry: a retry is
+    // recognised by its ids wherever they sit.)
     let mut dup = event(5);
     dup.event_id = first.event_id;
     let err = c
-        .append(&t, &id, Expectation::Any, vec![dup])
+        .append(&t, &id, Expectation::Any, vec![dup, event(7)])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DuplicateEvent { .. }), "{err:?}");
