@@ -340,8 +340,6 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
 #[derive(Clone)]
 pub struct Relay {
     store: DynamoStore,
-    checkpoints: Arc<Mutex<HashMap<String, String>>>,
-    announced: Arc<Mutex<HashMap<String, Option<String>>>>,
     progress: Option<Arc<RelayProgress>>,
 }
 
@@ -350,8 +348,6 @@ impl Relay {
     pub fn new(store: DynamoStore) -> Self {
         Self {
             store,
-            checkpoints: Arc::default(),
-            announced: Arc::default(),
             progress: None,
         }
     }
@@ -362,15 +358,21 @@ impl Relay {
         self
     }
 
-    /// The last sequence number of `shard` already in the feed: from
-    /// memory, else from the newest feed page of that shard.
+    /// The last sequence number of `shard` already in the feed: the `q` of
+    /// the newest feed page of that shard, read from the table every time.
+    /// Never from memory: Lambda does not pin a shard to one execution
+    /// environment, so another instance may have relayed this shard's
+    /// records since this one last did, and a batch judged against an old
+    /// checkpoint would be put into the feed a second time.
+    ///
+    /// Reads the feed's pages from the newest back to the shard's newest
+    /// (projected, 100 per request): one page when this shard wrote the
+    /// head, about one per active shard otherwise, and the whole feed
+    /// partition for a shard that never wrote a page.
     async fn checkpoint(&self, shard: &str) -> Result<Option<String>, DynamoError> {
-        if let Some(c) = self.checkpoints.lock().expect("poisoned").get(shard) {
-            return Ok(Some(c.clone()));
-        }
         let client = self.store.client();
         let mut start: Option<Item> = None;
-        for _ in 0..100 {
+        loop {
             let out = client
                 .query()
                 .table_name(self.store.table())
@@ -386,28 +388,21 @@ impl Relay {
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             for page in out.items() {
                 if get_str(page, "h").ok() == Some(shard) {
-                    let q = get_str(page, "q")?.to_string();
-                    self.checkpoints
-                        .lock()
-                        .expect("poisoned")
-                        .insert(shard.to_string(), q.clone());
-                    return Ok(Some(q));
+                    return Ok(Some(get_str(page, "q")?.to_string()));
                 }
             }
             start = out.last_evaluated_key().cloned();
             if start.is_none() {
-                break;
+                return Ok(None);
             }
         }
-        Ok(None)
     }
 
     /// The last sequence number of `shard` whose notifications were
-    /// acknowledged: from memory, else from the shard's mark item.
+    /// acknowledged: read from the shard's mark item every time (one small
+    /// consistent `GetItem`), never from memory, for the reason given at
+    /// [`Relay::checkpoint`].
     async fn announced(&self, shard: &str) -> Result<Option<String>, DynamoError> {
-        if let Some(mark) = self.announced.lock().expect("poisoned").get(shard) {
-            return Ok(mark.clone());
-        }
         let out = self
             .store
             .client()
@@ -419,15 +414,10 @@ impl Relay {
             .send()
             .await
             .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
-        let mark = match out.item() {
+        Ok(match out.item() {
             Some(item) => Some(get_str(item, "q")?.to_string()),
             None => None,
-        };
-        self.announced
-            .lock()
-            .expect("poisoned")
-            .insert(shard.to_string(), mark.clone());
-        Ok(mark)
+        })
     }
 
     /// Records that every notification of `output` has been published (or
@@ -461,11 +451,6 @@ impl Relay {
                         .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
                 Err(e) => return Err(DynamoError::request("PutItem", DisplayErrorContext(e))),
             }
-            let mut marks = self.announced.lock().expect("poisoned");
-            let mark = marks.entry(shard.clone()).or_default();
-            if mark.as_deref().is_none_or(|m| seq_gt(seq, m)) {
-                *mark = Some(seq.clone());
-            }
         }
         Ok(())
     }
@@ -485,13 +470,7 @@ impl Relay {
         }
         let mut output = RelayOutput::default();
         for (shard, records) in by_shard {
-            let out = self.process_shard(shard, &records).await;
-            if out.is_err() {
-                // A write may have succeeded without its answer arriving:
-                // read the checkpoint from the table next time.
-                self.checkpoints.lock().expect("poisoned").remove(shard);
-            }
-            output.extend(out?);
+            output.extend(self.process_shard(shard, &records).await?);
         }
         Ok(output)
     }
@@ -573,18 +552,12 @@ impl Relay {
             let fresh: Vec<&TipChange> = fresh.iter().map(|(_, c)| c).collect();
             self.write_listings(&fresh).await?;
             match self.write_page(shard, last_seq, &fresh).await? {
-                Some(written) => {
-                    self.checkpoints
-                        .lock()
-                        .expect("poisoned")
-                        .insert(shard.to_string(), last_seq.to_string());
-                    break (found, written);
-                }
+                Some(written) => break (found, written),
                 None => {
                     // A page of this shard was written since the checkpoint
                     // was read (this relay's own put, retried after its
-                    // answer was lost): sort the records again.
-                    self.checkpoints.lock().expect("poisoned").remove(shard);
+                    // answer was lost, or another instance): sort the
+                    // records again against the new checkpoint.
                     if !backoff.wait().await {
                         return Err(DynamoError::Contention(backoff.attempts()));
                     }

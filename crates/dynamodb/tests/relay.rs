@@ -287,3 +287,70 @@ async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_r
     let ids: HashSet<_> = feed.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), feed.len(), "no event twice in the feed");
 }
+
+/// Lambda does not pin a shard to one execution environment: a batch
+/// relayed and acknowledged by one instance can be delivered again to
+/// another whose memory is older. That instance must read its checkpoint
+/// and announcement mark from the table, not trust its memory, or the
+/// feed repeats the batch (promise 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_redelivered_to_an_instance_with_stale_memory_adds_nothing() {
+    a_batch_redelivered_to_an_instance_with_stale_memory_adds_nothing_with(false).await;
+}
+
+/// The same with the fidelity layer's faults on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_redelivered_to_an_instance_with_stale_memory_adds_nothing_with_faults() {
+    a_batch_redelivered_to_an_instance_with_stale_memory_adds_nothing_with(true).await;
+}
+
+async fn a_batch_redelivered_to_an_instance_with_stale_memory_adds_nothing_with(faults: bool) {
+    let h = support::harness_with("stale", None, false, faults).await;
+    let store = h.store.clone();
+    let table = store.table().to_string();
+    let instance = || Relay::new(DynamoStore::new(store.client().clone(), table.clone()));
+    for i in 0..3 {
+        for a in 0..2 {
+            let key = StreamKey::new(
+                StreamType::parse("order").unwrap(),
+                StreamId::parse(format!("s-{i}")).unwrap(),
+            );
+            store
+                .append(AppendRequest::new(key, Expectation::Any, vec![event("k", a)]).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    let batches = support::stream_batches(store.client(), &table, 2).await;
+    assert!(batches.len() >= 3, "{} batches", batches.len());
+    // Instance A relays the first two batches and remembers them.
+    let a = instance();
+    for records in &batches[..2] {
+        let out = a.process(records).await.unwrap();
+        a.acknowledge(&out).await.unwrap();
+    }
+    // Instance B relays (and acknowledges) the rest; the third batch is
+    // then delivered again, to A, whose memory ends at the second.
+    let b = instance();
+    for records in &batches[2..] {
+        let out = b.process(records).await.unwrap();
+        b.acknowledge(&out).await.unwrap();
+    }
+    let again = a.process(&batches[2]).await.unwrap();
+    assert!(again.entries.is_empty(), "a redelivered batch adds nothing");
+    assert!(
+        again.notifications.is_empty(),
+        "an acknowledged batch is not announced again"
+    );
+    let feed = whole_feed(&store).await;
+    assert_eq!(feed.len(), 6, "every event once");
+    let mut seen = HashSet::new();
+    for e in &feed {
+        assert!(
+            seen.insert((e.stream_id.clone(), e.revision)),
+            "repeated in the feed: {} {}",
+            e.stream_id,
+            e.revision
+        );
+    }
+}
