@@ -203,6 +203,8 @@ struct SimState {
     kill_at: HashSet<(Op, u64)>,
     /// After this many calls in all, every call fails (the process died).
     dead: bool,
+    /// The largest single write so far, in bytes.
+    largest_write: u64,
     rng: u64,
 }
 
@@ -251,6 +253,8 @@ impl SimState {
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<SimState>>,
+    /// While true, syncs wait (see [`SimFs::hold_syncs`]).
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl SimFs {
@@ -400,6 +404,27 @@ impl SimFs {
         s.dead = false;
     }
 
+    /// While `hold` is true, every sync waits before it runs, as on a very
+    /// slow disk; `false` lets them go.
+    pub fn hold_syncs(&self, hold: bool) {
+        let (lock, cvar) = &*self.gate;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = hold;
+        cvar.notify_all();
+    }
+
+    fn wait_gate(&self) {
+        let (lock, cvar) = &*self.gate;
+        let mut held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *held {
+            held = cvar.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The largest single write made so far, in bytes.
+    pub fn largest_write(&self) -> u64 {
+        self.lock_state().largest_write
+    }
+
     /// Whether the layer was killed.
     pub fn is_dead(&self) -> bool {
         self.lock_state().dead
@@ -467,11 +492,13 @@ impl StorageFile for SimHandle {
             };
             apply(&mut f.current, &op);
             f.pending.push(op);
+            s.largest_write = s.largest_write.max(buf.len() as u64);
             Ok(())
         })
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.fs.wait_gate();
         let mut s = self.fs.lock_state();
         let result = s.call(Op::Sync);
         let partial = result.is_err() && !s.dead;

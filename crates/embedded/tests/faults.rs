@@ -615,3 +615,71 @@ fn a_failed_sync_never_comes_back_after_a_restart() {
         }
     });
 }
+
+/// One group commit writes whole frames until they pass 16 MiB, so the
+/// most a crash can tear is what open accepts as a torn tail — also when
+/// the frames are mostly names and headers (long event types, tiny
+/// payloads), which the payload bytes alone would not bound.
+#[test]
+fn a_group_commit_writes_at_most_16_mib_plus_one_frame() {
+    let rt = runtime();
+    rt.block_on(async {
+        let fs = SimFs::new(4);
+        let store = Arc::new(open(&fs).unwrap());
+        let event_type = "t".repeat(200);
+        // A slow disk: the first commit's sync waits while 1500 appends queue
+        // up behind it, so the next commit could take them all at once.
+        fs.hold_syncs(true);
+        let first = {
+            let st = store.clone();
+            tokio::spawn(async move {
+                st.append(request(
+                    &key("big", "first"),
+                    Expectation::Any,
+                    vec![event(1)],
+                ))
+                .await
+                .unwrap()
+            })
+        };
+        let mut tasks = Vec::new();
+        for i in 0..1500 {
+            let st = store.clone();
+            let event_type = event_type.clone();
+            tasks.push(tokio::spawn(async move {
+                let evs: Vec<NewEvent> = (0..100)
+                    .map(|_| {
+                        NewEvent::new(
+                            eventstore_core::EventType::parse(&event_type).unwrap(),
+                            eventstore_core::JsonValue::from_text("0").unwrap(),
+                        )
+                    })
+                    .collect();
+                st.append(request(
+                    &key("big", &format!("b-{i}")),
+                    Expectation::Any,
+                    evs,
+                ))
+                .await
+                .unwrap()
+            }));
+        }
+        // Let them all reach the queue, then the disk.
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        fs.hold_syncs(false);
+        first.await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let total = fs.contents(&dir().join("events.log")).unwrap().len() as u64;
+        let largest = fs.largest_write();
+        let one_frame = 100 * (200 + 64) + 128;
+        assert!(total > 17 << 20, "{total} bytes written in all");
+        assert!(
+            largest <= (16 << 20) + one_frame,
+            "a commit wrote {largest} bytes"
+        );
+        println!("1500 appends of 100 small events: {total} bytes, largest commit {largest} bytes");
+        store.close().await;
+    });
+}
