@@ -33,6 +33,24 @@ pub fn stream_pk(stream: &StreamKey) -> String {
     format!("S#{}#{}", stream.stream_type, stream.stream_id)
 }
 
+/// Sort-key prefix of a stream's append-id items: one per `any`/`exists`
+/// append, keyed by a hash of its event ids, so that a retry of it is
+/// recognised however many appends followed (promise 6).
+pub const APPEND_ID_PREFIX: &str = "i#";
+
+/// Sort key of the append-id item of an append with these event ids, in
+/// order (digits never start with `i`, so chunk queries never meet it).
+pub fn append_id_sk(ids: &[eventstore_core::EventId]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_uuid().as_bytes());
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{APPEND_ID_PREFIX}{hex}")
+}
+
 /// Partition key of a type's listing.
 pub fn listing_pk(stream_type: &StreamType) -> String {
     format!("L#{stream_type}")

@@ -179,6 +179,54 @@ fn fingerprint_conditions(fps: &[[u8; 4]], values: &mut Item) -> Vec<String> {
         .collect()
 }
 
+/// Whether an append with this expectation writes an append-id item. A
+/// retry with a pinned expectation (an integer or `no-stream`) fails its
+/// condition and finds its events in the candidate range, however many
+/// appends followed; one with `any`/`exists` passes its condition once its
+/// ids have left the tip's fingerprint window, and only the append-id
+/// item, written in the same transaction, stops it (promise 6).
+fn writes_append_id(expectation: Expectation) -> bool {
+    matches!(expectation, Expectation::Any | Expectation::Exists)
+}
+
+/// The `Put` of an append's id item: first revision `f`, count `k`; it
+/// fails when the item exists (a retry), handing the item back.
+fn append_id_put(
+    table: &str,
+    stream: &StreamKey,
+    ids: &[EventId],
+    first: u64,
+) -> Result<TransactWriteItem, DynamoError> {
+    let mut item = items::key(items::stream_pk(stream), items::append_id_sk(ids));
+    item.insert("f".into(), n(first));
+    item.insert("k".into(), n(ids.len()));
+    Ok(TransactWriteItem::builder()
+        .put(
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(p)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+        )
+        .build())
+}
+
+/// The revisions an existing append-id item names.
+fn stored_range(item: &Item) -> Result<(u64, u64), DynamoError> {
+    let first = req_u64(item, "f")?;
+    let k = req_u64(item, "k")?;
+    let last = first
+        .checked_add(k)
+        .and_then(|x| x.checked_sub(1))
+        .filter(|_| first > 0 && k > 0)
+        .ok_or_else(|| DynamoError::Corrupt("append-id item".into()))?;
+    Ok((first, last))
+}
+
 /// Splits events into groups whose blobs stay under [`CHUNK_BYTES`].
 fn split_chunks(events: &[NewEvent]) -> Vec<&[NewEvent]> {
     let mut out = Vec::new();
@@ -199,6 +247,12 @@ fn split_chunks(events: &[NewEvent]) -> Vec<&[NewEvent]> {
 
 enum Attempt {
     Done(AppendOutcome),
+    /// The append-id item exists: these ids were appended before, at
+    /// `first ..= last`.
+    Stored {
+        first: u64,
+        last: u64,
+    },
     /// The condition failed; the tip as it was (None: no stream).
     Failed(Option<Tip>),
     /// A transient conflict; try again after a pause.
@@ -392,6 +446,30 @@ impl DynamoStore {
             .collect())
     }
 
+    /// The revisions named by the append-id item of `ids`.
+    async fn read_append_id(
+        &self,
+        stream: &StreamKey,
+        ids: &[EventId],
+    ) -> Result<(u64, u64), DynamoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(
+                items::stream_pk(stream),
+                items::append_id_sk(ids),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        let item = out
+            .item()
+            .ok_or_else(|| DynamoError::Corrupt("the append-id item vanished".into()))?;
+        stored_range(item)
+    }
+
     /// The fast path: one `UpdateItem` of the tip.
     async fn try_tip_update(
         &self,
@@ -501,15 +579,27 @@ impl DynamoStore {
             item.insert("e".into(), items::blob_list(blobs));
             item
         };
-        // The tip's events move to a chunk.
+        let new_blob = codec::encode(now, events);
+        // An `any`/`exists` append is transactional (for its append-id
+        // item); while the tip has room, its events join the tip's.
+        let keep_tip = tip.filter(|t| {
+            !assumed
+                && writes_append_id(request.expectation())
+                && t.blobs.iter().map(Vec::len).sum::<usize>() + new_blob.len() <= TIP_BYTES
+        });
+        // Otherwise the tip's events move to a chunk.
         if let Some(t) = tip
             && !assumed
+            && keep_tip.is_none()
             && !t.blobs.is_empty()
         {
             writes.push(put(chunk(t.base + 1, t.revision, t.blobs.clone()))?);
         }
-        let new_blob = codec::encode(now, events);
-        let (tip_blobs, tip_base) = if new_blob.len() <= TIP_BYTES {
+        let (tip_blobs, tip_base) = if let Some(t) = keep_tip {
+            let mut blobs = t.blobs.clone();
+            blobs.push(new_blob);
+            (blobs, t.base)
+        } else if new_blob.len() <= TIP_BYTES {
             (vec![new_blob], old_rev)
         } else {
             let mut first = old_rev + 1;
@@ -612,6 +702,14 @@ impl DynamoStore {
         };
         let tip_index = writes.len();
         writes.push(tip_write);
+        let id_index = writes_append_id(request.expectation()).then(|| {
+            let i = writes.len();
+            append_id_put(&self.table, stream, &request.event_ids(), old_rev + 1).map(|w| {
+                writes.push(w);
+                i
+            })
+        });
+        let id_index = id_index.transpose()?;
         let token = request_token(
             &request.event_ids(),
             old_rev,
@@ -663,6 +761,16 @@ impl DynamoStore {
             Err(SdkError::ServiceError(se)) => match se.err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     let reasons = c.cancellation_reasons();
+                    if let Some(i) = id_index
+                        && let Some(r) = reasons.get(i)
+                        && r.code() == Some("ConditionalCheckFailed")
+                    {
+                        let (first, last) = match r.item() {
+                            Some(item) => stored_range(item)?,
+                            None => self.read_append_id(stream, &request.event_ids()).await?,
+                        };
+                        return Ok(Attempt::Stored { first, last });
+                    }
                     let tip_reason = reasons.get(tip_index);
                     if tip_reason.and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
                         let old = tip_reason
@@ -707,7 +815,7 @@ impl DynamoStore {
                 .sum::<usize>();
         // First attempt: blind, unless a large append must know the revision.
         let mut known: Option<Option<Tip>> = None;
-        let mut attempt = if first_blob_len <= TIP_BYTES {
+        let mut attempt = if first_blob_len <= TIP_BYTES && !writes_append_id(expectation) {
             self.try_tip_update(
                 &request,
                 codec::encode(Timestamp::now(), request.events()),
@@ -728,6 +836,20 @@ impl DynamoStore {
         };
         loop {
             match attempt {
+                Attempt::Stored { first, last } => {
+                    // A retry of an append stored earlier (its append-id
+                    // item exists): answered with the original revisions.
+                    let tip = self.get_tip(&stream).await?.ok_or_else(|| {
+                        DynamoError::Corrupt("an append-id item without a tip".into())
+                    })?;
+                    return Ok(AppendOutcome {
+                        stream: tip.info(&stream),
+                        first_revision: Revision::new(first),
+                        last_revision: Revision::new(last),
+                        first_position: None,
+                        already_appended: true,
+                    });
+                }
                 Attempt::Done(outcome) => {
                     {
                         let mut cache = self.created.lock().expect("poisoned");

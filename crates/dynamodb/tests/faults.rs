@@ -306,3 +306,89 @@ async fn an_unreadable_record_does_not_stop_the_feed_for_other_streams() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Promise 6 for `any` and `exists`: a retry whose ids left the tip's
+/// fingerprint window long ago (here after 60 other events, some moved to
+/// chunks) is answered with the original revisions and stored once.
+#[tokio::test]
+async fn an_any_or_exists_retry_after_many_appends_is_not_stored_twice() {
+    retry_after_many_appends(false).await;
+}
+
+/// The same with the standard faults on (answers lost after the write
+/// among them, which make the SDK and the store retry by themselves).
+#[tokio::test]
+async fn an_any_or_exists_retry_after_many_appends_is_not_stored_twice_with_faults() {
+    retry_after_many_appends(true).await;
+}
+
+async fn retry_after_many_appends(with_faults: bool) {
+    let h = support::harness_with("promise6", None, false, with_faults).await;
+    let small = |kind: &str| {
+        NewEvent::new(
+            EventType::parse(kind).unwrap(),
+            JsonValue::from_text("{\"n\":1}").unwrap(),
+        )
+    };
+    for (n, expectation) in [(0, Expectation::Any), (1, Expectation::Exists)] {
+        let stream = key("order", &format!("p6-{n}"));
+        h.store
+            .append(
+                AppendRequest::new(stream.clone(), Expectation::NoStream, vec![small("Open")])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let original = vec![small("A"), small("B"), small("C")];
+        let first = h
+            .store
+            .append(AppendRequest::new(stream.clone(), expectation, original.clone()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.first_revision, first.last_revision),
+            (Revision::new(2), Revision::new(4))
+        );
+        // 60 more events: single appends and batches, some large.
+        for i in 0..30 {
+            let events = if i % 5 == 0 {
+                vec![large_event("Big")]
+            } else {
+                vec![small("X"), small("Y")][..1 + i % 2].to_vec()
+            };
+            h.store
+                .append(AppendRequest::new(stream.clone(), expectation, events).unwrap())
+                .await
+                .unwrap();
+        }
+        let before = h
+            .store
+            .stream_info(&stream)
+            .await
+            .unwrap()
+            .unwrap()
+            .revision;
+        let retry = h
+            .store
+            .append(AppendRequest::new(stream.clone(), expectation, original.clone()).unwrap())
+            .await
+            .expect("a retry is answered");
+        assert!(
+            retry.already_appended,
+            "{expectation:?}: recognised as a retry"
+        );
+        assert_eq!(
+            (retry.first_revision, retry.last_revision),
+            (Revision::new(2), Revision::new(4)),
+            "{expectation:?}: the original revisions"
+        );
+        let after = h
+            .store
+            .stream_info(&stream)
+            .await
+            .unwrap()
+            .unwrap()
+            .revision;
+        assert_eq!(after, before, "{expectation:?}: nothing stored twice");
+    }
+}
