@@ -84,13 +84,22 @@ impl<'de> Deserialize<'de> for ExpectedRevision {
         #[serde(untagged)]
         enum Raw {
             Number(u64),
+            // JSON has one number type: `3.0` is the integer 3 (as JSON
+            // Schema's `integer` says), so an integral float is accepted.
+            Float(f64),
             Text(String),
         }
         let expected = "an integer >= 0, \"no-stream\", \"exists\" or \"any\"";
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom(format!("expectedRevision must be {expected}")))?
-        {
+        let invalid = || serde::de::Error::custom(format!("expectedRevision must be {expected}"));
+        match Raw::deserialize(d).map_err(|_| invalid())? {
             Raw::Number(n) => Ok(Self(Expectation::Exact(Revision::new(n)))),
+            // Below 2^64, so the cast is exact for every integral value.
+            Raw::Float(f)
+                if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) =>
+            {
+                Ok(Self(Expectation::Exact(Revision::new(f as u64))))
+            }
+            Raw::Float(_) => Err(invalid()),
             Raw::Text(t) => match t.as_str() {
                 "no-stream" => Ok(Self(Expectation::NoStream)),
                 "exists" => Ok(Self(Expectation::Exists)),
@@ -139,7 +148,8 @@ impl utoipa::ToSchema for ExpectedRevision {}
 pub struct BatchAppendBody {
     /// What the stream's revision must be.
     pub expected_revision: ExpectedRevision,
-    /// 1–100 events.
+    /// 1–100 events (more than 100: 413).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub events: Vec<NewEventBody>,
 }
 
@@ -303,4 +313,31 @@ pub struct ErrorBody {
     /// Structured details (for 409: `expectedRevision`, `actualRevision`).
     #[serde(default)]
     pub details: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(json: &str) -> Result<Expectation, String> {
+        serde_json::from_str::<ExpectedRevision>(json)
+            .map(|e| e.0)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn expected_revision_accepts_every_json_integer() {
+        let exact = |n| Ok(Expectation::Exact(Revision::new(n)));
+        assert_eq!(expected("3"), exact(3));
+        assert_eq!(expected("143.0"), exact(143));
+        assert_eq!(expected("1e2"), exact(100));
+        assert_eq!(expected("-0.0"), exact(0));
+        assert_eq!(expected("0"), exact(0));
+        assert_eq!(expected("18446744073709551615"), exact(u64::MAX));
+        assert_eq!(expected("\"any\""), Ok(Expectation::Any));
+        for bad in ["-1", "1.5", "-1.0", "1e20", "\"3\"", "null", "true", "[]"] {
+            let err = expected(bad).unwrap_err();
+            assert!(err.contains("expectedRevision"), "{bad}: {err}");
+        }
+    }
 }

@@ -15,11 +15,11 @@ const STREAMS: usize = 24;
 
 mod support;
 
-use support::Server;
+use support::{BIN, Server};
 
 fn start(data_dir: &std::path::Path) -> Server {
     let dir = data_dir.to_str().expect("utf-8 temp path");
-    Server::start(&["serve", "--port", "0", "--data-dir", dir], &[])
+    Server::start(BIN, &["serve", "--port", "0", "--data-dir", dir], &[])
 }
 
 /// A small xorshift generator: the seed is printed so a failure can be replayed.

@@ -6,37 +6,21 @@
 //! Needs `.venv` with moto (`scripts/moto/setup.sh`), or `AWS_ENDPOINT_URL`
 //! pointing at a running emulator.
 
-#[path = "../../dynamodb/tests/support/moto.rs"]
-mod moto;
-
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use eventstore_api::StreamPageKey;
-use eventstore_core::{StreamCursor, StreamId, StreamType, Timestamp};
+use eventstore_testkit::moto;
+use eventstore_testkit::process::Server;
 use reqwest::Method as M;
 use serde_json::{Value, json};
 
 /// The binary with a clean environment: dummy AWS credentials, a region,
 /// the emulator's endpoint, and none of the caller's `EVENT_STORE_*`.
 fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-store"));
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EVENT_STORE_") || k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("AWS_ENDPOINT_URL", moto::endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info")
-        .env("RUST_BACKTRACE", "0");
-    cmd
+    let env = moto::aws_env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([("RUST_LOG", "info"), ("RUST_BACKTRACE", "0")]);
+    eventstore_testkit::process::command(env!("CARGO_BIN_EXE_event-store"), args, &env)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -64,102 +48,10 @@ fn create_table(name: &str) {
     );
 }
 
-/// A running `event-store serve`.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-    stdout: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start event-store");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let mut pipe = child.stderr.take().unwrap();
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("listening on http://") => {
-                let url = line["listening on ".len()..].trim().to_owned();
-                let stdout = Arc::new(Mutex::new(Vec::new()));
-                let sink = stdout.clone();
-                std::thread::spawn(move || {
-                    for line in lines.map_while(Result::ok) {
-                        sink.lock().unwrap().push(line);
-                    }
-                });
-                Server {
-                    child,
-                    url,
-                    stderr,
-                    stdout,
-                }
-            }
-            other => {
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "server did not start ({other:?}): {}",
-                    stderr.lock().unwrap()
-                );
-            }
-        }
-    }
-
-    /// SIGTERM, then a clean exit within 30 s; returns the log.
-    fn stop(self) -> String {
-        self.stop_with_output().0
-    }
-
-    /// [`Server::stop`], also returning the lines printed after the
-    /// `listening on` line.
-    fn stop_with_output(mut self) -> (String, Vec<String>) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "exit status {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
-        (
-            self.stderr.lock().unwrap().clone(),
-            self.stdout.lock().unwrap().clone(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `event-store ARGS`, running until it listens.
+fn start(args: &[&str]) -> Server {
+    Server::spawn(command(args))
+        .unwrap_or_else(|(status, err)| panic!("server did not start ({status:?}): {err}"))
 }
 
 async fn send(base: &str, method: M, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -190,207 +82,6 @@ async fn poll(base: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
-fn page_key(stream_type: &str, micros: i64, id: &str) -> String {
-    StreamPageKey {
-        stream_type: StreamType::parse(stream_type).unwrap(),
-        cursor: StreamCursor {
-            updated_at: Timestamp::from_micros(micros),
-            stream_id: StreamId::parse(id).unwrap(),
-        },
-    }
-    .encode()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn original_flow_on_dynamodb_with_the_relay_in_process() {
-    let table = table_name("flow");
-    create_table(&table);
-    let server = Server::start(&[
-        "serve",
-        "--backend",
-        "dynamodb",
-        "--table",
-        &table,
-        "--relay",
-        "--port",
-        "0",
-        "--cost-report",
-    ]);
-    let base = server.url.clone();
-
-    let (s, live) = send(&base, M::GET, "/liveness-check", None).await;
-    assert_eq!((s, live["status"].clone()), (200, json!("ok")));
-    let (s, created) = send(
-        &base,
-        M::POST,
-        "/streams/test-stream-type",
-        Some(json!({"initialEvent": {"eventType": "created", "payload": {"name": "test name"}}})),
-    )
-    .await;
-    assert_eq!(s, 201, "{created}");
-    assert_eq!(created["stream"]["revision"], json!(1));
-    let id = created["stream"]["streamId"].as_str().unwrap().to_owned();
-
-    let put = json!({"event": {"eventType": "renamed", "payload": "a string"}});
-    let path = format!("/streams/test-stream-type/{id}/events/2");
-    let (s, body) = send(&base, M::PUT, &path, Some(put.clone())).await;
-    assert_eq!(s, 201, "{body}");
-    assert_eq!(body["stream"]["revision"], json!(2));
-    let (s, body) = send(&base, M::PUT, &path, Some(put)).await;
-    assert_eq!(s, 409, "{body}");
-    assert_eq!(body["code"], "wrong-expected-revision");
-
-    let (s, page) = send(
-        &base,
-        M::GET,
-        &format!("/streams/test-stream-type/{id}/events"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{page}");
-    let events = page["eventPage"]["events"].as_array().unwrap().clone();
-    assert_eq!(events.len(), 2, "{page}");
-    assert_eq!(events[0]["revision"], json!(1));
-    assert_eq!(events[0]["eventType"], "created");
-    assert_eq!(events[0]["payload"], json!({"name": "test name"}));
-    assert_eq!(events[1]["revision"], json!(2));
-    assert_eq!(events[1]["payload"], json!("a string"));
-    assert_eq!(page["eventPage"]["hasMore"], json!(false));
-
-    let (s, details) = send(
-        &base,
-        M::GET,
-        &format!("/streams/test-stream-type/{id}/details"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{details}");
-    assert_eq!(details["stream"]["revision"], json!(2));
-    assert_eq!(details["stream"]["streamId"], id.as_str());
-
-    // Listings come from the relay.
-    let list = poll(
-        &base,
-        "/streams/test-stream-type?updated-after=2020-01-01T00:00:00Z",
-        |b| {
-            b["streamPage"]["streams"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        },
-    )
-    .await;
-    let streams = list["streamPage"]["streams"].as_array().unwrap();
-    assert_eq!(streams.len(), 1, "{list}");
-    assert_eq!(streams[0]["streamId"], id.as_str());
-    assert_eq!(streams[0]["revision"], json!(2), "{list}");
-    let (_, types) = send(&base, M::GET, "/streams", None).await;
-    assert_eq!(
-        types["streamTypes"],
-        json!([{"streamType": "test-stream-type", "streams": 1}])
-    );
-
-    // The global feed: both events, in revision order, with positions.
-    let feed = poll(&base, "/events", |b| {
-        b["eventPage"]["events"]
-            .as_array()
-            .is_some_and(|a| a.len() >= 2)
-    })
-    .await;
-    let fe = feed["eventPage"]["events"].as_array().unwrap();
-    assert_eq!(fe.len(), 2, "{feed}");
-    let positions: Vec<u64> = fe.iter().map(|e| e["position"].as_u64().unwrap()).collect();
-    assert!(
-        positions[0] >= 1 && positions[0] < positions[1],
-        "{positions:?}"
-    );
-    assert_eq!(
-        fe.iter().map(|e| e["eventId"].clone()).collect::<Vec<_>>(),
-        events
-            .iter()
-            .map(|e| e["eventId"].clone())
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(feed["eventPage"]["lastPosition"], json!(positions[1]));
-    let (s, rest) = send(
-        &base,
-        M::GET,
-        &format!("/events?after-position={}", positions[0]),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(rest["eventPage"]["events"].as_array().unwrap().len(), 1);
-    let (s, typed) = send(&base, M::GET, "/streams/test-stream-type/events", None).await;
-    assert_eq!(s, 200);
-    assert_eq!(typed["eventPage"]["events"].as_array().unwrap().len(), 2);
-
-    // Forged page keys: garbage, another listing's key, and a key of this
-    // listing that is no position in it (it reaches the backend).
-    for key in [
-        "not-a-key!".to_owned(),
-        page_key("other-type", 1_700_000_000_000_000, &id),
-        page_key("test-stream-type", -5, &id),
-    ] {
-        let (s, body) = send(
-            &base,
-            M::GET,
-            &format!("/streams/test-stream-type?next-page-key={key}"),
-            None,
-        )
-        .await;
-        assert_eq!(s, 400, "key {key}: {body}");
-        assert_eq!(body["code"], "bad-request");
-    }
-
-    // Unknown streams.
-    for path in [
-        "/streams/test-stream-type/no-such-stream/details".to_owned(),
-        "/streams/test-stream-type/no-such-stream/events".to_owned(),
-    ] {
-        let (s, body) = send(&base, M::GET, &path, None).await;
-        assert_eq!(s, 404, "{path}: {body}");
-        assert_eq!(body["code"], "not-found");
-    }
-    let (s, body) = send(
-        &base,
-        M::PUT,
-        "/streams/test-stream-type/no-such-stream/events/2",
-        Some(json!({"event": {"eventType": "x", "payload": 1}})),
-    )
-    .await;
-    assert_eq!(s, 404, "{body}");
-
-    let (log, out) = server.stop_with_output();
-    assert!(log.contains("relay running in this process"), "{log}");
-    // The cost report: one line per client, counted from the requests made.
-    let reports: Vec<Value> = out
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(reports.len(), 2, "{out:?}");
-    let (api, relay) = (&reports[0], &reports[1]);
-    assert_eq!(
-        (&api["costReport"], &relay["costReport"]),
-        (&json!("api"), &json!("relay"))
-    );
-    // Four appends reached the tip, one per request: two committed, one
-    // wrong revision, one on a stream that does not exist.
-    assert_eq!(api["byOperation"]["UpdateItem"], json!(4), "{api}");
-    assert_eq!(api["failedRequests"], json!(2), "{api}");
-    assert!(api["wcu"].as_u64().unwrap() >= 2, "{api}");
-    assert!(api["rcu"].as_u64().unwrap() >= 1, "{api}");
-    // The relay wrote the listing and at least one feed page.
-    assert!(
-        relay["byOperation"]["BatchWriteItem"].as_u64() >= Some(1),
-        "{relay}"
-    );
-    assert!(
-        relay["byOperation"]["PutItem"].as_u64() >= Some(1),
-        "{relay}"
-    );
-    assert!(relay["wcu"].as_u64().unwrap() >= 2, "{relay}");
-}
-
 /// A new user who runs `serve --backend dynamodb --table T`, knowing
 /// nothing of relays, sees a stream they create listed and in the feeds
 /// within seconds (issue 10: without `--relay` both stayed empty forever).
@@ -398,7 +89,7 @@ async fn original_flow_on_dynamodb_with_the_relay_in_process() {
 async fn a_created_stream_is_listed_and_in_the_feed_within_seconds_by_default() {
     let table = table_name("default");
     create_table(&table);
-    let server = Server::start(&[
+    let server = start(&[
         "serve",
         "--backend",
         "dynamodb",
@@ -451,7 +142,7 @@ async fn a_created_stream_is_listed_and_in_the_feed_within_seconds_by_default() 
 async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
     let table = table_name("norelay");
     create_table(&table);
-    let server = Server::start(&[
+    let server = start(&[
         "serve",
         "--backend",
         "dynamodb",
@@ -486,7 +177,7 @@ async fn without_the_relay_feeds_wait_for_a_relay_which_catches_up_later() {
 
     // A server with the relay (the default) reads the table's stream from
     // its start.
-    let server = Server::start(&[
+    let server = start(&[
         "serve",
         "--port",
         "0",
@@ -650,7 +341,7 @@ async fn the_in_process_relay_publishes_one_notification_per_append_to_sns() {
 
     let table = table_name("sns");
     create_table(&table);
-    let server = Server::start(&[
+    let server = start(&[
         "serve",
         "--port",
         "0",
@@ -736,7 +427,7 @@ async fn the_in_process_relay_publishes_one_notification_per_append_to_sns() {
 async fn a_dynamodb_failure_is_a_5xx_with_a_request_id_and_its_detail_only_in_the_log() {
     let table = table_name("throttled");
     create_table(&table);
-    let server = Server::start(&[
+    let server = start(&[
         "serve",
         "--backend",
         "dynamodb",

@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Server, wait_with_timeout};
+use support::{BIN, Server, wait_with_timeout};
 
 fn memory(extra: &[&str]) -> Server {
     let mut args = vec!["serve", "--port", "0", "--backend", "memory"];
     args.extend_from_slice(extra);
-    Server::start(&args, &[])
+    Server::start(BIN, &args, &[])
 }
 
 fn addr(server: &Server) -> String {
@@ -226,6 +226,7 @@ async fn cors_is_off_by_default_and_allows_only_configured_origins() {
     named.stop();
 
     let any = Server::start(
+        BIN,
         &["--port", "0", "--backend", "memory"],
         &[("EVENT_STORE_CORS_ORIGINS", "*")],
     );
@@ -238,6 +239,7 @@ async fn cors_is_off_by_default_and_allows_only_configured_origins() {
     any.stop();
 
     let bad = Server::try_start(
+        BIN,
         &[
             "--port",
             "0",
@@ -270,7 +272,7 @@ async fn a_stuck_upload_does_not_hold_shutdown_past_the_deadline() {
         "--request-timeout",
         "600",
     ];
-    let mut server = Server::start(&args, &[]);
+    let mut server = Server::start(BIN, &args, &[]);
     let c = client(Duration::from_secs(20));
     let created = c
         .post(format!("{}/streams/order", server.url))
@@ -310,7 +312,7 @@ async fn a_stuck_upload_does_not_hold_shutdown_past_the_deadline() {
     drop(server);
 
     // The store was closed cleanly: the acknowledged event is there.
-    let server = Server::start(&args, &[]);
+    let server = Server::start(BIN, &args, &[]);
     let page: Value = c
         .get(format!("{}/streams/order/{id}/events", server.url))
         .send()

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Server, wait_with_timeout};
+use support::{BIN, Server, wait_with_timeout};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -54,94 +54,42 @@ fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// What the contract suite's original flow wrote is all there after a
+/// restart on the same data directory (the flow itself runs on every
+/// target in `contract.rs`).
 #[tokio::test(flavor = "multi_thread")]
-async fn original_flow_end_to_end_and_restart_keeps_data() {
+async fn a_restart_keeps_what_the_original_flow_wrote() {
+    use eventstore_testkit::contract::{self, Profile, Target};
     let dir = tempfile::tempdir().unwrap();
     let args = data_args(dir.path());
-    let server = Server::start(&as_strs(&args), &[]);
+    let server = Server::start(BIN, &as_strs(&args), &[]);
+    let target = Target::new(&server.url, Profile::consistent("embedded", None), ());
+    contract::original_flow(&target).await;
+    contract::batch_expectations(&target).await;
     let c = client();
-    let base = server.url.clone();
-    use reqwest::Method as M;
-
-    let (s, live) = send(&c, M::GET, format!("{base}/liveness-check"), None, None).await;
-    assert_eq!((s, live["status"].clone()), (200, json!("ok")));
-    let (s, created) = send(
-        &c,
-        M::POST,
-        format!("{base}/streams/test-stream-type"),
-        Some(json!({"initialEvent": {"eventType": "created", "payload": {"name": "test name"}}})),
-        None,
-    )
-    .await;
-    assert_eq!(s, 201, "{created}");
-    let id = created["stream"]["streamId"].as_str().unwrap().to_owned();
-    let put = json!({"event": {"eventType": "renamed", "payload": "a string"}});
-    let url = format!("{base}/streams/test-stream-type/{id}/events/2");
-    let (s, body) = send(&c, M::PUT, url.clone(), Some(put.clone()), None).await;
-    assert_eq!(s, 201, "{body}");
-    let (s, body) = send(&c, M::PUT, url, Some(put), None).await;
-    assert_eq!(s, 409);
-    assert_eq!(body["code"], "wrong-expected-revision");
-    let (s, page) = send(
-        &c,
-        M::GET,
-        format!("{base}/streams/test-stream-type/{id}/events"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    let events = page["eventPage"]["events"].clone();
-    assert_eq!(events[0]["payload"], json!({"name": "test name"}));
-    assert_eq!(events[1]["payload"], json!("a string"));
-    let (s, details) = send(
-        &c,
-        M::GET,
-        format!("{base}/streams/test-stream-type/{id}/details"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!((s, details["stream"]["revision"].clone()), (200, json!(2)));
-    let (s, list) = send(
-        &c,
-        M::GET,
-        format!("{base}/streams/test-stream-type?updated-after=2020-01-01T00:00:00Z"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(list["streamPage"]["streams"][0]["streamId"], id.as_str());
-    let (_, feed) = send(&c, M::GET, format!("{base}/events"), None, None).await;
-    assert_eq!(feed["eventPage"]["events"].as_array().unwrap().len(), 2);
-
+    let snapshot = async |base: &str| {
+        let mut out = Vec::new();
+        for path in ["/events?limit=1000", "/streams"] {
+            let (s, body) = send(
+                &c,
+                reqwest::Method::GET,
+                format!("{base}{path}"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(s, 200, "{body}");
+            out.push(body);
+        }
+        out
+    };
+    let before = snapshot(&server.url).await;
+    assert!(before[0]["eventPage"]["events"].as_array().unwrap().len() >= 8);
     server.stop();
 
     // Same data directory, new process: everything is still there.
-    let server = Server::start(&as_strs(&args), &[]);
-    let base = server.url.clone();
-    let (s, page2) = send(
-        &c,
-        M::GET,
-        format!("{base}/streams/test-stream-type/{id}/events"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(page2["eventPage"]["events"], events);
-    let (_, details2) = send(
-        &c,
-        M::GET,
-        format!("{base}/streams/test-stream-type/{id}/details"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(details2, details);
-    let (_, feed2) = send(&c, M::GET, format!("{base}/events"), None, None).await;
-    assert_eq!(feed2, feed);
+    let server = Server::start(BIN, &as_strs(&args), &[]);
+    assert_eq!(snapshot(&server.url).await, before);
     server.stop();
 }
 
@@ -149,7 +97,7 @@ async fn original_flow_end_to_end_and_restart_keeps_data() {
 async fn sigterm_during_a_burst_keeps_every_acknowledged_append() {
     let dir = tempfile::tempdir().unwrap();
     let args = data_args(dir.path());
-    let mut server = Server::start(&as_strs(&args), &[]);
+    let mut server = Server::start(BIN, &as_strs(&args), &[]);
     let base = server.url.clone();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let mut tasks = vec![];
@@ -195,7 +143,7 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_append() {
         acked.len()
     );
 
-    let server = Server::start(&as_strs(&args), &[]);
+    let server = Server::start(BIN, &as_strs(&args), &[]);
     let c = client();
     let mut stored = std::collections::HashSet::new();
     for s in 0..5 {
@@ -253,9 +201,13 @@ async fn api_keys_from_flags_and_environment() {
     let c = client();
     use reqwest::Method as M;
     for (server, keys) in [
-        (Server::start(&as_strs(&args), &[]), ["first", "second"]),
+        (
+            Server::start(BIN, &as_strs(&args), &[]),
+            ["first", "second"],
+        ),
         (
             Server::start(
+                BIN,
                 &["--port", "0", "--backend", "memory"],
                 &[("EVENT_STORE_API_KEYS", "alpha, beta")],
             ),
@@ -280,7 +232,7 @@ async fn api_keys_from_flags_and_environment() {
         }
     }
     // No key configured: open.
-    let server = Server::start(&["--port", "0", "--backend", "memory"], &[]);
+    let server = Server::start(BIN, &["--port", "0", "--backend", "memory"], &[]);
     let (s, _) = send(&c, M::GET, format!("{}/streams", server.url), None, None).await;
     assert_eq!(s, 200);
     server.stop();
@@ -292,6 +244,7 @@ async fn json_logs_environment_settings_and_a_locked_data_dir() {
     let dir_text = dir.path().display().to_string();
     // Settings from the environment, JSON logs, no subcommand.
     let server = Server::start(
+        BIN,
         &[],
         &[
             ("EVENT_STORE_PORT", "0"),
@@ -310,7 +263,7 @@ async fn json_logs_environment_settings_and_a_locked_data_dir() {
     assert_eq!(resp.status(), 400);
 
     // A second server on the same data directory is refused, clearly.
-    let err = Server::try_start(&["--port", "0", "--data-dir", &dir_text], &[])
+    let err = Server::try_start(BIN, &["--port", "0", "--data-dir", &dir_text], &[])
         .err()
         .expect("a second server on the same directory must fail");
     assert!(!err.0.unwrap().success());

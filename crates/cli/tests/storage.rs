@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::Server;
+use support::{BIN, Server};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_event-store"));
@@ -45,7 +45,7 @@ async fn a_flipped_bit_is_refused_named_checked_and_repaired() {
     let data = dir.path().to_str().unwrap().to_string();
     let args = ["serve", "--port", "0", "--data-dir", &data];
     let c = reqwest::Client::new();
-    let server = Server::start(&args, &[]);
+    let server = Server::start(BIN, &args, &[]);
     let url = server.url.clone();
     create(&c, &url, "alpha", "AAAA-first").await;
     create(&c, &url, "beta", "BBBB-second").await;
@@ -64,7 +64,7 @@ async fn a_flipped_bit_is_refused_named_checked_and_repaired() {
     std::fs::write(&log, &bytes).unwrap();
 
     // serve refuses, naming the damage, and exits non-zero.
-    let refused = Server::try_start(&args, &[]);
+    let refused = Server::try_start(BIN, &args, &[]);
     let Err((status, stderr)) = refused else {
         panic!("serve must refuse a damaged store")
     };
@@ -104,7 +104,7 @@ async fn a_flipped_bit_is_refused_named_checked_and_repaired() {
     assert_eq!(out.status.code(), Some(0));
 
     // The repaired store serves A at 1 and C at 3, and never gives 2 again.
-    let server = Server::start(&args, &[]);
+    let server = Server::start(BIN, &args, &[]);
     let url = server.url.clone();
     let events = feed(&c, &url).await;
     let positions: Vec<u64> = events
@@ -125,7 +125,7 @@ fn check_of_a_missing_or_locked_store_exits_1() {
     let data = dir.path().to_str().unwrap().to_string();
     let out = bin().args(["check", "--data-dir", &data]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let server = Server::start(&["serve", "--port", "0", "--data-dir", &data], &[]);
+    let server = Server::start(BIN, &["serve", "--port", "0", "--data-dir", &data], &[]);
     let out = bin()
         .args(["repair", "--data-dir", &data])
         .output()

@@ -1,6 +1,6 @@
 //! The notification consumer against moto's SNS and SQS over HTTP: a topic
 //! with two subscribed queues, one with raw message delivery and one with
-//! SNS envelopes, on the emulator of `crates/dynamodb/tests/support/moto.rs`.
+//! SNS envelopes, on the emulator of `eventstore_testkit::moto`.
 
 use std::time::Duration;
 
@@ -9,8 +9,7 @@ use eventstore_client::Credentials;
 use eventstore_client::notifications::{Delivery, Notification, NotificationConsumer};
 use eventstore_client::{EventType, Position, Revision, StreamId, StreamType};
 
-#[path = "../../dynamodb/tests/support/moto.rs"]
-mod moto;
+use eventstore_testkit::moto;
 
 async fn config(url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())

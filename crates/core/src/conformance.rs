@@ -723,13 +723,20 @@ pub async fn feed_reader_resumes_while_writers_write(store: &dyn EventStore, set
 
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an
 /// expression that evaluates to a function or closure returning a future of
-/// a fresh store; `$settings` (optional) is a [`Settings`].
+/// a fresh store; `$settings` (optional) is a [`Settings`]. When what
+/// `$make` returns is not itself the store but holds it (with what must
+/// live as long as it: a temporary directory, a relay poller), the third
+/// form names the store in it: `conformance_tests!(make, settings, |h|
+/// &h.store)`.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!($make, $crate::conformance::Settings::default());
     };
     ($make:expr, $settings:expr) => {
+        $crate::conformance_tests!($make, $settings, |store| &store);
+    };
+    ($make:expr, $settings:expr, |$held:ident| $store:expr) => {
         mod conformance {
             #[allow(unused_imports)]
             use super::*;
@@ -737,48 +744,48 @@ macro_rules! conformance_tests {
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn append_and_read_back() {
-                let store = ($make)().await;
-                c::append_and_read_back(&store).await;
+                let $held = ($make)().await;
+                c::append_and_read_back($store).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn expectations_are_enforced() {
-                let store = ($make)().await;
-                c::expectations_are_enforced(&store).await;
+                let $held = ($make)().await;
+                c::expectations_are_enforced($store).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn batches_are_atomic() {
-                let store = ($make)().await;
-                c::batches_are_atomic(&store).await;
+                let $held = ($make)().await;
+                c::batches_are_atomic($store).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writers_race() {
-                let store = ($make)().await;
-                c::concurrent_writers_race(&store, $settings).await;
+                let $held = ($make)().await;
+                c::concurrent_writers_race($store, $settings).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn retries_are_idempotent() {
-                let store = ($make)().await;
-                c::retries_are_idempotent(&store).await;
+                let $held = ($make)().await;
+                c::retries_are_idempotent($store).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reads_page_both_ways() {
-                let store = ($make)().await;
-                c::reads_page_both_ways(&store).await;
+                let $held = ($make)().await;
+                c::reads_page_both_ways($store).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn streams_are_listed_by_update_time() {
-                let store = ($make)().await;
-                c::streams_are_listed_by_update_time(&store).await;
+                let $held = ($make)().await;
+                c::streams_are_listed_by_update_time($store).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn feeds_are_ordered_and_complete() {
-                let store = ($make)().await;
-                c::feeds_are_ordered_and_complete(&store, $settings).await;
+                let $held = ($make)().await;
+                c::feeds_are_ordered_and_complete($store, $settings).await;
             }
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn feed_reader_resumes_while_writers_write() {
-                let store = ($make)().await;
-                c::feed_reader_resumes_while_writers_write(&store, $settings).await;
+                let $held = ($make)().await;
+                c::feed_reader_resumes_while_writers_write($store, $settings).await;
             }
         }
     };

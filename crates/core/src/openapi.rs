@@ -64,6 +64,17 @@ schema!(
     )
 );
 
+/// The rule of [`EventType::parse`] as a regular expression (ECMA-262 and
+/// Python `re` alike): no control character (`Cc`: U+0000-U+001F,
+/// U+007F-U+009F) anywhere, and no Unicode white space (what
+/// [`str::trim`] removes) at either end. The length (1-200 characters) is
+/// in `minLength`/`maxLength`.
+pub const EVENT_TYPE_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001f\u007f-\u009f \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"(?:[^\u0000-\u001f\u007f-\u009f]{0,198}",
+    r"[^\u0000-\u001f\u007f-\u009f \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
+);
+
 schema!(
     EventType,
     ObjectBuilder::new()
@@ -71,6 +82,7 @@ schema!(
         .description(Some(
             "The type of an event: 1-200 characters, no control characters, no leading or trailing whitespace."
         ))
+        .pattern(Some(EVENT_TYPE_PATTERN))
         .min_length(Some(1))
         .max_length(Some(200))
         .examples(["order-placed"])

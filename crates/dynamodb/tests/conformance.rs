@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use eventstore_core::conformance::Settings;
 
-async fn fresh() -> support::Store {
-    support::Store(support::harness("conf", None, true).await)
+async fn fresh() -> support::Harness {
+    support::harness("conf", None, true).await
 }
 
 eventstore_core::conformance_tests!(
@@ -17,5 +17,6 @@ eventstore_core::conformance_tests!(
         racing_writers: 16,
         race_rounds: 200,
         feed_timeout: Duration::from_secs(120),
-    }
+    },
+    |harness| &harness.store
 );

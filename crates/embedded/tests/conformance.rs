@@ -3,4 +3,8 @@
 
 mod common;
 
-eventstore_core::conformance_tests!(|| async { common::TempStore::new() });
+eventstore_core::conformance_tests!(
+    || async { common::TempStore::new() },
+    eventstore_core::conformance::Settings::default(),
+    |temp| &temp.store
+);

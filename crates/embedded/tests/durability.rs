@@ -24,7 +24,7 @@ struct Snapshot {
     types: Vec<StreamTypeCount>,
 }
 
-async fn snapshot(store: &dyn EventStore, keys: &[StreamKey]) -> Snapshot {
+async fn snapshot(store: &EmbeddedStore, keys: &[StreamKey]) -> Snapshot {
     let mut streams = BTreeMap::new();
     for k in keys {
         let info = store.stream_info(k).await.unwrap();
@@ -69,7 +69,7 @@ fn all_keys() -> Vec<StreamKey> {
 
 /// Appends a mix of batches to several streams of two types, some of them
 /// concurrently so that they share group commits.
-async fn fill(store: &dyn EventStore) {
+async fn fill(store: &EmbeddedStore) {
     let keys = all_keys();
     for round in 0..4 {
         let appends = keys.iter().enumerate().map(|(i, k)| {

@@ -318,7 +318,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Reopen => {
                 store = store.reopen().await;
                 prop_assert_eq!(
-                    observe(&store).await,
+                    observe(&store.store).await,
                     observe(&model).await,
                     "after reopen at step {}",
                     step
@@ -326,7 +326,11 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
     }
-    prop_assert_eq!(observe(&store).await, observe(&model).await, "at the end");
+    prop_assert_eq!(
+        observe(&store.store).await,
+        observe(&model).await,
+        "at the end"
+    );
     store.store.close().await;
     Ok(())
 }

@@ -152,7 +152,7 @@ pub(crate) async fn create_stream(
     params(
         ("streamType" = StreamType, Path, description = "The streams' type."),
         ("updated-after" = Option<Timestamp>, Query, description = "Only streams updated strictly after this time (RFC 3339)."),
-        ("next-page-key" = Option<String>, Query, description = "The `nextPageKey` of the previous page of this listing."),
+        ("next-page-key" = Option<String>, Query, description = "The `nextPageKey` of the previous page of this listing, unchanged. Keys are opaque: any other text, or a key of another type's listing, is a 400."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most streams per page (default 100)."),
     ),
     responses(
@@ -374,8 +374,8 @@ pub(crate) async fn append_events(
     params(
         ("streamType" = StreamType, Path, description = "The stream's type."),
         ("streamId" = StreamId, Path, description = "The stream's id."),
-        ("after-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Forward reads: return events after this revision (default 0)."),
-        ("before-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Backward reads: return events before this revision (default: from the end)."),
+        ("after-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Forward reads only: return events after this revision (default 0). Given with `direction=backward` it is a 400."),
+        ("before-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "Backward reads only: return events before this revision (default: from the end). Given without `direction=backward` it is a 400."),
         ("direction" = Option<String>, Query, pattern = "^(forward|backward)$", description = "`forward` (default) or `backward`."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most events per page (default 100)."),
     ),

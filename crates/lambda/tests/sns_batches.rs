@@ -3,8 +3,7 @@
 //! `BatchRequestTooLong`, as SNS does): notifications of large appends are
 //! published in batches sized by bytes, none is lost.
 
-#[path = "../../dynamodb/tests/support/moto.rs"]
-mod moto;
+use eventstore_testkit::moto;
 
 use aws_sdk_sns::config::{Credentials, Region};
 use eventstore_api::Notification;

@@ -3,11 +3,9 @@
 //! The endpoint is `EVENT_STORE_TEST_DYNAMODB_ENDPOINT` or `AWS_ENDPOINT_URL`
 //! when set; otherwise `scripts/moto/server.py` is started once per test
 //! binary from the project's `.venv` (made by `scripts/moto/setup.sh`) on a
-//! free loopback port, and exits with the test process (see [`moto`]).
+//! free loopback port, and exits with the test process
+//! (`eventstore_testkit::moto`).
 #![allow(dead_code)]
-
-mod moto;
-mod store;
 
 use std::time::Duration;
 
@@ -17,9 +15,7 @@ use eventstore_dynamodb::{
     DynamoStore, PollerHandle, Relay, RelayProgress, create_table, spawn_poller,
 };
 
-pub use moto::{endpoint, fidelity};
-#[allow(unused_imports)]
-pub use store::Store;
+pub use eventstore_testkit::moto::{endpoint, fidelity};
 
 /// Shared AWS settings for the emulator (dummy credentials).
 pub async fn sdk_config() -> aws_config::SdkConfig {

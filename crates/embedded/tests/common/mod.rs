@@ -3,12 +3,10 @@
 
 use std::path::Path;
 
-use async_trait::async_trait;
 use eventstore_core::{
-    AppendOutcome, AppendRequest, EventStore, EventType, Expectation, FeedFilter, FeedPage,
-    JsonValue, NewEvent, Position, RecordedEvent, Revision, StoreError, StreamCursor, StreamId,
-    StreamInfo, StreamKey, StreamListPage, StreamRead, StreamSlice, StreamType, StreamTypeCount,
-    Timestamp,
+    AppendOutcome, AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue,
+    NewEvent, Position, RecordedEvent, Revision, StoreError, StreamId, StreamInfo, StreamKey,
+    StreamRead, StreamType,
 };
 use eventstore_embedded::EmbeddedStore;
 use tempfile::TempDir;
@@ -42,45 +40,11 @@ impl TempStore {
     }
 }
 
-#[async_trait]
-impl EventStore for TempStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.store.append(request).await
-    }
-    async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
-        self.store.stream_info(stream).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamKey,
-        read: StreamRead,
-    ) -> Result<StreamSlice, StoreError> {
-        self.store.read_stream(stream, read).await
-    }
-    async fn list_streams(
-        &self,
-        stream_type: &StreamType,
-        updated_after: Option<Timestamp>,
-        cursor: Option<StreamCursor>,
-        limit: usize,
-    ) -> Result<StreamListPage, StoreError> {
-        self.store
-            .list_streams(stream_type, updated_after, cursor, limit)
-            .await
-    }
-    async fn stream_types(&self) -> Result<Vec<StreamTypeCount>, StoreError> {
-        self.store.stream_types().await
-    }
-    async fn read_feed(
-        &self,
-        filter: &FeedFilter,
-        after: Position,
-        limit: usize,
-    ) -> Result<FeedPage, StoreError> {
-        self.store.read_feed(filter, after, limit).await
-    }
-    async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {
-        self.store.wait_for_feed(after).await
+/// The store itself: a `TempStore` is used wherever its store is.
+impl std::ops::Deref for TempStore {
+    type Target = EmbeddedStore;
+    fn deref(&self) -> &EmbeddedStore {
+        &self.store
     }
 }
 
@@ -100,7 +64,7 @@ pub fn events(n: usize) -> Vec<NewEvent> {
 }
 
 pub async fn append(
-    store: &dyn EventStore,
+    store: &EmbeddedStore,
     key: &StreamKey,
     expectation: Expectation,
     events: Vec<NewEvent>,
@@ -110,7 +74,7 @@ pub async fn append(
         .await
 }
 
-pub async fn read_all(store: &dyn EventStore, key: &StreamKey) -> Vec<RecordedEvent> {
+pub async fn read_all(store: &EmbeddedStore, key: &StreamKey) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let mut after = Revision::ZERO;
     loop {
@@ -126,7 +90,7 @@ pub async fn read_all(store: &dyn EventStore, key: &StreamKey) -> Vec<RecordedEv
     }
 }
 
-pub async fn read_feed_all(store: &dyn EventStore, filter: &FeedFilter) -> Vec<RecordedEvent> {
+pub async fn read_feed_all(store: &EmbeddedStore, filter: &FeedFilter) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let mut after = Position::ZERO;
     loop {
@@ -142,7 +106,7 @@ pub async fn read_feed_all(store: &dyn EventStore, filter: &FeedFilter) -> Vec<R
     }
 }
 
-pub async fn list_all(store: &dyn EventStore, t: &StreamType) -> Vec<StreamInfo> {
+pub async fn list_all(store: &EmbeddedStore, t: &StreamType) -> Vec<StreamInfo> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {

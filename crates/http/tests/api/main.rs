@@ -4,10 +4,10 @@
 mod auth;
 mod errors;
 mod feeds;
-mod flow;
 mod fuzz;
 mod openapi_doc;
 mod original_schema;
-mod pages;
 mod protection;
+mod schemathesis_findings;
 mod support;
+mod ui;

@@ -1,0 +1,78 @@
+//! The HTTP contract suite (`eventstore_testkit::contract`) against the
+//! built binary: `event-store serve` on the embedded store (a fresh data
+//! directory per case), and on DynamoDB in the AWS emulator (moto) with
+//! its relay in process (a fresh table per case, so that moto's
+//! transactions stay fast). Both with an API key.
+
+use eventstore_testkit::contract::{Profile, Target};
+use eventstore_testkit::moto;
+use eventstore_testkit::process::{Server, command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_event-store");
+const KEY: &str = "contract-key";
+
+/// `event-store serve` on a fresh embedded store.
+pub async fn embedded() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let server = Server::start(
+        BIN,
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            &data,
+            "--api-key",
+            KEY,
+        ],
+        &[],
+    );
+    let url = server.url.clone();
+    Target::new(
+        &url,
+        Profile::consistent("embedded", Some(KEY)),
+        (server, dir),
+    )
+}
+
+/// `event-store serve --backend dynamodb` on a fresh table in moto, with
+/// the relay in process (the default).
+pub async fn dynamodb() -> Target {
+    let table = moto::table_name("contract");
+    let env = moto::aws_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = command(BIN, &["dynamodb", "create-table", &table], &env)
+        .output()
+        .expect("run event-store dynamodb create-table");
+    assert!(
+        out.status.success(),
+        "create-table: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(
+        BIN,
+        &[
+            "serve",
+            "--backend",
+            "dynamodb",
+            "--table",
+            &table,
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+        ],
+        &env,
+    );
+    let url = server.url.clone();
+    Target::new(&url, Profile::relayed("dynamodb", Some(KEY)), server)
+}
+
+mod embedded {
+    eventstore_testkit::contract_suite!(super::embedded);
+}
+
+mod dynamodb {
+    eventstore_testkit::contract_suite!(super::dynamodb);
+}
