@@ -341,6 +341,7 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
 pub struct Relay {
     store: DynamoStore,
     progress: Option<Arc<RelayProgress>>,
+    skip_unreadable: bool,
 }
 
 impl Relay {
@@ -349,7 +350,21 @@ impl Relay {
         Self {
             store,
             progress: None,
+            skip_unreadable: false,
         }
+    }
+
+    /// Leaves a stream record it cannot read (an item this crate did not
+    /// write, an event blob it cannot decode) out of the feed, with an
+    /// error in the log, instead of failing the batch. For a consumer with
+    /// no failure queue — the in-process poller, which would otherwise
+    /// stop the feed of every stream at that record. The relay function
+    /// keeps the default: the batch fails from that record, Lambda retries
+    /// it and then moves it to the failure queue, where it stays visible
+    /// and can be replayed.
+    pub fn skipping_unreadable(mut self) -> Self {
+        self.skip_unreadable = true;
+        self
     }
 
     /// Publishes progress to a store in the same process.
@@ -494,9 +509,12 @@ impl Relay {
             return Ok(RelayOutput::default());
         };
         // A record that cannot be read (an item this crate did not write,
-        // or a format it cannot decode) is logged and left out of the feed:
-        // it must not stop the feed for every other stream.
-        let unreadable = |seq: &str, stream: Option<&StreamKey>, e: &DynamoError| {
+        // or a format it cannot decode) fails the batch, or, when skipping
+        // (`skipping_unreadable`), is logged and left out of the feed.
+        let unreadable = |seq: &str, stream: Option<&StreamKey>, e: DynamoError| {
+            if !self.skip_unreadable {
+                return Err(e);
+            }
             tracing::error!(
                 shard,
                 sequence_number = seq,
@@ -504,6 +522,7 @@ impl Relay {
                 error = %e,
                 "stream record cannot be read: left out of the feed and not announced"
             );
+            Ok(())
         };
         let mut changes: Vec<(&str, TipChange)> = Vec::new();
         for r in &pending {
@@ -511,7 +530,7 @@ impl Relay {
                 match parse_tip_change(img) {
                     Ok(Some(c)) => changes.push((r.sequence_number.as_str(), c)),
                     Ok(None) => {}
-                    Err(e) => unreadable(&r.sequence_number, None, &e),
+                    Err(e) => unreadable(&r.sequence_number, None, e)?,
                 }
             }
         }
@@ -524,7 +543,7 @@ impl Relay {
                     types.push(t);
                     readable.push((seq, c));
                 }
-                Err(e @ DynamoError::Corrupt(_)) => unreadable(seq, Some(&c.stream), &e),
+                Err(e @ DynamoError::Corrupt(_)) => unreadable(seq, Some(&c.stream), e)?,
                 Err(e) => return Err(e),
             }
         }
@@ -956,6 +975,9 @@ where
     F: Fn(RelayOutput) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    // No failure queue here: a record that cannot be read is logged and
+    // skipped, or the feed of every stream would stop at it.
+    let relay = relay.skipping_unreadable();
     let task = tokio::spawn(async move {
         loop {
             if let Err(e) = poll_forever(&streams, &relay, interval, &on_output).await {
