@@ -6,6 +6,8 @@
 #                   the Lambda Runtime API (`cargo lambda watch`)
 #     ziglang       the cross linker cargo-lambda uses (found as `python -m ziglang`)
 #     rust-just     the `just` command runner
+#     schemathesis  property-based API tests from the OpenAPI documents
+#                   (scripts/schemathesis.sh)
 #   _infrastructure/aws-event-store/node_modules: aws-cdk-lib, the aws-cdk CLI,
 #     TypeScript and tsx, exactly as package-lock.json says (`npm ci`).
 # Usage: scripts/setup-tools.sh [python|cdk]...   (no argument: everything)
@@ -17,6 +19,7 @@ CFN_LINT_VERSION="1.58.0"
 CARGO_LAMBDA_VERSION="1.9.2"
 ZIGLANG_VERSION="0.14.1"
 JUST_VERSION="1.59.0"
+SCHEMATHESIS_VERSION="4.32.5"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -28,7 +31,8 @@ parts=("$@")
 
 setup_python() {
     local want=("cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
-        "ziglang==$ZIGLANG_VERSION" "rust-just==$JUST_VERSION")
+        "ziglang==$ZIGLANG_VERSION" "rust-just==$JUST_VERSION"
+        "schemathesis==$SCHEMATHESIS_VERSION")
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     local have
     have="$("$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null || true)"
