@@ -40,6 +40,12 @@ Control API (JSON over HTTP on the same port):
             name, so concurrent tests sharing one server do not disturb each
             other), "delay_ms": 200 (for "slow")}
 
+A rule set may also shape DynamoDB Streams: with `"extra_shards": N,
+"shards_match": "TABLE"`, `DescribeStream` of a stream whose ARN contains
+TABLE lists N extra closed, empty shards before moto's real one, the last
+of them the real shard's parent, in pages of 100 shards as on AWS
+(`ExclusiveStartShardId`, `LastEvaluatedShardId`).
+
 Rule sets can also be given at start in `EVENT_STORE_FIDELITY`, a JSON object
 `{"NAME": {"seed": .., "rules": [..]}}`.
 
@@ -81,6 +87,11 @@ class RuleSet:
             rule["left"] = rule.get("times")
             self.rules.append(rule)
         self.injected = {}
+        # DynamoDB Streams shape: this many extra closed, empty shards are
+        # listed before the real ones of the streams whose ARN contains
+        # `shards_match`, the last of them the real shards' parent.
+        self.extra_shards = int(spec.get("extra_shards", 0))
+        self.shards_match = spec.get("shards_match")
 
     def pick(self, op, body_text):
         for rule in self.rules:
@@ -223,6 +234,21 @@ class Fidelity:
             op = (form.get("Action") or [""])[0]
             query = bool(op)
         text = body.decode("utf-8", "replace")
+
+        if target.startswith("DynamoDBStreams") and op in (
+            "DescribeStream", "GetShardIterator", "GetRecords"
+        ):
+            answer = self.streams(op, body, text, environ)
+            if answer is not None:
+                data = json.dumps(answer).encode()
+                start_response(
+                    "200 OK",
+                    [
+                        ("Content-Type", "application/x-amz-json-1.0"),
+                        ("Content-Length", str(len(data))),
+                    ],
+                )
+                return [data]
 
         if op == "PublishBatch" and query:
             size = publish_batch_bytes(form)
@@ -370,6 +396,72 @@ class Fidelity:
             )
         start_response(status, headers)
         return [out]
+
+
+SHARDS_PER_PAGE = 100  # DynamoDB Streams' DescribeStream page
+FAKE = "-fidelity"
+
+
+def fake_shard_id(i):
+    return f"shardId-00000000000000000000-{i:08d}{FAKE}"
+
+
+def streams_extra(self, op, body, text, environ):
+    """DynamoDB Streams with more shards than moto's one: extra closed,
+    empty shards before the real ones (the last of them their parent), and
+    DescribeStream paged by 100 shards as on AWS. None: not handled."""
+    request = json.loads(body or b"{}")
+    if op == "GetShardIterator" and request.get("ShardId", "").endswith(FAKE):
+        return {"ShardIterator": "fidelity|" + request["ShardId"]}
+    if op == "GetRecords" and request.get("ShardIterator", "").startswith("fidelity|"):
+        return {"Records": []}  # closed and read to its end
+    if op != "DescribeStream":
+        return None
+    with self.state:
+        extra = 0
+        for s in self.sets.values():
+            if s.extra_shards and s.shards_match and s.shards_match in text:
+                extra = s.extra_shards
+                break
+    if not extra:
+        return None
+    plain = dict(request)
+    plain.pop("ExclusiveStartShardId", None)
+    plain.pop("Limit", None)
+    status, _, out = self.moto(environ, json.dumps(plain).encode())
+    if not status.startswith("200"):
+        return None
+    answer = json.loads(out)
+    desc = answer["StreamDescription"]
+    fakes = [
+        {
+            "ShardId": fake_shard_id(i),
+            "SequenceNumberRange": {
+                "StartingSequenceNumber": "1",
+                "EndingSequenceNumber": "1",
+            },
+        }
+        for i in range(extra)
+    ]
+    reals = desc.get("Shards", [])
+    for shard in reals:
+        shard.setdefault("ParentShardId", fake_shard_id(extra - 1))
+    shards = fakes + reals
+    start = 0
+    after = request.get("ExclusiveStartShardId")
+    if after:
+        ids = [sh["ShardId"] for sh in shards]
+        start = ids.index(after) + 1 if after in ids else len(shards)
+    page = shards[start:start + min(int(request.get("Limit", SHARDS_PER_PAGE)), SHARDS_PER_PAGE)]
+    desc["Shards"] = page
+    if start + len(page) < len(shards):
+        desc["LastEvaluatedShardId"] = page[-1]["ShardId"]
+    else:
+        desc.pop("LastEvaluatedShardId", None)
+    return answer
+
+
+Fidelity.streams = streams_extra
 
 
 def publish_batch_bytes(form):

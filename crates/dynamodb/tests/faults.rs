@@ -392,3 +392,55 @@ async fn retry_after_many_appends(with_faults: bool) {
         assert_eq!(after, before, "{expectation:?}: nothing stored twice");
     }
 }
+
+/// `DescribeStream` lists at most 100 shards per call; a relay that reads
+/// only the first page never reads the shards after it. Here the real
+/// shard is listed after 150 closed ones (the fidelity layer's
+/// `extra_shards`), its parent the last of them: the poller must page to
+/// it, and read it only after its parent.
+#[tokio::test]
+async fn the_poller_reads_shards_beyond_the_first_describe_stream_page() {
+    let client = support::client(None).await;
+    let table = support::table_name("shards");
+    eventstore_dynamodb::create_table(&client, &table)
+        .await
+        .unwrap();
+    support::fidelity(
+        "PUT",
+        &table,
+        &format!(r#"{{"extra_shards":150,"shards_match":"{table}"}}"#),
+    );
+    let h = support::harness_on(client, &table, true);
+    let stream = key("order", "paged");
+    h.store
+        .append(
+            AppendRequest::new(
+                stream.clone(),
+                Expectation::Any,
+                vec![NewEvent::new(
+                    EventType::parse("Placed").unwrap(),
+                    JsonValue::from_text("1").unwrap(),
+                )],
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = h
+            .store
+            .read_feed(&FeedFilter::All, Position::ZERO, 10)
+            .await
+            .unwrap();
+        if !page.events.is_empty() {
+            assert_eq!(page.events[0].stream_id, stream.stream_id);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the real shard, past the first page of shards, was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

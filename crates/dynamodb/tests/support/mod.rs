@@ -124,6 +124,13 @@ pub async fn harness_with(
         fidelity("PUT", &table, &standard_faults(&table, seed));
         eprintln!("faults on for table {table}, seed {seed}");
     }
+    harness_on(client, &table, poll)
+}
+
+/// A store and relay over an existing `table`, with a relay poller when
+/// `poll`.
+pub fn harness_on(client: aws_sdk_dynamodb::Client, table: &str, poll: bool) -> Harness {
+    let table = table.to_string();
     let progress = RelayProgress::new();
     let store = DynamoStore::new(client, table).with_progress(progress.clone());
     let relay = Relay::new(store.clone()).with_progress(progress);
