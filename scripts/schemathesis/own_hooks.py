@@ -29,15 +29,16 @@ def _bound_wait(query):
             query["wait"] = str(MAX_WAIT_SENT)
 
 
-def _is_page_key(value):
-    """Whether `value` looks like a key the server gave (`s1\\n...`)."""
-    if not isinstance(value, str):
+def _is_page_key_of(value, stream_type):
+    """Whether `value` looks like a key the server gave for the listing of
+    `stream_type` (`s1\n<type>\n...`, base64url)."""
+    if not isinstance(value, str) or not isinstance(stream_type, str):
         return False
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except ValueError:
         return False
-    return raw.startswith(b"s1\n")
+    return raw.startswith(b"s1\n" + stream_type.encode() + b"\n")
 
 
 @schemathesis.hook
@@ -54,13 +55,15 @@ def before_call(context, case, kwargs):
         _bound_wait(query)
     if not positive:
         return
-    if op == "listStreams" and "next-page-key" in query and not _is_page_key(query["next-page-key"]):
+    stream_type = (case.path_parameters or {}).get("streamType")
+    if op == "listStreams" and not _is_page_key_of(query.get("next-page-key", ""), stream_type):
         # Page keys are opaque (documented on the parameter): only keys the
-        # server gave are valid, which the stateful phase sends through the
-        # nextPageKey link. Random text is a 400 (tested in Rust:
+        # server gave for this type's listing are valid, which the stateful
+        # phase sends through the nextPageKey link (which also carries keys
+        # to other types' listings). Others are a 400 (tested in Rust:
         # crates/http/tests/api/schemathesis_findings.rs), so positive data
         # drops it.
-        del query["next-page-key"]
+        query.pop("next-page-key", None)
     if op == "readStream":
         # after-revision is for forward reads, before-revision for backward
         # reads (documented on both parameters; the other combination is a
