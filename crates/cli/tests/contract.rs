@@ -76,3 +76,32 @@ mod embedded {
 mod dynamodb {
     eventstore_testkit::contract_suite!(super::dynamodb);
 }
+
+/// Differential fuzzing (`eventstore_testkit::difffuzz`): random operation
+/// sequences on the binary and on the reference model agree. A bounded
+/// number of sequences here; `scripts/difffuzz.sh MINUTES` runs longer.
+mod difffuzz {
+    use eventstore_testkit::difffuzz::{Settings, run};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn embedded_agrees_with_the_reference_model() {
+        let rt = runtime();
+        let target = rt.block_on(super::embedded());
+        run(&rt, &target, &Settings::from_env(160, 24));
+    }
+
+    #[test]
+    fn dynamodb_agrees_with_the_reference_model() {
+        let rt = runtime();
+        let target = rt.block_on(super::dynamodb());
+        run(&rt, &target, &Settings::from_env(16, 12));
+    }
+}

@@ -325,7 +325,7 @@ async fn close_finishes_queued_appends_then_refuses_new_ones() {
         .map(|_| {
             let store = store.clone();
             let k = k.clone();
-            tokio::spawn(async move { append(&*store, &k, Expectation::Any, events(1)).await })
+            tokio::spawn(async move { append(&store, &k, Expectation::Any, events(1)).await })
         })
         .collect();
     tokio::task::yield_now().await;
@@ -339,12 +339,12 @@ async fn close_finishes_queued_appends_then_refuses_new_ones() {
         }
     }
     assert!(matches!(
-        append(&*store, &k, Expectation::Any, events(1)).await,
+        append(&store, &k, Expectation::Any, events(1)).await,
         Err(StoreError::Unavailable(_))
     ));
     // Reads still work, and every acknowledged append is there.
     let read = if acknowledged > 0 {
-        read_all(&*store, &k).await.len()
+        read_all(&store, &k).await.len()
     } else {
         0
     };
@@ -378,7 +378,7 @@ async fn wait_for_feed_wakes_on_commit() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    append(&*store, &key("w", "w"), Expectation::Any, events(1))
+    append(&store, &key("w", "w"), Expectation::Any, events(1))
         .await
         .unwrap();
     let waited = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)

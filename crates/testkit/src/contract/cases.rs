@@ -262,7 +262,7 @@ pub async fn original_flow(t: &Target) {
             |b| b["streamPage"]["streams"][0]["revision"] == 2,
         )
         .await;
-    assert_eq!(listed_ids(&listed), [id.clone()]);
+    assert_eq!(listed_ids(&listed), std::slice::from_ref(&id));
     assert_eq!(listed["streamPage"]["hasMore"], false);
     assert_eq!(
         listed["streamPage"]["streams"][0]["updatedAt"],
@@ -278,7 +278,7 @@ pub async fn original_flow(t: &Target) {
         .assert_status(200);
     assert_eq!(later["streamPage"]["streams"], json!([]));
     let all = api.get(&format!("/streams/{ty}")).await.assert_status(200);
-    assert_eq!(listed_ids(&all), [id.clone()]);
+    assert_eq!(listed_ids(&all), std::slice::from_ref(&id));
     let other = api
         .get(&format!("/streams/{}", t.ty("other")))
         .await
@@ -1642,8 +1642,8 @@ pub async fn limits(t: &Target) {
 pub async fn extreme_values_round_trip(t: &Target) {
     let api = &t.api;
     let prefix = t.ty("x");
-    let ty = format!("{prefix}{}", "Z-._".repeat(30))[..100].to_owned();
-    let id: String = "aZ09_.-:@".repeat(15)[..128].to_owned();
+    let ty: String = format!("{prefix}{}", "Z-._".repeat(30)).chars().take(100).collect();
+    let id: String = "aZ09_.-:@".repeat(15).chars().take(128).collect();
     let deep = format!("{}{{\"deep\":[]}}{}", "[".repeat(40), "]".repeat(40));
     let odd_payloads = [
         r#"{"z":1,"a":[1.50,"x"],"":{"":null}}"#,
@@ -1732,7 +1732,7 @@ pub async fn extreme_values_round_trip(t: &Target) {
             v["streamPage"]["streams"][0]["revision"] == sent.len()
         })
         .await;
-    assert_eq!(listed_ids(&listed), [id.clone()]);
+    assert_eq!(listed_ids(&listed), std::slice::from_ref(&id));
     type_counts(t, &[(&ty, 1)]).await;
     // A retry of the whole batch with ids, then with the same odd values.
     let with_ids = json!({"expectedRevision": sent.len(), "events": [

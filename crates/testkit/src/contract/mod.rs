@@ -132,7 +132,7 @@ impl Target {
 /// digits.
 pub fn unique_type(tag: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{tag}-{}", &id[..10])
+    format!("{tag}-{}", id.chars().take(10).collect::<String>())
 }
 
 /// One test per case of the suite for a target factory: an expression
