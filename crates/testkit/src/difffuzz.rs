@@ -50,7 +50,11 @@ impl fmt::Debug for Ev {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let short = |s: &str| {
             if s.len() > 60 {
-                format!("{}…({} bytes)", s.chars().take(40).collect::<String>(), s.len())
+                format!(
+                    "{}…({} bytes)",
+                    s.chars().take(40).collect::<String>(),
+                    s.len()
+                )
             } else {
                 s.to_owned()
             }
@@ -463,7 +467,10 @@ struct Ctx {
 impl Ctx {
     fn new() -> Ctx {
         let a = unique_type("fz");
-        let long: String = format!("{a}L{}", "x".repeat(100)).chars().take(100).collect();
+        let long: String = format!("{a}L{}", "x".repeat(100))
+            .chars()
+            .take(100)
+            .collect();
         Ctx {
             types: [format!("{a}a"), format!("{a}b"), long],
         }

@@ -1642,7 +1642,10 @@ pub async fn limits(t: &Target) {
 pub async fn extreme_values_round_trip(t: &Target) {
     let api = &t.api;
     let prefix = t.ty("x");
-    let ty: String = format!("{prefix}{}", "Z-._".repeat(30)).chars().take(100).collect();
+    let ty: String = format!("{prefix}{}", "Z-._".repeat(30))
+        .chars()
+        .take(100)
+        .collect();
     let id: String = "aZ09_.-:@".repeat(15).chars().take(128).collect();
     let deep = format!("{}{{\"deep\":[]}}{}", "[".repeat(40), "]".repeat(40));
     let odd_payloads = [
