@@ -4,6 +4,7 @@
 // `just describe` prints. Every grant is scoped to these resources.
 import * as cdk from 'aws-cdk-lib';
 import { Annotations, CfnOutput, CfnRule, Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -16,6 +17,23 @@ import { Construct } from 'constructs';
 import type { EsConfig } from './config';
 import type { KeyAttribute, TableSchema } from './table-schema';
 
+/**
+ * The DynamoDB item actions each function's code calls (grep the SDK calls in
+ * `crates/dynamodb/src`): a transaction needs the action of each of its parts.
+ */
+export const API_TABLE_ACTIONS = [
+  'dynamodb:GetItem', // tips, append-id items
+  'dynamodb:Query', // chunks, feed pages, listings, types
+  'dynamodb:UpdateItem', // tip path, tip updates in transactions
+  'dynamodb:PutItem', // chunks and append-id items in transactions
+] as const;
+export const RELAY_TABLE_ACTIONS = [
+  'dynamodb:GetItem', // checkpoints, announcement marks, tips
+  'dynamodb:Query', // chunks, the feed's last page
+  'dynamodb:PutItem', // feed pages, announcement marks
+  'dynamodb:BatchWriteItem', // listing entries and types (puts and deletes)
+] as const;
+
 export interface AwsEventStoreStackProps extends cdk.StackProps {
   readonly config: EsConfig;
   readonly schema: TableSchema;
@@ -23,6 +41,19 @@ export interface AwsEventStoreStackProps extends cdk.StackProps {
 
 /** Longest `wait=S` of the long-polling feed endpoints (API.md), in seconds. */
 const MAX_LONG_POLL_SECONDS = 30;
+
+/**
+ * The stream records the relay needs: a stream's tip item written (INSERT or
+ * MODIFY), which is how every append shows (`crates/dynamodb/src/relay.rs`,
+ * `parse_tip_change`, ignores every other item). Everything else — the
+ * relay's own feed pages, listing entries, type and announcement items,
+ * chunks and append-id items, and deletions — is filtered out before Lambda
+ * is invoked, so the relay's writes do not invoke it again.
+ */
+export const RELAY_RECORD_FILTER = {
+  eventName: ['INSERT', 'MODIFY'],
+  dynamodb: { Keys: { s: { S: ['tip'] } } },
+};
 
 const attr = (k: KeyAttribute): dynamodb.Attribute => ({
   name: k.name,
@@ -80,7 +111,7 @@ export class AwsEventStoreStack extends Stack {
         EVENT_STORE_LOG_FORMAT: 'json',
       },
     });
-    this.grantTableData(apiRole);
+    this.grantTableData(apiRole, API_TABLE_ACTIONS);
 
     this.functionUrl = this.apiFunction.addFunctionUrl({
       authType: config.functionUrlAuth === 'AWS_IAM' ? lambda.FunctionUrlAuthType.AWS_IAM : lambda.FunctionUrlAuthType.NONE,
@@ -117,6 +148,8 @@ export class AwsEventStoreStack extends Stack {
       role: relayRole,
       memorySize: 256,
       timeout: Duration.seconds(60),
+      // Long polls of the API function cannot take the relay's executions.
+      reservedConcurrentExecutions: config.relayReservedConcurrency > 0 ? config.relayReservedConcurrency : undefined,
       environment: {
         EVENT_STORE_TABLE_NAME: this.table.tableName,
         EVENT_STORE_TOPIC_ARN: this.topic.topicArn,
@@ -128,7 +161,12 @@ export class AwsEventStoreStack extends Stack {
       new DynamoEventSource(this.table, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
         batchSize: config.relayBatchSize,
-        // One batch per shard at a time: positions are assigned in stream-record order.
+        // Gather records for a while: one feed page and one SNS batch per
+        // invocation, so fewer, larger writes per event.
+        maxBatchingWindow: Duration.seconds(config.relayBatchingWindowSeconds),
+        filters: [lambda.FilterCriteria.filter(RELAY_RECORD_FILTER)],
+        // One batch per shard at a time: positions are assigned in stream-record
+        // order, so the relay's parallelism is the number of open shards.
         parallelizationFactor: 1,
         bisectBatchOnError: true,
         retryAttempts: config.relayRetryAttempts,
@@ -140,8 +178,9 @@ export class AwsEventStoreStack extends Stack {
         tumblingWindow: Duration.minutes(15),
       }),
     );
-    this.grantTableData(relayRole);
+    this.grantTableData(relayRole, RELAY_TABLE_ACTIONS);
     this.topic.grantPublish(relayRole);
+    this.addRelayAlarms();
 
     for (const fn of [this.apiFunction, this.relayFunction]) {
       // CDK makes each function depend on its role and the role's policy
@@ -191,20 +230,47 @@ export class AwsEventStoreStack extends Stack {
     return role;
   }
 
-  /** Item reads and writes on the table and its indexes; no table management, no scans. */
-  private grantTableData(role: iam.IRole): void {
-    this.table.grant(
-      role,
-      'dynamodb:GetItem',
-      'dynamodb:BatchGetItem',
-      'dynamodb:Query',
-      'dynamodb:PutItem',
-      'dynamodb:UpdateItem',
-      'dynamodb:DeleteItem',
-      'dynamodb:BatchWriteItem',
-      'dynamodb:ConditionCheckItem',
-      'dynamodb:DescribeTable',
-    );
+  /** Exactly the item actions a function uses on the table; no table management, no scans. */
+  private grantTableData(role: iam.IRole, actions: readonly string[]): void {
+    this.table.grant(role, ...actions);
+  }
+
+  /**
+   * Alarms on the relay: a batch in the failure queue (an append the feed and
+   * SNS may have missed: replay it), the stream's iterator age (the feed is
+   * behind), and relay errors.
+   */
+  private addRelayAlarms(): void {
+    new cloudwatch.Alarm(this, 'EsRelayFailuresAlarm', {
+      alarmDescription: 'A relay batch failed every retry and is in the failure queue: replay it (docs/deploy.md)',
+      metric: this.relayFailures.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1) }),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    new cloudwatch.Alarm(this, 'EsRelayIteratorAgeAlarm', {
+      alarmDescription: 'The relay is more than 60 s behind the table stream: the feed and notifications lag',
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/Lambda',
+        metricName: 'IteratorAge',
+        dimensionsMap: { FunctionName: this.relayFunction.functionName },
+        statistic: 'Maximum',
+        period: Duration.minutes(1),
+      }),
+      threshold: 60_000,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    new cloudwatch.Alarm(this, 'EsRelayErrorsAlarm', {
+      alarmDescription: 'The relay function failed (it retries; see its log group)',
+      metric: this.relayFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
   }
 
   private makeTopic(): sns.Topic {

@@ -46,6 +46,10 @@ export interface EsConfig {
   logRetentionDays: number;
   relayBatchSize: number;
   relayRetryAttempts: number;
+  /** Seconds Lambda gathers stream records before it invokes the relay. */
+  relayBatchingWindowSeconds: number;
+  /** Concurrency reserved for the relay (0: none, e.g. on new accounts whose limit is 10). */
+  relayReservedConcurrency: number;
   bundle: LambdaBundle;
 }
 
@@ -122,6 +126,16 @@ export function loadConfig(env: Env): EsConfig {
     logRetentionDays,
     relayBatchSize: int(env, 'ES_RELAY_BATCH_SIZE', 100, 1, 10000),
     relayRetryAttempts: int(env, 'ES_RELAY_RETRY_ATTEMPTS', 100, 0, 10000),
+    relayBatchingWindowSeconds: int(env, 'ES_RELAY_BATCHING_WINDOW_SECONDS', 1, 0, 300),
+    // A reservation must leave 100 unreserved executions in the account, which
+    // new accounts (limit 10) cannot: none in development unless asked for.
+    relayReservedConcurrency: int(
+      env,
+      'ES_RELAY_RESERVED_CONCURRENCY',
+      appMode === 'development' ? 0 : 5,
+      0,
+      1000,
+    ),
     bundle: resolveBundle(env, architecture),
   };
 }

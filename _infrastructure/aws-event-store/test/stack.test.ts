@@ -229,6 +229,60 @@ describe('relay function', () => {
     assert.deepEqual(m.DestinationConfig.OnFailure.Destination, { 'Fn::GetAtt': [queueId, 'Arn'] });
   });
 
+  it('is invoked only for appends (tip writes), after a batching window', () => {
+    const m = only(synth().json, 'AWS::Lambda::EventSourceMapping')[1].Properties;
+    assert.equal(m.MaximumBatchingWindowInSeconds, 1);
+    assert.equal(m.FilterCriteria.Filters.length, 1);
+    const pattern = JSON.parse(m.FilterCriteria.Filters[0].Pattern);
+    // Lambda's filter semantics for this pattern: every key path must hold a
+    // value listed in the pattern.
+    const matches = (pat: any, rec: any): boolean =>
+      Object.entries(pat).every(([k, v]) =>
+        Array.isArray(v) ? v.includes(rec?.[k]) : matches(v, rec?.[k]),
+      );
+    const rec = (eventName: string, p: string, s: string) => ({ eventName, dynamodb: { Keys: { p: { S: p }, s: { S: s } } } });
+    // Every item kind of docs/dynamodb.md, as the stream shows its writes.
+    assert.ok(matches(pattern, rec('INSERT', 'S#order#o-1', 'tip')), 'a new stream');
+    assert.ok(matches(pattern, rec('MODIFY', 'S#order#o-1', 'tip')), 'an append');
+    assert.ok(!matches(pattern, rec('REMOVE', 'S#order#o-1', 'tip')));
+    assert.ok(!matches(pattern, rec('INSERT', 'S#order#o-1', '00000000000000000001')), 'chunk');
+    assert.ok(!matches(pattern, rec('INSERT', 'S#order#o-1', 'i#00ff')), 'append-id item');
+    assert.ok(!matches(pattern, rec('INSERT', 'F', '00000000000000000001')), 'feed page (the relay’s own write)');
+    assert.ok(!matches(pattern, rec('INSERT', 'L#order', '00000000000000000001#o-1')), 'listing entry');
+    assert.ok(!matches(pattern, rec('INSERT', 'T', 'order')), 'type');
+    assert.ok(!matches(pattern, rec('MODIFY', 'A', 'shardId-1')), 'announcement mark');
+  });
+
+  it('has reserved concurrency outside development, configurable', () => {
+    const fn = (env: Record<string, string>) => {
+      const json = synth(env).json;
+      return json.Resources[functionId(json, RELAY)].Properties.ReservedConcurrentExecutions;
+    };
+    assert.equal(fn({}), undefined, 'new accounts (limit 10) cannot reserve');
+    assert.equal(fn({ ES_APP_MODE: 'production' }), 5);
+    assert.equal(fn({ ES_APP_MODE: 'production', ES_RELAY_RESERVED_CONCURRENCY: '20' }), 20);
+    assert.equal(fn({ ES_APP_MODE: 'production', ES_RELAY_RESERVED_CONCURRENCY: '0' }), undefined);
+  });
+
+  it('has alarms on the failure queue, the iterator age and relay errors', () => {
+    const { json } = synth();
+    const [queueId] = only(json, 'AWS::SQS::Queue');
+    const alarms = resourcesOf(json, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    const byMetric = (name: string) => alarms.filter((a) => a.MetricName === name);
+    const queue = byMetric('ApproximateNumberOfMessagesVisible');
+    assert.equal(queue.length, 1);
+    assert.deepEqual(queue[0].Dimensions[0].Value, { 'Fn::GetAtt': [queueId, 'QueueName'] });
+    assert.equal(queue[0].Threshold, 0);
+    assert.equal(queue[0].ComparisonOperator, 'GreaterThanThreshold');
+    const age = byMetric('IteratorAge');
+    assert.equal(age.length, 1);
+    assert.deepEqual(age[0].Dimensions[0].Value, { Ref: functionId(json, RELAY) });
+    assert.equal(age[0].Statistic, 'Maximum');
+    const errors = byMetric('Errors');
+    assert.equal(errors.length, 1);
+    assert.deepEqual(errors[0].Dimensions[0].Value, { Ref: functionId(json, RELAY) });
+  });
+
   it('knows the table and the topic', () => {
     const { json } = synth();
     const [tableId] = only(json, 'AWS::DynamoDB::Table');
@@ -306,6 +360,23 @@ describe('IAM', () => {
       JSON.stringify(s.Resource).includes(tableId),
     );
     assert.equal(tableStatements.length, 1);
+  });
+
+  it('grants each function exactly the table actions its code calls', () => {
+    const { json } = synth();
+    const [tableId] = only(json, 'AWS::DynamoDB::Table');
+    const tableActions = (fn: string) =>
+      statementsOfRole(json, roleOfFunction(json, functionId(json, fn)))
+        .filter((s) => JSON.stringify(s.Resource).includes(tableId) && !asArray(s.Action).includes('dynamodb:GetRecords'))
+        .flatMap((s) => asArray(s.Action))
+        .sort();
+    assert.deepEqual(tableActions(API), ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem']);
+    assert.deepEqual(tableActions(RELAY), [
+      'dynamodb:BatchWriteItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+    ]);
   });
 
   it('lets the relay function read the stream and publish to the topic only', () => {
