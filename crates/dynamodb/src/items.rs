@@ -25,6 +25,10 @@ pub const TIP_SK: &str = "tip";
 pub const FEED_PK: &str = "F";
 /// Partition of the stream-type registry.
 pub const TYPES_PK: &str = "T";
+/// Partition of the relay's feed checkpoints (sort key: the shard): `q`
+/// the last stream record of the shard in the feed, `a` the position of
+/// the page that holds it.
+pub const CHECKPOINT_PK: &str = "C";
 /// Partition of the relay's announcement marks (sort key: the shard).
 pub const ANNOUNCED_PK: &str = "A";
 

@@ -373,19 +373,58 @@ impl Relay {
         self
     }
 
-    /// The last sequence number of `shard` already in the feed: the `q` of
-    /// the newest feed page of that shard, read from the table every time.
-    /// Never from memory: Lambda does not pin a shard to one execution
-    /// environment, so another instance may have relayed this shard's
-    /// records since this one last did, and a batch judged against an old
-    /// checkpoint would be put into the feed a second time.
+    /// The last sequence number of `shard` already in the feed, read from
+    /// the table every time, never from memory: Lambda does not pin a
+    /// shard to one execution environment, so another instance may have
+    /// relayed this shard's records since this one last did, and a batch
+    /// judged against an old checkpoint would be put into the feed a
+    /// second time.
     ///
-    /// Reads the feed's pages from the newest back to the shard's newest
-    /// (projected, 100 per request): one page when this shard wrote the
-    /// head, about one per active shard otherwise, and the whole feed
-    /// partition for a shard that never wrote a page.
+    /// The shard's checkpoint item (`C`, one consistent `GetItem`) names
+    /// the last record and the page that holds it; the pages written after
+    /// that one are read too (projected; usually none or a few of other
+    /// shards), since a relay that died between its page and its
+    /// checkpoint leaves the item behind. Without a checkpoint item (a
+    /// table written before it existed), the feed's pages are read back
+    /// from the newest to the shard's newest.
     async fn checkpoint(&self, shard: &str) -> Result<Option<String>, DynamoError> {
         let client = self.store.client();
+        let saved = client
+            .get_item()
+            .table_name(self.store.table())
+            .set_key(Some(items::key(items::CHECKPOINT_PK, shard)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
+        if let Some(item) = saved.item() {
+            let mut q = get_str(item, "q")?.to_string();
+            let at = req_u64(item, "a")?;
+            let mut start: Option<Item> = None;
+            loop {
+                let out = client
+                    .query()
+                    .table_name(self.store.table())
+                    .key_condition_expression("p = :p AND s > :s")
+                    .expression_attribute_values(":p", s(items::FEED_PK))
+                    .expression_attribute_values(":s", s(pad(at)))
+                    .projection_expression("p, s, h, q")
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
+                for page in out.items() {
+                    if get_str(page, "h").ok() == Some(shard) {
+                        q = get_str(page, "q")?.to_string();
+                    }
+                }
+                start = out.last_evaluated_key().cloned();
+                if start.is_none() {
+                    return Ok(Some(q));
+                }
+            }
+        }
         let mut start: Option<Item> = None;
         loop {
             let out = client
@@ -410,6 +449,36 @@ impl Relay {
             if start.is_none() {
                 return Ok(None);
             }
+        }
+    }
+
+    /// Moves the shard's checkpoint item to `seq`, held by the page at
+    /// `position` (only forward). A failure is only logged: the page is
+    /// written, and [`Relay::checkpoint`] reads the pages after the item's.
+    async fn save_checkpoint(&self, shard: &str, seq: &str, position: u64) {
+        let mut item = items::key(items::CHECKPOINT_PK, shard);
+        item.insert("q".into(), s(seq));
+        item.insert("a".into(), n(position));
+        let put = self
+            .store
+            .client()
+            .put_item()
+            .table_name(self.store.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(p) OR a < :a")
+            .expression_attribute_values(":a", n(position))
+            .send()
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+            Err(e) => tracing::warn!(
+                shard,
+                error = %DisplayErrorContext(e),
+                "feed checkpoint not saved; the next batch reads the pages after the last saved one"
+            ),
         }
     }
 
@@ -571,7 +640,12 @@ impl Relay {
             let fresh: Vec<&TipChange> = fresh.iter().map(|(_, c)| c).collect();
             self.write_listings(&fresh).await?;
             match self.write_page(shard, last_seq, &fresh).await? {
-                Some(written) => break (found, written),
+                Some(written) => {
+                    if let Some(first) = written.first() {
+                        self.save_checkpoint(shard, last_seq, first.position).await;
+                    }
+                    break (found, written);
+                }
                 None => {
                     // A page of this shard was written since the checkpoint
                     // was read (this relay's own put, retried after its
