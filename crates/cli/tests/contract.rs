@@ -77,6 +77,17 @@ mod dynamodb {
     eventstore_testkit::contract_suite!(super::dynamodb);
 }
 
+/// Every case in turn on one table: after the first six cases the relay
+/// stops filling the listings and feeds (the listing case waits 30 s for
+/// streams that never appear; each case alone on a fresh table passes).
+/// An open defect of the DynamoDB relay found by the suite; run with
+/// `--ignored` to reproduce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open defect: the relay stalls after the contract cases share a table"]
+async fn dynamodb_all_cases_on_one_table() {
+    eventstore_testkit::contract::run_all(&dynamodb().await).await;
+}
+
 /// Differential fuzzing (`eventstore_testkit::difffuzz`): random operation
 /// sequences on the binary and on the reference model agree. A bounded
 /// number of sequences here; `scripts/difffuzz.sh MINUTES` runs longer.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, spawn_poller};
-use eventstore_testkit::contract::{self, Profile, Target};
+use eventstore_testkit::contract::{Profile, Target};
 use eventstore_testkit::moto;
 
 const API: &str = "event-store-api";
@@ -138,11 +138,11 @@ async fn lambda() -> Target {
     )
 }
 
-/// Every case on one function (starting the emulator once), in turn.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_contract_suite_passes_on_the_lambda_function() {
-    let target = lambda().await;
-    contract::run_all(&target).await;
+/// One test per case, each on a fresh table with its own emulator. (All
+/// cases on one table in turn stall the relay: see
+/// `crates/cli/tests/contract.rs`, `dynamodb_all_cases_on_one_table`.)
+mod suite {
+    eventstore_testkit::contract_suite!(super::lambda);
 }
 
 /// Differential fuzzing (`eventstore_testkit::difffuzz`): random operation
