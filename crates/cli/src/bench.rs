@@ -218,7 +218,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         url: args.url.trim_end_matches('/').to_owned(),
         api_key: args.api_key.clone(),
         payload: json!({"data": "x".repeat(args.payload_bytes.saturating_sub(11))}),
-        run: uuid::Uuid::now_v7().simple().to_string()[..12].to_owned(),
+        run: uuid::Uuid::now_v7()
+            .simple()
+            .to_string()
+            .chars()
+            .take(12)
+            .collect(),
     });
     target
         .get_json("/liveness-check")

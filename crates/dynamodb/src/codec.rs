@@ -178,7 +178,7 @@ pub fn count(blob: &[u8]) -> Result<u64, DynamoError> {
     if blob.len() < BLOB_HEADER {
         return Err(corrupt("no header"));
     }
-    Ok((u16::from_be_bytes([blob[8], blob[9]]) & !V2) as u64)
+    Ok(u64::from(u16::from_be_bytes([blob[8], blob[9]]) & !V2))
 }
 
 /// Decodes a blob.

@@ -207,7 +207,7 @@ async fn main() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     println!(
         "reopen ({n} events, {:.1} MiB log): {:.2?}; resident memory grew by {:.1} MiB",
-        size as f64 / (1 << 20) as f64,
+        size as f64 / f64::from(1u32 << 20),
         started.elapsed(),
         rss_mib() - rss_before
     );

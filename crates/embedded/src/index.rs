@@ -18,6 +18,10 @@ use crate::format::RecordSpan;
 /// The stream number of a position lost to damage (see `apply_lost`).
 const LOST: u32 = u32::MAX;
 
+/// The most positions one lost range may cover: far more than any log
+/// holds, so a larger gap is a frame's false claim, not lost data.
+pub(crate) const MAX_LOST_POSITIONS: u64 = 1 << 40;
+
 /// Where the event at a position lies, and its stream.
 #[derive(Debug, Clone, Copy)]
 struct FeedEntry {
@@ -108,7 +112,7 @@ impl Index {
                 ));
             }
             let n = lost.last_position - lost.first_position + 1;
-            if n > (1 << 40) {
+            if n > MAX_LOST_POSITIONS {
                 return Err(format!("{n} lost positions"));
             }
             self.feed.extend((0..n).map(|_| FeedEntry {

@@ -14,7 +14,7 @@ use crate::format::{
     self, FILE_HEADER_LEN, FRAME_HEADER_LEN, FrameHeader, FrameKind, LostRange, MIN_EVENT_BYTES,
     RecordSpan,
 };
-use crate::index::{Commit, Index};
+use crate::index::{Commit, Index, MAX_LOST_POSITIONS};
 use crate::vfs::{SECTOR, StorageFile};
 
 /// The most bytes one group commit writes: whole frames, until they pass
@@ -714,8 +714,15 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
             damage.push(lost);
         }
     };
+    // Where the commit of the frame before starts, while no damage came
+    // before: open's replay refuses a frame whose commit starts neither at
+    // itself nor there, and so must check. (After damage, open refuses
+    // anyway, and repair writes every kept frame as its own commit.)
+    let mut last_commit: Option<u64> = None;
+    let mut after_damage = false;
     for (_, frame, stretch) in pieces {
         if let Some(d) = stretch {
+            after_damage = true;
             if torn_tail.is_some_and(|(at, _)| at == d.start) {
                 break;
             }
@@ -739,14 +746,47 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
         if torn_tail.is_some_and(|(at, _)| f.offset > at) {
             break;
         }
+        if !after_damage {
+            let commit = f.header.commit_start;
+            last_commit = Some(if commit != f.offset && Some(commit) != last_commit {
+                invalid.push((
+                    f.offset,
+                    format!(
+                        "the frame says its commit starts at byte {commit}, which is not where a commit of the log starts"
+                    ),
+                ));
+                // Its successors are judged as if it started its own.
+                f.offset
+            } else {
+                commit
+            });
+            if last_commit == Some(f.offset) && commit != f.offset {
+                continue;
+            }
+        }
         let (first, _) = frame_positions(&mut r, &f, path)?;
+        // An intact frame whose positions leap further than any log holds
+        // is invalid (only a bug writes one), not evidence that the
+        // positions before it were lost: its claim must not become a lost
+        // range, which the index would refuse at the next open.
+        let leaps = first.saturating_sub(index.last_position()) > MAX_LOST_POSITIONS;
         flush(
             &mut pending,
             &mut index,
             &mut plan,
             &mut damage,
-            Some(first),
+            (!leaps).then_some(first),
         );
+        if leaps {
+            invalid.push((
+                f.offset,
+                format!(
+                    "positions from {first} follow position {}",
+                    index.last_position()
+                ),
+            ));
+            continue;
+        }
         if first > index.last_position() + 1 {
             // Positions missing without damage in between: say so.
             let range = LostRange {
@@ -755,6 +795,19 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
                 streams: Vec::new(),
             };
             let _ = index.apply_lost(&range);
+            // Open refuses a gap that no damage explains, so check does
+            // not call the log intact; repair records the gap as lost.
+            damage.push(LostEvents {
+                stretch: DamagedStretch {
+                    start: f.offset,
+                    end: f.offset,
+                    crash_explained: false,
+                },
+                first_position: range.first_position,
+                last_position: range.last_position,
+                streams: Vec::new(),
+                guess: None,
+            });
             plan.push(Piece::Lost(range));
         }
         let body = r
