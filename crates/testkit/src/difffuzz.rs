@@ -905,6 +905,27 @@ fn rng(seed: u64) -> TestRng {
 /// Runs the differential fuzzer against `target` (made inside `rt`) with
 /// `settings`; panics with the minimal failing sequence and its seed.
 pub fn run(rt: &tokio::runtime::Runtime, target: &Target, settings: &Settings) {
+    run_with(
+        rt,
+        target,
+        settings,
+        None::<fn() -> std::future::Ready<Target>>,
+    )
+}
+
+/// [`run`], on a fresh target from `fresh` for every sequence when given
+/// (`target` then only names the target in messages): for a backend whose
+/// answers slow down as its data grows, or whose state one sequence must
+/// not leave to the next.
+pub fn run_with<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    target: &Target,
+    settings: &Settings,
+    fresh: Option<F>,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Target>,
+{
     let started = Instant::now();
     let mut seed = settings.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -927,8 +948,13 @@ pub fn run(rt: &tokio::runtime::Runtime, target: &Target, settings: &Settings) {
             target.profile.name, settings.cases
         );
         let result = runner.run(&strategy, |ops| {
-            rt.block_on(check(target, &ops))
-                .map_err(TestCaseError::fail)
+            rt.block_on(async {
+                match &fresh {
+                    Some(make) => check(&make().await, &ops).await,
+                    None => check(target, &ops).await,
+                }
+            })
+            .map_err(TestCaseError::fail)
         });
         match result {
             Ok(()) => {}
