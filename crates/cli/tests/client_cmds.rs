@@ -2,9 +2,9 @@
 //! against `event-store serve` processes on port 0, each with a fresh data
 //! directory.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -17,9 +17,11 @@ use eventstore_client::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 
-/// A running `event-store serve`.
+/// A running `event-store serve` (the test kit's spawner) with its own
+/// fresh data directory.
 struct Server {
-    child: Child,
+    /// Kills the process when dropped.
+    _process: eventstore_testkit::process::Server,
     url: String,
     _dir: tempfile::TempDir,
 }
@@ -27,31 +29,13 @@ struct Server {
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--data-dir"])
-            .arg(dir.path())
-            .args(extra)
-            .env_remove("EVENT_STORE_API_KEYS")
-            .env_remove("EVENT_STORE_PORT")
-            .env_remove("EVENT_STORE_DATA_DIR")
-            .env_remove("EVENT_STORE_BACKEND")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let data = dir.path().to_str().unwrap().to_owned();
+        let mut args = vec!["serve", "--port", "0", "--data-dir", &data];
+        args.extend_from_slice(extra);
+        let inner = eventstore_testkit::process::Server::start(BIN, &args, &[("RUST_LOG", "warn")]);
+        let url = inner.url.clone();
         Server {
-            child,
+            _process: inner,
             url,
             _dir: dir,
         }
@@ -59,13 +43,6 @@ impl Server {
 
     fn client(&self) -> Client {
         Client::new(&self.url).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
