@@ -16,6 +16,10 @@ The fidelity layer (see docs/dynamodb.md, "The fidelity layer"):
   same token with other parameters within 10 minutes of any completed call
   (cancelled ones included) is `IdempotentParameterMismatchException`; a
   token whose call is still in flight is `TransactionInProgressException`.
+- A cancelled `TransactWriteItems` leaves DynamoDB Streams readable: moto
+  rolls it back with deep copies of the tables, and the layer puts the
+  original stream shard objects back (shard iterators already handed out
+  point to them; see `keep_stream_shards_across_rollback`).
 - SNS `PublishBatch`: at most 10 entries (moto checks it) and at most
   256 KiB for all messages and attributes together (`BatchRequestTooLong`).
 - Injectable faults, switched on by rule sets (control API below): `conflict`
@@ -479,6 +483,38 @@ def publish_batch_bytes(form):
     return total
 
 
+def keep_stream_shards_across_rollback():
+    """moto rolls a cancelled `TransactWriteItems` back by putting deep
+    copies of the tables it touched in their place, stream shard included.
+    Shard iterators handed out before hold the old shard object, which no
+    later write reaches: a poller reading its shard with them sees no record
+    again, silently (AWS has no such state: a cancelled transaction changes
+    nothing). After the call, the original shard objects are put back into
+    the tables, holding the records of the restored copies."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "_keeps_stream_shards", False):
+        return
+
+    def transact_write_items(self, transact_items):
+        shards = {name: table.stream_shard for name, table in self.tables.items()}
+        try:
+            return original(self, transact_items)
+        finally:
+            for name, shard in shards.items():
+                table = self.tables.get(name)
+                if table is None or shard is None or table.stream_shard is shard:
+                    continue
+                if table.stream_shard is not None:
+                    shard.items = table.stream_shard.items
+                shard.table = table
+                table.stream_shard = shard
+
+    transact_write_items._keeps_stream_shards = True
+    DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     port = int(args[0]) if args else 0
@@ -486,6 +522,7 @@ def main():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+    keep_stream_shards_across_rollback()
     app = Fidelity(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", port, app, threaded=True)
     print(f"port={server.server_port}", flush=True)

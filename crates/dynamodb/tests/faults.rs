@@ -444,3 +444,67 @@ async fn the_poller_reads_shards_beyond_the_first_describe_stream_page() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A cancelled `TransactWriteItems` does not stop the poller: moto rolled
+/// it back by swapping in a deep copy of the table, stream shard included,
+/// so the poller's iterators read an orphaned shard and the feed stopped
+/// filling, silently (the HTTP contract suite on one table stalled after
+/// its race case). The fidelity layer keeps the shard across rollbacks.
+#[tokio::test]
+async fn the_feed_keeps_filling_after_a_cancelled_transaction() {
+    use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
+    let h = support::harness("cancelled", None, true).await;
+    let stream = key("order", "cancelled");
+    let append = |n: usize| {
+        AppendRequest::new(
+            stream.clone(),
+            Expectation::Any,
+            vec![NewEvent::new(
+                EventType::parse("Placed").unwrap(),
+                JsonValue::from_text(n.to_string()).unwrap(),
+            )],
+        )
+        .unwrap()
+    };
+    let feed_holds = |n: usize| {
+        let store = h.store.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let page = store
+                    .read_feed(&FeedFilter::All, Position::ZERO, 10)
+                    .await
+                    .unwrap();
+                if page.events.len() >= n {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the feed stopped at {} of {n} events",
+                    page.events.len()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    h.store.append(append(1)).await.unwrap();
+    feed_holds(1).await;
+    // A transaction whose condition fails: cancelled, nothing written.
+    let check = ConditionCheck::builder()
+        .table_name(h.store.table())
+        .key("p", AttributeValue::S("nothing".into()))
+        .key("s", AttributeValue::S("here".into()))
+        .condition_expression("attribute_exists(p)")
+        .build()
+        .unwrap();
+    let cancelled = h
+        .store
+        .client()
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().condition_check(check).build())
+        .send()
+        .await;
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    h.store.append(append(2)).await.unwrap();
+    feed_holds(2).await;
+}

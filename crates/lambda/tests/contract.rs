@@ -139,8 +139,8 @@ async fn lambda() -> Target {
 }
 
 /// One test per case, each on a fresh table with its own emulator. (All
-/// cases on one table in turn stall the relay: see
-/// `crates/cli/tests/contract.rs`, `dynamodb_all_cases_on_one_table`.)
+/// cases on one table in turn: `crates/cli/tests/contract.rs`,
+/// `dynamodb_all_cases_on_one_table`.)
 mod suite {
     eventstore_testkit::contract_suite!(super::lambda);
 }
