@@ -273,8 +273,11 @@ describe('stream browser', () => {
       await page.locator('.notice-success').waitFor();
       assert.match(await page.locator('.notice-success').textContent(), /Revision 2 of Order \/ order-42/);
 
-      // Re-using the first event's id at another place: 409 duplicate-event.
-      await form.getByLabel('Expected revision', { exact: true }).selectOption('any');
+      // Re-using the first event's id at another place (after revision 2):
+      // 409 duplicate-event. (With "any", the same id alone would be a retry
+      // of the first append, answered 200.)
+      await form.getByLabel('Expected revision', { exact: true }).selectOption('number');
+      await form.getByLabel('Expected revision number').fill('2');
       await form.getByLabel('Event id (optional)').fill('0190a5c2-7d1e-7c3a-9b1e-2f4d6a8c0e11');
       await page.getByRole('button', { name: 'Append event' }).click();
       await page.locator('.notice-error').waitFor();
