@@ -51,6 +51,12 @@ impl StreamPageKey {
             return Err(PageKeyError);
         }
         let micros: i64 = micros.parse().map_err(|_| PageKeyError)?;
+        // Every stream was updated after 1970: a key before it is not one
+        // the server gave, on any backend (DynamoDB's sort key has no room
+        // for it), so it is refused alike everywhere.
+        if micros < 0 {
+            return Err(PageKeyError);
+        }
         Ok(StreamCursor {
             updated_at: Timestamp::from_micros(micros),
             stream_id: StreamId::parse(id).map_err(|_| PageKeyError)?,
@@ -61,6 +67,21 @@ impl StreamPageKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_before_1970_is_refused() {
+        let t = StreamType::parse("order").unwrap();
+        for micros in [-1, i64::MIN] {
+            let key = StreamPageKey {
+                stream_type: t.clone(),
+                cursor: StreamCursor {
+                    updated_at: Timestamp::from_micros(micros),
+                    stream_id: StreamId::parse("o-1").unwrap(),
+                },
+            };
+            assert_eq!(StreamPageKey::decode(&key.encode(), &t), Err(PageKeyError));
+        }
+    }
 
     #[test]
     fn round_trips_and_is_bound_to_its_listing() {
