@@ -563,18 +563,28 @@ pub fn repair_with(
     fresh
         .set_len(0)
         .map_err(|e| io(format!("truncating {}", fresh_path.display()), e))?;
+    // Written in pieces of about 8 MiB, so that memory does not grow with
+    // the log.
     let mut out = format::file_header().to_vec();
+    let mut written = 0u64;
     for piece in &analysis.plan {
-        let offset = out.len() as u64;
+        let offset = written + out.len() as u64;
         match piece {
             recovery::Piece::Keep(f) => {
                 recovery::rewrite_frame(&*file, f, offset, &path, &mut out)?
             }
             recovery::Piece::Lost(range) => format::encode_lost(&mut out, offset, range),
         }
+        if out.len() >= 8 << 20 {
+            fresh
+                .write_all_at(&out, written)
+                .map_err(|e| io(format!("writing {}", fresh_path.display()), e))?;
+            written += out.len() as u64;
+            out.clear();
+        }
     }
     fresh
-        .write_all_at(&out, 0)
+        .write_all_at(&out, written)
         .and_then(|()| fresh.sync_data())
         .map_err(|e| io(format!("writing {}", fresh_path.display()), e))?;
     // 3. Put it in place.

@@ -376,3 +376,63 @@ fn check_and_repair_leave_an_intact_store_alone() {
     );
     assert_eq!(fs.list(), vec![log()], "no other file");
 }
+
+/// A log larger than repair's write piece (8 MiB), damaged in the middle:
+/// the repaired log, written in pieces, keeps every other event in place.
+#[test]
+fn repair_of_a_large_log_writes_it_in_pieces() {
+    let rt = runtime();
+    let fs = SimFs::new(8);
+    let payload = format!("\"{}\"", "x".repeat(900));
+    let expected = rt.block_on(async {
+        let store = open(&fs).unwrap();
+        for i in 0..120 {
+            let events = (0..100)
+                .map(|_| {
+                    eventstore_core::NewEvent::new(
+                        eventstore_core::EventType::parse("big").unwrap(),
+                        eventstore_core::JsonValue::from_text(payload.clone()).unwrap(),
+                    )
+                })
+                .collect();
+            store
+                .append(
+                    AppendRequest::new(
+                        key("large", &format!("l-{}", i % 7)),
+                        Expectation::Any,
+                        events,
+                    )
+                    .unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        let c = content(&store).await;
+        store.close().await;
+        c
+    });
+    let mut bytes = fs.contents(&log()).unwrap();
+    assert!(bytes.len() > 10 << 20, "{} bytes", bytes.len());
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x08;
+    fs.set_contents(&log(), bytes);
+    assert!(matches!(open(&fs), Err(EmbeddedError::Corrupt { .. })));
+    let r = repair_with(&fs, dir()).unwrap();
+    assert_eq!(r.before.damage.len(), 1, "{r}");
+    let d = &r.before.damage[0];
+    assert_eq!(
+        d.last_position - d.first_position + 1,
+        100,
+        "one append lost: {r}"
+    );
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        let got = content(&store).await;
+        assert_eq!(got.len(), expected.len() - 100);
+        for e in &got {
+            assert!(expected.contains(e));
+        }
+        store.close().await;
+    });
+    assert!(check_with(&fs, dir()).unwrap().is_intact());
+}
