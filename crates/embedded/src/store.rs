@@ -282,6 +282,22 @@ impl EmbeddedStore {
     }
 }
 
+/// Takes the data directory's lock: [`EmbeddedError::Locked`] when a
+/// server (or another store) holds it.
+fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn DirLock>, EmbeddedError> {
+    let lock_path = dir.join(LOCK_FILE);
+    match fs.lock(&lock_path) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(EmbeddedError::Locked(dir.to_path_buf()))
+        }
+        Err(e) => Err(EmbeddedError::io(
+            format!("locking {}", lock_path.display()),
+            e,
+        )),
+    }
+}
+
 /// The directory's lock, its log and the log's path.
 type OpenedLog = (Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf);
 
@@ -291,19 +307,7 @@ type OpenedLog = (Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf);
 fn open_log(fs: &dyn FileSystem, dir: &Path) -> Result<OpenedLog, EmbeddedError> {
     fs.create_dir_all(dir)
         .map_err(|e| EmbeddedError::io(format!("creating {}", dir.display()), e))?;
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = match fs.lock(&lock_path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            return Err(EmbeddedError::Locked(dir.to_path_buf()));
-        }
-        Err(e) => {
-            return Err(EmbeddedError::io(
-                format!("locking {}", lock_path.display()),
-                e,
-            ));
-        }
-    };
+    let lock = lock_dir(fs, dir)?;
     let path = dir.join(LOG_FILE);
     let file = fs
         .open(&path, true)
@@ -417,19 +421,7 @@ pub fn check_with(
             reason: "there is no log".into(),
         });
     }
-    let lock_path = dir.join(LOCK_FILE);
-    let _lock = match fs.lock(&lock_path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            return Err(EmbeddedError::Locked(dir.to_path_buf()));
-        }
-        Err(e) => {
-            return Err(EmbeddedError::io(
-                format!("locking {}", lock_path.display()),
-                e,
-            ));
-        }
-    };
+    let _lock = lock_dir(fs, dir)?;
     let file = fs
         .open(&path, false)
         .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
@@ -505,19 +497,7 @@ pub fn repair_with(
 ) -> Result<RepairReport, EmbeddedError> {
     let dir = dir.as_ref();
     let path = dir.join(LOG_FILE);
-    let lock_path = dir.join(LOCK_FILE);
-    let _lock = match fs.lock(&lock_path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            return Err(EmbeddedError::Locked(dir.to_path_buf()));
-        }
-        Err(e) => {
-            return Err(EmbeddedError::io(
-                format!("locking {}", lock_path.display()),
-                e,
-            ));
-        }
-    };
+    let _lock = lock_dir(fs, dir)?;
     let io = |what: String, e| EmbeddedError::io(what, e);
     let file = fs
         .open(&path, false)
