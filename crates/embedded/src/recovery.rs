@@ -81,6 +81,16 @@ impl FrameAt {
     fn end(&self) -> u64 {
         self.offset + self.header.frame_len()
     }
+
+    fn body_offset(&self) -> u64 {
+        self.offset + self.header.header_len as u64
+    }
+}
+
+/// The body of an intact frame.
+fn frame_body(r: &mut LogReader<'_>, f: &FrameAt, path: &Path) -> Result<Vec<u8>, EmbeddedError> {
+    Ok(r.get(f.body_offset(), u64::from(f.header.body_len), path)?
+        .to_vec())
 }
 
 /// Reads the intact frame at `offset`, if there is one.
@@ -225,7 +235,7 @@ fn apply_frame(index: &mut Index, f: &FrameAt, body: &[u8]) -> Result<(), String
         FrameKind::Lost => index.apply_lost(&format::decode_lost(body)?),
         FrameKind::Append => {
             let frame = format::decode_frame(body, f.header.count)?;
-            let body_offset = f.offset + f.header.header_len as u64;
+            let body_offset = f.body_offset();
             let stream = match index.stream(&frame.stream) {
                 Some(s) => index.key(s).clone(),
                 None => Arc::new(frame.stream),
@@ -392,23 +402,21 @@ fn frame_positions(
     f: &FrameAt,
     path: &Path,
 ) -> Result<(u64, Option<StreamKey>), EmbeddedError> {
-    let body = r
-        .get(
-            f.offset + f.header.header_len as u64,
-            u64::from(f.header.body_len),
-            path,
-        )?
-        .to_vec();
-    Ok(match f.header.kind {
-        FrameKind::Append => match format::decode_frame(&body, f.header.count) {
+    Ok(positions_of(f, &frame_body(r, f, path)?))
+}
+
+/// The first position and stream of a frame, from its body.
+fn positions_of(f: &FrameAt, body: &[u8]) -> (u64, Option<StreamKey>) {
+    match f.header.kind {
+        FrameKind::Append => match format::decode_frame(body, f.header.count) {
             Ok(d) => (d.first_position, Some(d.stream)),
             Err(_) => (0, None),
         },
-        FrameKind::Lost => match format::decode_lost(&body) {
+        FrameKind::Lost => match format::decode_lost(body) {
             Ok(l) => (l.first_position, None),
             Err(_) => (0, None),
         },
-    })
+    }
 }
 
 /// What a damaged frame seems to hold, read from its body's head without
@@ -764,7 +772,9 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
                 continue;
             }
         }
-        let (first, _) = frame_positions(&mut r, &f, path)?;
+        // Read once: for its positions here and for the index below.
+        let body = frame_body(&mut r, &f, path)?;
+        let (first, _) = positions_of(&f, &body);
         // An intact frame whose positions leap further than any log holds
         // is invalid (only a bug writes one), not evidence that the
         // positions before it were lost: its claim must not become a lost
@@ -810,13 +820,6 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
             });
             plan.push(Piece::Lost(range));
         }
-        let body = r
-            .get(
-                f.offset + f.header.header_len as u64,
-                u64::from(f.header.body_len),
-                path,
-            )?
-            .to_vec();
         match apply_frame(&mut index, &f, &body) {
             Ok(()) => {
                 kept_frames += 1;
@@ -877,13 +880,7 @@ fn find_jumps(
         if f.header.kind != FrameKind::Append {
             continue;
         }
-        let body = r
-            .get(
-                f.offset + f.header.header_len as u64,
-                u64::from(f.header.body_len),
-                path,
-            )?
-            .to_vec();
+        let body = frame_body(r, f, path)?;
         let Ok(d) = format::decode_frame(&body, f.header.count) else {
             continue;
         };
@@ -915,7 +912,7 @@ pub(crate) fn rewrite_frame(
     out: &mut Vec<u8>,
 ) -> Result<(), EmbeddedError> {
     let mut body = vec![0u8; f.header.body_len as usize];
-    file.read_exact_at(&mut body, f.offset + f.header.header_len as u64)
+    file.read_exact_at(&mut body, f.body_offset())
         .map_err(|e| EmbeddedError::io(format!("reading {}", path.display()), e))?;
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
