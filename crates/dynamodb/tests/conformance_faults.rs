@@ -20,6 +20,7 @@ eventstore_core::conformance_tests!(
         racing_writers: 16,
         race_rounds: 200,
         feed_timeout: Duration::from_secs(120),
+        responses_may_be_lost: true,
     },
     |harness| &harness.store
 );
