@@ -50,6 +50,24 @@ TABLE lists N extra closed, empty shards before moto's real one, the last
 of them the real shard's parent, in pages of 100 shards as on AWS
 (`ExclusiveStartShardId`, `LastEvaluatedShardId`).
 
+With `"stream_shards": N, "shards_match": "TABLE"` instead, the layer serves
+TABLE's stream itself as N open shards over moto's one (each record goes to
+a shard by a hash of its partition key, so one item's records stay in one
+shard, in order), and splits them live on request:
+
+    POST   /__fidelity/faults/NAME/split   {"shard": ID (optional)}
+           -> {"closed": ID, "children": [ID, ID], "ending": "SEQ"}
+    GET    /__fidelity/faults/NAME/shards  -> {"shards": [{"id", "parent",
+           "start", "end", "records"}, ...]}
+
+A split closes the shard (its `EndingSequenceNumber` is the stream's last
+record so far; by default the open shard with the most records) and opens
+two children with it as `ParentShardId`: its keys' later records go to the
+children, so a child's records all come after its parent's.
+`GetShardIterator` (`TRIM_HORIZON`, `LATEST`, `AT_`/`AFTER_SEQUENCE_NUMBER`)
+and `GetRecords` (`Limit`; no `NextShardIterator` once a closed shard is read
+to its end) work on these shards as on AWS.
+
 Rule sets can also be given at start in `EVENT_STORE_FIDELITY`, a JSON object
 `{"NAME": {"seed": .., "rules": [..]}}`.
 
@@ -67,6 +85,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -96,6 +115,10 @@ class RuleSet:
         # `shards_match`, the last of them the real shards' parent.
         self.extra_shards = int(spec.get("extra_shards", 0))
         self.shards_match = spec.get("shards_match")
+        n = int(spec.get("stream_shards", 0))
+        if n and not self.shards_match:
+            raise ValueError("stream_shards needs shards_match (the table's name)")
+        self.vstream = VirtualStream(n) if n else None
 
     def pick(self, op, body_text):
         for rule in self.rules:
@@ -134,6 +157,10 @@ class Fidelity:
     # -- plumbing ---------------------------------------------------------
 
     def moto(self, environ, body):
+        with self.lock:
+            return self.moto_unlocked(environ, body)
+
+    def moto_unlocked(self, environ, body):
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         captured = {}
@@ -143,14 +170,13 @@ class Fidelity:
             captured["headers"] = headers
             return lambda data: None
 
-        with self.lock:
-            result = self.app(environ, start_response)
-            try:
-                out = b"".join(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+        result = self.app(environ, start_response)
+        try:
+            out = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
         return captured["status"], captured["headers"], out
 
     @staticmethod
@@ -194,9 +220,25 @@ class Fidelity:
         name = urllib.parse.unquote(environ.get("PATH_INFO", "")[len(CONTROL):])
         method = environ.get("REQUEST_METHOD")
         status, answer = "200 OK", {}
-        with self.state:
+        verb = None
+        for suffix in ("/split", "/shards"):
+            if name.endswith(suffix):
+                name, verb = name[: -len(suffix)], suffix[1:]
+        with self.lock, self.state:
             try:
-                if method == "PUT":
+                if verb is not None:
+                    s = self.sets.get(name)
+                    if s is None or s.vstream is None:
+                        raise ValueError(f"rule set {name!r} has no stream_shards")
+                    table = find_table(s.shards_match)
+                    if table is None or table.stream_shard is None:
+                        raise ValueError(f"no table with a stream matches {s.shards_match!r}")
+                    if verb == "split" and method == "POST":
+                        want = json.loads(body or b"{}").get("shard")
+                        answer = s.vstream.split(table, want)
+                    else:
+                        answer = {"shards": s.vstream.describe(table, counts=True)}
+                elif method == "PUT":
                     self.sets[name] = RuleSet(json.loads(body or b"{}"))
                 elif method == "DELETE":
                     s = self.sets.pop(name, None)
@@ -244,7 +286,7 @@ class Fidelity:
         ):
             answer = self.streams(op, body, text, environ)
             if answer is not None:
-                data = json.dumps(answer).encode()
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 start_response(
                     "200 OK",
                     [
@@ -412,9 +454,13 @@ def fake_shard_id(i):
 
 def streams_extra(self, op, body, text, environ):
     """DynamoDB Streams with more shards than moto's one: extra closed,
-    empty shards before the real ones (the last of them their parent), and
-    DescribeStream paged by 100 shards as on AWS. None: not handled."""
+    empty shards before the real ones (the last of them their parent), or
+    virtual shards over moto's one (`stream_shards`); DescribeStream paged
+    by 100 shards as on AWS. None: not handled."""
     request = json.loads(body or b"{}")
+    virtual = self.virtual_streams(op, request, text, environ)
+    if virtual is not None:
+        return virtual
     if op == "GetShardIterator" and request.get("ShardId", "").endswith(FAKE):
         return {"ShardIterator": "fidelity|" + request["ShardId"]}
     if op == "GetRecords" and request.get("ShardIterator", "").startswith("fidelity|"):
@@ -466,6 +512,231 @@ def streams_extra(self, op, body, text, environ):
 
 
 Fidelity.streams = streams_extra
+
+
+VSHARD = "-vshard"
+VITER = "vshard|"
+SCAN_LIMIT = 20_000  # records one GetRecords call looks at, at most
+
+
+def find_table(name_part):
+    """moto's table whose name contains `name_part` (any account, region)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    for _, regions in list(dynamodb_backends.items()):
+        for _, backend in list(regions.items()):
+            for name, table in list(backend.tables.items()):
+                if name_part in name:
+                    return table
+    return None
+
+
+def record_seq(record):
+    return int(record.record["dynamodb"]["SequenceNumber"])
+
+
+def json_default(o):
+    if hasattr(o, "timestamp"):
+        return o.timestamp()
+    raise TypeError(f"not JSON: {type(o)}")
+
+
+class VirtualStream:
+    """Shards of one table's stream, served by the layer over moto's single
+    shard: `n` roots at first, more after each live split. Which shard a
+    record is in is a pure function of its partition key, its sequence
+    number and the splits so far, so every reader sees the same shards."""
+
+    def __init__(self, n):
+        self.n = n
+        self.shards = []  # in creation order
+        self.by_id = {}
+        self.counter = 0
+        for _ in range(n):
+            self.new_shard(None, None)
+
+    def new_shard(self, parent, start):
+        self.counter += 1
+        shard = {
+            "id": f"shardId-{int(time.time() * 1000):020d}-{self.counter:08x}{VSHARD}",
+            "parent": parent["id"] if parent else None,
+            "start": start,  # None: the table stream's first sequence number
+            "end": None,  # None: open
+            "children": [],
+        }
+        self.shards.append(shard)
+        self.by_id[shard["id"]] = shard
+        return shard
+
+    @staticmethod
+    def key_of(table, record):
+        keys = record.record["dynamodb"]["Keys"]
+        return json.dumps(keys.get(table.hash_key_attr), sort_keys=True)
+
+    def shard_of(self, key, seq):
+        h = zlib.crc32(key.encode())
+        shard = self.shards[h % self.n]
+        while shard["children"] and seq > shard["end"]:
+            pick = zlib.crc32((key + "|" + shard["id"]).encode()) & 1
+            shard = shard["children"][pick]
+        return shard
+
+    @staticmethod
+    def bounds(table):
+        shard = table.stream_shard
+        first = shard.starting_sequence_number
+        return first, first + len(shard.items) - 1
+
+    def describe(self, table, counts=False):
+        first, last = self.bounds(table)
+        tally = {}
+        if counts:
+            for r in table.stream_shard.items:
+                sid = self.shard_of(self.key_of(table, r), record_seq(r))["id"]
+                tally[sid] = tally.get(sid, 0) + 1
+        out = []
+        for sh in self.shards:
+            d = {
+                "id": sh["id"],
+                "parent": sh["parent"],
+                "start": str(sh["start"] if sh["start"] is not None else first),
+                "end": None if sh["end"] is None else str(sh["end"]),
+            }
+            if counts:
+                d["records"] = tally.get(sh["id"], 0)
+            out.append(d)
+        return out
+
+    def split(self, table, want=None):
+        first, last = self.bounds(table)
+        open_shards = [sh for sh in self.shards if sh["end"] is None]
+        if want is not None:
+            shard = self.by_id.get(want)
+            if shard is None or shard["end"] is not None:
+                raise ValueError(f"no open shard {want!r}")
+        else:
+            tally = {}
+            for r in table.stream_shard.items:
+                sid = self.shard_of(self.key_of(table, r), record_seq(r))["id"]
+                tally[sid] = tally.get(sid, 0) + 1
+            shard = max(open_shards, key=lambda sh: tally.get(sh["id"], 0))
+        shard["end"] = last
+        shard["children"] = [self.new_shard(shard, last + 1), self.new_shard(shard, last + 1)]
+        return {
+            "closed": shard["id"],
+            "children": [c["id"] for c in shard["children"]],
+            "ending": str(last),
+        }
+
+    def records(self, table, shard_id, start, limit):
+        """(records as JSON, next sequence number or None once a closed
+        shard is read to its end)."""
+        shard = self.by_id[shard_id]
+        first, last = self.bounds(table)
+        stop = last if shard["end"] is None else min(last, shard["end"])
+        items = table.stream_shard.items
+        out = []
+        seq = max(start, first)
+        scanned = 0
+        while seq <= stop and len(out) < limit and scanned < SCAN_LIMIT:
+            r = items[seq - first]
+            if self.shard_of(self.key_of(table, r), seq) is shard:
+                out.append(r.to_json())
+            seq += 1
+            scanned += 1
+        if shard["end"] is not None and seq > shard["end"]:
+            return out, None
+        return out, seq
+
+
+def virtual_streams(self, op, request, text, environ):
+    """DynamoDB Streams of a table whose rule set has `stream_shards`."""
+    if op == "GetRecords":
+        it = request.get("ShardIterator", "")
+        if not it.startswith(VITER):
+            return None
+        state = json.loads(urllib.parse.unquote(it[len(VITER):]))
+    elif op == "GetShardIterator":
+        if not request.get("ShardId", "").endswith(VSHARD):
+            return None
+        state = None
+    else:
+        state = None
+    with self.state:
+        vset = None
+        for name, s in self.sets.items():
+            if s.vstream is None:
+                continue
+            if state is not None and state["set"] == name:
+                vset = (name, s)
+            elif state is None and s.shards_match in text:
+                vset = (name, s)
+            if vset:
+                break
+    if vset is None:
+        if op == "DescribeStream":
+            return None
+        raise KeyError("unknown virtual shard or iterator (its rule set is gone)")
+    name, rules = vset
+    vs = rules.vstream
+    with self.lock:
+        table = find_table(rules.shards_match)
+        if op == "DescribeStream":
+            status, _, out = self.moto_unlocked(environ, json.dumps(
+                {"StreamArn": request["StreamArn"]}).encode())
+            if not status.startswith("200"):
+                return None
+            answer = json.loads(out)
+            desc = answer["StreamDescription"]
+            shards = []
+            for sh in vs.describe(table):
+                d = {"ShardId": sh["id"], "SequenceNumberRange": {
+                    "StartingSequenceNumber": sh["start"]}}
+                if sh["end"] is not None:
+                    d["SequenceNumberRange"]["EndingSequenceNumber"] = sh["end"]
+                if sh["parent"]:
+                    d["ParentShardId"] = sh["parent"]
+                shards.append(d)
+            start = 0
+            after = request.get("ExclusiveStartShardId")
+            if after:
+                ids = [sh["ShardId"] for sh in shards]
+                start = ids.index(after) + 1 if after in ids else len(shards)
+            limit = min(int(request.get("Limit", SHARDS_PER_PAGE)), SHARDS_PER_PAGE)
+            page = shards[start:start + limit]
+            desc["Shards"] = page
+            if start + len(page) < len(shards):
+                desc["LastEvaluatedShardId"] = page[-1]["ShardId"]
+            else:
+                desc.pop("LastEvaluatedShardId", None)
+            return answer
+        if op == "GetShardIterator":
+            sid = request["ShardId"]
+            shard = vs.by_id[sid]
+            first, last = vs.bounds(table)
+            kind = request.get("ShardIteratorType", "TRIM_HORIZON")
+            if kind == "TRIM_HORIZON":
+                seq = shard["start"] if shard["start"] is not None else first
+            elif kind == "LATEST":
+                seq = last + 1
+            elif kind == "AT_SEQUENCE_NUMBER":
+                seq = int(request["SequenceNumber"])
+            else:
+                seq = int(request["SequenceNumber"]) + 1
+            it = {"set": name, "shard": sid, "seq": seq}
+            return {"ShardIterator": VITER + urllib.parse.quote(json.dumps(it))}
+        if op == "GetRecords":
+            limit = int(request.get("Limit") or 1000)
+            records, nxt = vs.records(table, state["shard"], state["seq"], limit)
+            answer = {"Records": records}
+            if nxt is not None:
+                state["seq"] = nxt
+                answer["NextShardIterator"] = VITER + urllib.parse.quote(json.dumps(state))
+            return json.dumps(answer, default=json_default).encode()
+    return None
+
+
+Fidelity.virtual_streams = virtual_streams
 
 
 def publish_batch_bytes(form):
