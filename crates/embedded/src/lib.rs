@@ -29,6 +29,7 @@
 
 mod format;
 mod index;
+pub mod metrics;
 mod recovery;
 mod store;
 pub mod vfs;

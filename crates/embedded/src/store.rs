@@ -160,6 +160,7 @@ impl EmbeddedStore {
         let index = replayed.index;
         let last_position = index.last_position();
         let last_time = index.last_time();
+        crate::metrics::stored(last_position, index.stream_count(), replayed.end);
         let (committed, _) = watch::channel(last_position);
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
@@ -596,6 +597,7 @@ impl EventStore for EmbeddedStore {
             return Err(StoreError::Unavailable(reason));
         }
         let (reply, answer) = oneshot::channel();
+        let _queued = crate::metrics::Queued::enter();
         match self.commands.try_send(Command::Append { request, reply }) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(_)) => {

@@ -176,6 +176,7 @@ impl Writer {
                 let started = Instant::now();
                 carried = self.commit(batch);
                 gather = Gather::after(appends, started.elapsed(), Instant::now());
+                crate::metrics::committed(appends);
             }
             if closing && carried.is_empty() {
                 break;
@@ -230,7 +231,7 @@ impl Writer {
             let written = self
                 .file
                 .write_all_at(&self.buf, self.end)
-                .and_then(|()| self.file.sync_data());
+                .and_then(|()| crate::metrics::timed_sync(|| self.file.sync_data()));
             if let Err(e) = written {
                 self.fail(e, replies);
                 for (_, reply) in rest {
@@ -255,6 +256,7 @@ impl Writer {
                 answers.push(answer(&mut index, plan));
             }
             last_position = index.last_position();
+            crate::metrics::stored(last_position, index.stream_count(), self.end);
         }
         self.shared.committed.send_replace(last_position);
         self.shared.publish_types(&written);

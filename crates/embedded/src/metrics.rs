@@ -1,0 +1,63 @@
+//! What the store reports through the [`metrics`] facade: the group
+//! commit (appends per flush, `fdatasync` latency), the writer's queue, and
+//! the size of what is stored. Names are defined here once; the writer and
+//! the store handle call these helpers in one line each.
+//!
+//! Without an installed recorder every call is a no-op. Values are plain
+//! atomics in the recorder: a scrape never takes the index lock or waits
+//! for the writer.
+
+use std::time::Instant;
+
+/// Appends taken by one group commit (histogram).
+pub const COMMIT_APPENDS: &str = "eventstore_commit_appends";
+/// Seconds one `fdatasync` of the log took (histogram).
+pub const FDATASYNC_SECONDS: &str = "eventstore_fdatasync_seconds";
+/// Appends handed to the writer and not yet answered (gauge).
+pub const WRITER_QUEUE_DEPTH: &str = "eventstore_writer_queue_depth";
+/// The position of the last durable event (gauge).
+pub const FEED_HEAD_POSITION: &str = "eventstore_feed_head_position";
+/// Events in the store: positions held by the log (gauge).
+pub const STORE_EVENTS: &str = "eventstore_store_events";
+/// Streams in the store (gauge).
+pub const STORE_STREAMS: &str = "eventstore_store_streams";
+/// Bytes of the log on disk (gauge).
+pub const STORE_DISK_BYTES: &str = "eventstore_store_disk_bytes";
+
+/// The store's size as it stands: set at open and after every commit.
+pub(crate) fn stored(last_position: u64, streams: u64, log_bytes: u64) {
+    metrics::gauge!(FEED_HEAD_POSITION).set(last_position as f64);
+    metrics::gauge!(STORE_EVENTS).set(last_position as f64);
+    metrics::gauge!(STORE_STREAMS).set(streams as f64);
+    metrics::gauge!(STORE_DISK_BYTES).set(log_bytes as f64);
+}
+
+/// Runs one `fdatasync` and records how long it took.
+pub(crate) fn timed_sync<T>(sync: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = sync();
+    metrics::histogram!(FDATASYNC_SECONDS).record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// One group commit took this many appends.
+pub(crate) fn committed(appends: usize) {
+    metrics::histogram!(COMMIT_APPENDS).record(appends as f64);
+}
+
+/// Counts an append in the writer's queue from its hand-over until its
+/// answer (or until its caller gives up waiting).
+pub(crate) struct Queued(());
+
+impl Queued {
+    pub(crate) fn enter() -> Self {
+        metrics::gauge!(WRITER_QUEUE_DEPTH).increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        metrics::gauge!(WRITER_QUEUE_DEPTH).decrement(1.0);
+    }
+}
