@@ -75,6 +75,7 @@ Usage: server.py [PORT] [--exit-with-stdin]   (PORT 0 or absent: a free port)
 Prints `port=N` on stdout once the socket is bound, then serves until killed.
 """
 
+import base64
 import io
 import json
 import os
@@ -536,8 +537,14 @@ def record_seq(record):
 
 
 def json_default(o):
+    """Stream records as moto holds them: datetimes as epoch seconds,
+    binary values as raw bytes (base64 on the wire)."""
     if hasattr(o, "timestamp"):
         return o.timestamp()
+    if isinstance(o, (bytes, bytearray)):
+        return base64.b64encode(o).decode("ascii")
+    if hasattr(o, "to_json"):
+        return o.to_json()
     raise TypeError(f"not JSON: {type(o)}")
 
 

@@ -220,3 +220,115 @@ pub async fn stream_batches(
     }
     out
 }
+
+/// Serves `table`'s DynamoDB Stream as `n` open shards (the fidelity
+/// layer's `stream_shards`, rule set `{table}-shards`): each record goes to
+/// a shard by its partition key. Set before any reader lists the shards.
+pub fn virtual_shards(table: &str, n: usize) {
+    fidelity(
+        "PUT",
+        &format!("{table}-shards"),
+        &format!(r#"{{"stream_shards":{n},"shards_match":"{table}"}}"#),
+    );
+}
+
+/// Splits one open shard of `table`'s stream now (the one with the most
+/// records, or `shard`): it is closed at the stream's last record and two
+/// children take its keys' later records. The fidelity layer's answer:
+/// `{"closed": ID, "children": [ID, ID], "ending": SEQ}`.
+pub fn split_shard(table: &str, shard: Option<&str>) -> serde_json::Value {
+    let body = match shard {
+        Some(id) => format!(r#"{{"shard":"{id}"}}"#),
+        None => "{}".into(),
+    };
+    let answer = fidelity("POST", &format!("{table}-shards/split"), &body);
+    serde_json::from_str(&answer).expect("the fidelity layer's split answer")
+}
+
+/// The shards of `table`'s stream as the fidelity layer serves them:
+/// `[{"id", "parent", "start", "end", "records"}, ...]`.
+pub fn shard_layout(table: &str) -> Vec<serde_json::Value> {
+    let answer = fidelity("GET", &format!("{table}-shards/shards"), "");
+    let v: serde_json::Value = serde_json::from_str(&answer).expect("shards");
+    v["shards"].as_array().cloned().unwrap_or_default()
+}
+
+/// Every record of `table`'s stream so far, by shard (over every page of
+/// `DescribeStream`), each shard read to its current end: `(shard, parent,
+/// records)`.
+pub async fn records_by_shard(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<(
+    String,
+    Option<String>,
+    Vec<eventstore_dynamodb::ChangeRecord>,
+)> {
+    let streams = futures_streams_client_blocking();
+    let arn = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .table()
+        .unwrap()
+        .latest_stream_arn()
+        .unwrap()
+        .to_string();
+    let mut shards = Vec::new();
+    let mut start = None;
+    loop {
+        let desc = streams
+            .describe_stream()
+            .stream_arn(&arn)
+            .set_exclusive_start_shard_id(start.take())
+            .send()
+            .await
+            .unwrap();
+        let d = desc.stream_description().unwrap();
+        for s in d.shards() {
+            shards.push((
+                s.shard_id().unwrap().to_string(),
+                s.parent_shard_id().map(str::to_string),
+            ));
+        }
+        start = d.last_evaluated_shard_id().map(str::to_string);
+        if start.is_none() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for (id, parent) in shards {
+        let mut it = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(&id)
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_string);
+        let mut records = Vec::new();
+        while let Some(i) = it {
+            let page = streams
+                .get_records()
+                .shard_iterator(i)
+                .send()
+                .await
+                .unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            records.extend(
+                page.records()
+                    .iter()
+                    .filter_map(|r| eventstore_dynamodb::ChangeRecord::from_streams_record(&id, r)),
+            );
+            it = page.next_shard_iterator().map(str::to_string);
+        }
+        out.push((id, parent, records));
+    }
+    out
+}
