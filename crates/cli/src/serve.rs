@@ -3,6 +3,7 @@
 //! [`crate::config::Protection`].
 
 mod connections;
+mod metrics;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::dynamodb_cmd;
 /// the connections left, then closes the store.
 pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
+    let metrics = metrics::install()?;
     // What runs beside the dynamodb backend (its in-process relay).
     let mut dynamodb = None;
     let (store, embedded): (Arc<dyn EventStore>, Option<Arc<EmbeddedStore>>) =
@@ -56,7 +58,8 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         .with_long_poll_limit(protection.max_long_polls)
         .with_body_timeout(protection.body_timeout)
         .with_request_timeout(protection.request_timeout)
-        .with_cors(protection.cors.clone());
+        .with_cors(protection.cors.clone())
+        .with_metrics(metrics);
     let limits = connections::ConnectionLimits {
         max_connections: protection.max_connections,
         header_timeout: protection.header_timeout,

@@ -131,7 +131,7 @@ pub(crate) async fn create_stream(
     JsonBody(body): JsonBody<CreateStreamBody>,
 ) -> Result<(StatusCode, Json<StreamEnvelope>), ApiError> {
     let request = AppendRequest::create_stream(stream_type, body.initial_event.into_new_event())?;
-    let outcome = state.store().append(request).await?;
+    let outcome = crate::metrics::append(state.store(), request).await?;
     Ok((
         StatusCode::CREATED,
         Json(StreamEnvelope {
@@ -290,7 +290,7 @@ pub(crate) async fn append_event(
             }
         }
     }
-    match state.store().append(request).await {
+    match crate::metrics::append(state.store(), request).await {
         Ok(outcome) => Ok((
             success_status(outcome.already_appended),
             Json(StreamEnvelope {
@@ -351,7 +351,7 @@ pub(crate) async fn append_events(
         .map(|e| e.into_new_event())
         .collect();
     let request = AppendRequest::new(key, body.expected_revision.0, events)?;
-    let outcome = state.store().append(request).await?;
+    let outcome = crate::metrics::append(state.store(), request).await?;
     Ok((
         success_status(outcome.already_appended),
         Json(BatchAppendResponse {
@@ -538,7 +538,7 @@ async fn read_feed_waiting(
             return Ok(page);
         }
         if permit.is_none() {
-            permit = Some(state.long_poll_permit()?);
+            permit = Some((state.long_poll_permit()?, crate::metrics::LongPoll::open()));
         }
         if empty_wakes > 0 {
             let pause = (MIN_EMPTY_WAKE_PAUSE * 2u32.saturating_pow(empty_wakes - 1))

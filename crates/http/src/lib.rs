@@ -6,7 +6,8 @@
 //! extraction and validation of path, query and body (every bad input is a
 //! 4xx JSON answer before the store is asked), the one place that turns
 //! errors into status codes and [`eventstore_api::ErrorBody`] answers,
-//! request ids, tracing spans, optional bearer API keys, CORS (off unless
+//! request ids, tracing spans, metrics (`GET /metrics` when the host
+//! installs a recorder), optional bearer API keys, CORS (off unless
 //! origins are named), the request and body timeouts and the long-poll
 //! limit the host asks for, the generated OpenAPI document with its
 //! Swagger UI, and the built-in web UI files.
@@ -34,6 +35,7 @@ mod cors;
 mod error;
 mod extract;
 mod handlers;
+pub mod metrics;
 mod middleware;
 mod openapi;
 mod routes;
@@ -42,6 +44,7 @@ mod ui;
 
 pub use cors::{CorsPolicy, InvalidCorsOrigin};
 pub use error::ApiError;
+pub use metrics::MetricsRenderer;
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
 pub use routes::{RouteInfo, routes};

@@ -41,6 +41,11 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(sane_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -55,7 +60,9 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    crate::metrics::request_finished(&method, route.as_deref(), status, elapsed);
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     if response.status().is_server_error() {
         tracing::warn!(status, elapsed_ms, "request finished");
     } else {

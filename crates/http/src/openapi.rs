@@ -35,6 +35,7 @@ queue, or as many long polls waiting as it allows): retry after that delay.",
         handlers::read_feed,
         handlers::read_type_feed,
         handlers::stream_types,
+        crate::metrics::metrics,
         ui::root,
         ui::ui_index,
         ui::ui_asset,
@@ -48,7 +49,7 @@ queue, or as many long polls waiting as it allows): retry after that delay.",
         (name = "streams", description = "Create, list and inspect streams."),
         (name = "events", description = "Append to and read one stream."),
         (name = "feeds", description = "Every event in global order, optionally held open (long polling)."),
-        (name = "meta", description = "Liveness, readiness, this document and the web pages."),
+        (name = "meta", description = "Liveness, readiness, metrics, this document and the web pages."),
     )
 )]
 pub struct ApiDoc;

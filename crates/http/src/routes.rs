@@ -47,6 +47,7 @@ pub(crate) fn table() -> Vec<Route> {
     vec![
         documented(M::GET, "/liveness-check", get(handlers::liveness)),
         documented(M::GET, "/readiness-check", get(handlers::readiness)),
+        documented(M::GET, "/metrics", get(crate::metrics::metrics)),
         documented(
             M::POST,
             "/streams/{streamType}",

@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::cors::CorsPolicy;
 use crate::error::ApiError;
+use crate::metrics::MetricsRenderer;
 
 /// The router's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -23,6 +24,7 @@ pub struct AppState {
     cors: CorsPolicy,
     body_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
+    metrics: Option<MetricsRenderer>,
 }
 
 /// How many requests may be held waiting for events at once.
@@ -43,6 +45,7 @@ impl AppState {
             cors: CorsPolicy::Off,
             body_timeout: None,
             request_timeout: None,
+            metrics: None,
         }
     }
 
@@ -77,6 +80,18 @@ impl AppState {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
+    }
+
+    /// Serves `GET /metrics` with what `render` returns (Prometheus text
+    /// format); the host installs the recorder behind it. Without this
+    /// call `/metrics` answers 404.
+    pub fn with_metrics(mut self, render: MetricsRenderer) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&MetricsRenderer> {
+        self.metrics.as_ref()
     }
 
     pub(crate) fn cors(&self) -> &CorsPolicy {
@@ -176,6 +191,7 @@ impl fmt::Debug for AppState {
             .field("cors", &self.cors)
             .field("body_timeout", &self.body_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }
