@@ -39,6 +39,7 @@ pub use relay::{
     ChangeRecord, FeedEntry, PollerHandle, Relay, RelayOutput, RelayProgress, spawn_poller,
     spawn_poller_with,
 };
+pub use relay::replay::{FailedBatch, ReplayError, read_failed_batch};
 pub use schema::{TABLE_SCHEMA_JSON, TableSchema, create_table};
 pub use store::DynamoStore;
 

@@ -39,6 +39,8 @@ use crate::error::DynamoError;
 use crate::items::{self, Item, get_str, get_u64, n, pad, req_u64, s};
 use crate::store::{DynamoStore, Tip};
 
+pub mod replay;
+
 /// One record of the table's stream, reduced to what the relay needs.
 #[derive(Debug, Clone)]
 pub struct ChangeRecord {

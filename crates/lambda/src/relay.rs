@@ -156,6 +156,35 @@ impl RelayFunction {
         Ok((report, response))
     }
 
+    /// Replays records the event source gave up on (one shard's, read back
+    /// from the stream with [`eventstore_dynamodb::read_failed_batch`]):
+    /// [`Relay::replay`] puts the appends not yet in the feed into it, and
+    /// every append of the records is announced (again, for those a
+    /// failed delivery had already put into the feed). `failed_at` is the
+    /// first record's sequence number when the replay or a publish failed:
+    /// run it again (it adds nothing to the feed twice).
+    pub async fn replay(&self, records: &[ChangeRecord]) -> BatchReport {
+        let mut report = BatchReport {
+            records: records.len(),
+            ..BatchReport::default()
+        };
+        let output = match self.relay.replay(records).await {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::error!(error = %e, "replay failed");
+                report.failed_at = records.first().map(|r| r.sequence_number.clone());
+                return report;
+            }
+        };
+        let lost = self.publisher.publish_all(&output.notifications).await;
+        report.published = output.notifications.len() - lost.len();
+        report.unpublished = lost.len();
+        if !lost.is_empty() {
+            report.failed_at = records.first().map(|r| r.sequence_number.clone());
+        }
+        report
+    }
+
     /// Relays records one at a time, stopping at the first failure.
     async fn one_by_one(&self, records: &[ChangeRecord]) -> (RelayOutput, Option<String>) {
         let mut output = RelayOutput::default();

@@ -1,0 +1,426 @@
+//! Replay of stream records the relay function gave up on.
+//!
+//! When a batch fails every retry, Lambda skips it and writes a record of
+//! it to the event source's on-failure destination (an SQS queue): the
+//! shard, the first and last sequence numbers, the stream ([`FailedBatch`]).
+//! The records themselves stay in the stream for 24 hours.
+//! [`read_failed_batch`] reads them back, and [`Relay::replay`] puts the
+//! appends they hold into the feed, once.
+//!
+//! The shard's checkpoint and announcement mark cannot tell whether such
+//! records are in the feed: Lambda went on with the shard's later records,
+//! which moved both past them. So a replay finds out from the feed itself:
+//! it reads the feed's pages back from the newest to the shard's last page
+//! before the batch, and takes every append it finds there as relayed
+//! (an earlier delivery wrote its page and failed later, e.g. while
+//! publishing). The others go into one new page at the end of the feed,
+//! labelled as a replay of the shard (`h` = `replay:` + shard), so that the
+//! shard's own checkpoint never reads it. A replay run twice finds its own
+//! page and adds nothing.
+//!
+//! Listings: each replayed stream's listing entry is set from the stream's
+//! current tip, in a transaction conditioned on that tip (a newer append
+//! is the live relay's to list), and the entries of the replayed appends'
+//! older `updatedAt`s are deleted. The announcement mark is not moved:
+//! the caller publishes the returned notifications and is done.
+//!
+//! A replayed append lands after appends of its stream that the live
+//! relay put into the feed meanwhile: the feed is complete again, but for
+//! such a stream not in revision order.
+
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+
+use super::*;
+
+/// What Lambda writes to the on-failure destination of a DynamoDB stream
+/// event source for a batch it gave up on (`DDBStreamBatchInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedBatch {
+    /// The shard.
+    pub shard_id: String,
+    /// Sequence number of the batch's first record.
+    pub start_sequence_number: String,
+    /// Sequence number of its last record.
+    pub end_sequence_number: String,
+    /// The table's stream.
+    pub stream_arn: String,
+    /// Records in the batch, as Lambda counted them.
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct InvocationRecord {
+    #[serde(rename = "DDBStreamBatchInfo")]
+    batch: FailedBatch,
+}
+
+impl FailedBatch {
+    /// Parses an on-failure message (a JSON invocation record with a
+    /// `DDBStreamBatchInfo` object).
+    pub fn from_message(body: &str) -> Result<Self, ReplayError> {
+        let record: InvocationRecord =
+            serde_json::from_str(body).map_err(|e| ReplayError::NotAFailedBatch(e.to_string()))?;
+        let b = record.batch;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        if !digits(&b.start_sequence_number)
+            || !digits(&b.end_sequence_number)
+            || seq_gt(&b.start_sequence_number, &b.end_sequence_number)
+            || b.shard_id.is_empty()
+        {
+            return Err(ReplayError::NotAFailedBatch(format!(
+                "bad range {}..={} of shard {:?}",
+                b.start_sequence_number, b.end_sequence_number, b.shard_id
+            )));
+        }
+        Ok(b)
+    }
+}
+
+/// Why a failed batch could not be replayed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The message is not an on-failure record of a DynamoDB stream batch.
+    #[error("not a failed DynamoDB stream batch: {0}")]
+    NotAFailedBatch(String),
+    /// The stream no longer holds the batch's records (DynamoDB Streams
+    /// keeps them 24 hours).
+    #[error("records {0} are no longer in the stream (kept 24 hours)")]
+    Trimmed(String),
+    /// Reading the stream or relaying failed (retry later).
+    #[error(transparent)]
+    Relay(#[from] DynamoError),
+}
+
+/// Reads the records of a failed batch back from the table's stream:
+/// from its first sequence number to its last, in order.
+pub async fn read_failed_batch(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    batch: &FailedBatch,
+) -> Result<Vec<ChangeRecord>, ReplayError> {
+    let range = || {
+        format!(
+            "{}..={} of shard {}",
+            batch.start_sequence_number, batch.end_sequence_number, batch.shard_id
+        )
+    };
+    let it = streams
+        .get_shard_iterator()
+        .stream_arn(&batch.stream_arn)
+        .shard_id(&batch.shard_id)
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::AtSequenceNumber)
+        .sequence_number(&batch.start_sequence_number)
+        .send()
+        .await;
+    let it = match it {
+        Ok(out) => out.shard_iterator().map(str::to_string),
+        Err(e) => {
+            let gone = e.as_service_error().is_some_and(|se| {
+                se.is_trimmed_data_access_exception() || se.is_resource_not_found_exception()
+            });
+            if gone {
+                return Err(ReplayError::Trimmed(range()));
+            }
+            return Err(DynamoError::request("GetShardIterator", DisplayErrorContext(e)).into());
+        }
+    };
+    let mut records = Vec::new();
+    let mut iterator = it;
+    let mut empty = 0;
+    'read: while let Some(i) = iterator {
+        let page = streams
+            .get_records()
+            .shard_iterator(i)
+            .limit(1000)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_trimmed_data_access_exception())
+                {
+                    ReplayError::Trimmed(range())
+                } else {
+                    DynamoError::request("GetRecords", DisplayErrorContext(e)).into()
+                }
+            })?;
+        if page.records().is_empty() {
+            // An open shard answers empty pages past its newest record.
+            empty += 1;
+            if empty >= 3 {
+                break;
+            }
+        }
+        for r in page.records() {
+            let Some(c) = ChangeRecord::from_streams_record(&batch.shard_id, r) else {
+                continue;
+            };
+            if seq_gt(&c.sequence_number, &batch.end_sequence_number) {
+                break 'read;
+            }
+            records.push(c);
+        }
+        iterator = page.next_shard_iterator().map(str::to_string);
+    }
+    match (records.first(), records.last()) {
+        (Some(first), Some(last))
+            if first.sequence_number == batch.start_sequence_number
+                && last.sequence_number == batch.end_sequence_number =>
+        {
+            Ok(records)
+        }
+        _ => Err(ReplayError::Trimmed(range())),
+    }
+}
+
+impl Relay {
+    /// Puts the appends of records a relay gave up on (one shard's, in
+    /// stream order; see [`read_failed_batch`]) into the feed, except
+    /// those already there, and returns one notification per append, with
+    /// its position. Idempotent: a replay run again adds nothing to the
+    /// feed (and returns the same notifications). Announcement marks are
+    /// not touched: publish the notifications and be done.
+    pub async fn replay(&self, records: &[ChangeRecord]) -> Result<RelayOutput, DynamoError> {
+        let Some(shard) = records.first().map(|r| r.shard_id.as_str()) else {
+            return Ok(RelayOutput::default());
+        };
+        if records.iter().any(|r| r.shard_id != shard) {
+            return Err(DynamoError::Corrupt(
+                "a replay takes the records of one shard".into(),
+            ));
+        }
+        let label = format!("replay:{shard}");
+        let mut changes: Vec<(&str, TipChange)> = Vec::new();
+        for r in records {
+            if let Some(img) = &r.new_image
+                && let Some(c) = parse_tip_change(img)?
+            {
+                changes.push((r.sequence_number.as_str(), c));
+            }
+        }
+        changes.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
+        let Some(last_seq) = max_seq(changes.iter().map(|(s, _)| *s)).map(str::to_string) else {
+            return Ok(RelayOutput::default());
+        };
+        let mut types = Vec::with_capacity(changes.len());
+        for (_, c) in &changes {
+            types.push(self.event_types(c).await?);
+        }
+        let mut backoff = crate::retry::Backoff::default();
+        let entries: Vec<FeedEntry> = loop {
+            let found = self.find_in_feed(shard, &label, &changes).await?;
+            let fresh: Vec<&TipChange> = changes
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|((_, c), _)| c)
+                .collect();
+            if fresh.is_empty() {
+                break found.into_iter().flatten().collect();
+            }
+            self.relist(&fresh).await?;
+            match self.write_page(&label, &last_seq, &fresh).await? {
+                Some(written) => {
+                    let mut written = written.into_iter();
+                    break found
+                        .into_iter()
+                        .map(|f| f.or_else(|| written.next()))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| DynamoError::Corrupt("replayed page short".into()))?;
+                }
+                // A concurrent replay of the same shard wrote a page: look again.
+                None if backoff.wait().await => {}
+                None => return Err(DynamoError::Contention(backoff.attempts())),
+            }
+        };
+        if let Some(p) = &self.progress {
+            p.relayed(&entries);
+        }
+        let notifications = entries
+            .iter()
+            .zip(types)
+            .map(|(e, event_types)| Notification {
+                stream_id: e.stream.stream_id.clone(),
+                stream_type: e.stream.stream_type.clone(),
+                stream_revision: Revision::new(e.first_revision + e.count - 1),
+                first_revision: Revision::new(e.first_revision),
+                event_types,
+                position: Some(Position::new(e.position)),
+            })
+            .collect();
+        Ok(RelayOutput {
+            entries,
+            notifications,
+            covered: BTreeMap::new(),
+        })
+    }
+
+    /// For each change, its entry if the feed holds its append: in a page
+    /// of the shard or of an earlier replay of it, read from the newest
+    /// page back to the shard's last page before the oldest change.
+    async fn find_in_feed(
+        &self,
+        shard: &str,
+        label: &str,
+        changes: &[(&str, TipChange)],
+    ) -> Result<Vec<Option<FeedEntry>>, DynamoError> {
+        let oldest = changes[0].0;
+        let mut wanted: HashMap<(StreamKey, u64), usize> = HashMap::new();
+        for (i, (_, c)) in changes.iter().enumerate() {
+            wanted.insert((c.stream.clone(), c.first_revision()), i);
+        }
+        let mut found: Vec<Option<FeedEntry>> = vec![None; changes.len()];
+        let mut start: Option<Item> = None;
+        'pages: loop {
+            let out = self
+                .store
+                .client()
+                .query()
+                .table_name(self.store.table())
+                .key_condition_expression("p = :p")
+                .expression_attribute_values(":p", s(items::FEED_PK))
+                .projection_expression("p, s, h, q, g, l")
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(25)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
+            for page in out.items() {
+                let h = get_str(page, "h").ok();
+                if h != Some(shard) && h != Some(label) {
+                    continue;
+                }
+                if h == Some(shard) && seq_gt(oldest, get_str(page, "q")?) {
+                    break 'pages;
+                }
+                for e in parse_page(page)? {
+                    if let Some(i) = wanted.remove(&(e.stream.clone(), e.first_revision)) {
+                        found[i] = Some(e);
+                    }
+                }
+                if wanted.is_empty() {
+                    break 'pages;
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sets each replayed stream's listing entry from its current tip
+    /// (conditioned on that tip: a newer append is the live relay's to
+    /// list) and deletes the entries of the replayed appends' older times.
+    async fn relist(&self, changes: &[&TipChange]) -> Result<(), DynamoError> {
+        let mut by_stream: BTreeMap<&StreamKey, Vec<&TipChange>> = BTreeMap::new();
+        for &c in changes {
+            by_stream.entry(&c.stream).or_default().push(c);
+        }
+        let client = self.store.client();
+        for (stream, cs) in by_stream {
+            let Some(tip) = self.store.get_tip(stream).await? else {
+                continue;
+            };
+            let pk = items::listing_pk(&stream.stream_type);
+            let updated = tip.updated.max(0) as u64;
+            let mut entry = items::key(&pk, items::listing_sk(updated, stream.stream_id.as_str()));
+            entry.insert("i".into(), s(stream.stream_id.as_str()));
+            entry.insert("r".into(), n(tip.revision));
+            entry.insert("c".into(), n(tip.created));
+            entry.insert("u".into(), n(updated));
+            let build = |e: aws_sdk_dynamodb::error::BuildError| {
+                DynamoError::request("TransactWriteItems", e)
+            };
+            let check = ConditionCheck::builder()
+                .table_name(self.store.table())
+                .set_key(Some(items::key(items::stream_pk(stream), items::TIP_SK)))
+                .condition_expression("r = :r")
+                .expression_attribute_values(":r", n(tip.revision))
+                .build()
+                .map_err(build)?;
+            let put = |item: Item| {
+                Put::builder()
+                    .table_name(self.store.table())
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(build)
+            };
+            let out = client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().condition_check(check).build())
+                .transact_items(TransactWriteItem::builder().put(put(entry)?).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(put(items::key(
+                            items::TYPES_PK,
+                            stream.stream_type.as_str(),
+                        ))?)
+                        .build(),
+                )
+                .send()
+                .await;
+            if let Err(e) = out {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let moved = matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(t))
+                        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                );
+                if !moved {
+                    return Err(DynamoError::request(
+                        "TransactWriteItems",
+                        DisplayErrorContext(e),
+                    ));
+                }
+            }
+            let mut stale: HashSet<u64> = HashSet::new();
+            for c in cs {
+                stale.insert(c.previous_update);
+                stale.insert(c.tip.updated.max(0) as u64);
+            }
+            stale.remove(&0);
+            stale.remove(&updated);
+            let deletes: Vec<WriteRequest> = stale
+                .into_iter()
+                .map(|u| {
+                    DeleteRequest::builder()
+                        .set_key(Some(items::key(
+                            &pk,
+                            items::listing_sk(u, stream.stream_id.as_str()),
+                        )))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| DynamoError::request("BatchWriteItem", e))
+                })
+                .collect::<Result<_, _>>()?;
+            for chunk in deletes.chunks(25) {
+                let mut pending = chunk.to_vec();
+                let mut backoff = crate::retry::Backoff::default();
+                while !pending.is_empty() {
+                    let out = client
+                        .batch_write_item()
+                        .request_items(self.store.table(), pending)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            DynamoError::request("BatchWriteItem", DisplayErrorContext(e))
+                        })?;
+                    pending = out
+                        .unprocessed_items()
+                        .and_then(|m| m.get(self.store.table()))
+                        .cloned()
+                        .unwrap_or_default();
+                    if !pending.is_empty() && !backoff.wait().await {
+                        return Err(DynamoError::Contention(backoff.attempts()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
