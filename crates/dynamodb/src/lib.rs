@@ -29,6 +29,7 @@ pub mod codec;
 pub mod cost;
 mod error;
 mod items;
+pub mod metrics;
 pub mod relay;
 pub mod retry;
 pub mod schema;
@@ -54,6 +55,7 @@ pub fn dynamodb_config(sdk: &SdkConfig) -> aws_sdk_dynamodb::config::Builder {
     aws_sdk_dynamodb::config::Builder::from(sdk)
         .retry_config(sdk_config_retry())
         .retry_partition(retry_partition())
+        .interceptor(metrics::CountThrottles)
 }
 
 /// The retry partition of this crate's DynamoDB clients. The SDK's default

@@ -42,5 +42,7 @@ async fn lambda_context(req: Request, next: Next) -> Response {
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_else(|| "-".to_string());
-    next.run(req).instrument(lambda_span("api", &id)).await
+    let response = next.run(req).instrument(lambda_span("api", &id)).await;
+    crate::emf::flush();
+    response
 }

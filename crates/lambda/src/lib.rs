@@ -9,7 +9,8 @@
 //! `lambda_http` ([`api`]) — and the relay function, which turns a batch of
 //! DynamoDB Stream records into feed positions through
 //! [`eventstore_dynamodb::Relay`] and publishes one SNS message per committed
-//! append ([`relay`], [`notify`]).
+//! append ([`relay`], [`notify`]), and CloudWatch metrics in the Embedded
+//! Metric Format ([`emf`]).
 //!
 //! It must not implement HTTP handlers, storage or the feed itself: those
 //! live in `eventstore-http` and `eventstore-dynamodb`. It must not log
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod config;
+pub mod emf;
 pub mod notify;
 pub mod relay;
 pub mod telemetry;

@@ -79,7 +79,9 @@ impl RelayFunction {
         &self,
         event: TimeWindowEvent,
     ) -> Result<TimeWindowEventResponse, LambdaError> {
+        let newest_age = crate::emf::newest_record_age(&event);
         let (report, response) = self.handle_with_report(event).await?;
+        crate::emf::relay_batch(report.records, newest_age, report.published, report.unpublished);
         tracing::info!(
             records = report.records,
             published = report.published,
@@ -123,6 +125,7 @@ impl RelayFunction {
                 out
             }
         };
+        crate::emf::positions_assigned(&output.entries);
         let lost = self.publisher.publish_all(&output.notifications).await;
         report.published = output.notifications.len() - lost.len();
         report.unpublished = lost.len();

@@ -8,6 +8,7 @@ use tracing::Instrument;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
+    eventstore_lambda::emf::install("relay");
     let config = RelayConfig::from_env()?;
     // Clients are built once per cold start, then reused.
     let function = RelayFunction::from_config(&config).await;
@@ -19,6 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .handle(event.payload)
                 .instrument(span.clone())
                 .await;
+            eventstore_lambda::emf::flush();
             if let Err(e) = &result {
                 span.in_scope(|| tracing::error!(error = %e, "invocation failed"));
             }
