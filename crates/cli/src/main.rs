@@ -3,6 +3,7 @@
 //! `event-store serve` (or no subcommand at all) runs the HTTP API over
 //! the embedded store (or the in-memory or DynamoDB one);
 //! `event-store dynamodb create-table` prepares a DynamoDB table;
+//! `event-store relay replay-failures` replays the relay's dead-lettered batches;
 //! `event-store check` and `repair` verify and repair the embedded store. Each subcommand lives in its own module with a
 //! `clap::Args` struct and a `run` function; adding one is a variant in
 //! [`Command`] and an arm in [`main`].
@@ -11,6 +12,7 @@ mod bench;
 mod client_cmds;
 mod config;
 mod dynamodb_cmd;
+mod relay_cmd;
 mod serve;
 mod storage_cmd;
 mod telemetry;
@@ -50,6 +52,10 @@ enum Command {
     /// Administer the DynamoDB backend (create its table).
     #[command(subcommand)]
     Dynamodb(dynamodb_cmd::DynamoCommand),
+    /// Operate the feed relay of a deployed DynamoDB backend (replay the
+    /// batches it gave up on).
+    #[command(subcommand)]
+    Relay(relay_cmd::RelayCommand),
     /// Verify every frame of the embedded store's log and the index built
     /// from them (the server must be stopped).
     #[command(after_help = storage_cmd::STORAGE_EXIT_CODES)]
@@ -80,6 +86,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             Command::Dynamodb(command) => dynamodb_cmd::run(command)
                 .await
                 .map(|()| std::process::ExitCode::SUCCESS),
+            Command::Relay(command) => relay_cmd::run(command).await,
             Command::Check(args) => storage_cmd::check(args),
             Command::Repair(args) => storage_cmd::repair(args),
         }

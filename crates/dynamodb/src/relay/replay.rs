@@ -178,8 +178,9 @@ impl Relay {
     /// Puts the appends of records a relay gave up on (one shard's, in
     /// stream order; see [`read_failed_batch`]) into the feed, except
     /// those already there, and returns one notification per append, with
-    /// its position. Idempotent: a replay run again adds nothing to the
-    /// feed (and returns the same notifications). Announcement marks are
+    /// its position; its `entries` are the appends it put into the feed.
+    /// Idempotent: a replay run again adds nothing to the feed (and
+    /// returns the same notifications). Announcement marks are
     /// not touched: publish the notifications and be done.
     pub async fn replay(&self, records: &[ChangeRecord]) -> Result<RelayOutput, DynamoError> {
         let Some(shard) = records.first().map(|r| r.shard_id.as_str()) else {
@@ -208,7 +209,7 @@ impl Relay {
             types.push(self.event_types(c).await?);
         }
         let mut backoff = crate::retry::Backoff::default();
-        let entries: Vec<FeedEntry> = loop {
+        let (entries, written): (Vec<FeedEntry>, Vec<FeedEntry>) = loop {
             let found = self.find_in_feed(shard, &label, &changes).await?;
             let fresh: Vec<&TipChange> = changes
                 .iter()
@@ -217,17 +218,18 @@ impl Relay {
                 .map(|((_, c), _)| c)
                 .collect();
             if fresh.is_empty() {
-                break found.into_iter().flatten().collect();
+                break (found.into_iter().flatten().collect(), Vec::new());
             }
             self.relist(&fresh).await?;
             match self.write_page(&label, &last_seq, &fresh).await? {
                 Some(written) => {
-                    let mut written = written.into_iter();
-                    break found
+                    let mut new = written.iter().cloned();
+                    let all = found
                         .into_iter()
-                        .map(|f| f.or_else(|| written.next()))
+                        .map(|f| f.or_else(|| new.next()))
                         .collect::<Option<Vec<_>>>()
                         .ok_or_else(|| DynamoError::Corrupt("replayed page short".into()))?;
+                    break (all, written);
                 }
                 // A concurrent replay of the same shard wrote a page: look again.
                 None if backoff.wait().await => {}
@@ -250,7 +252,7 @@ impl Relay {
             })
             .collect();
         Ok(RelayOutput {
-            entries,
+            entries: written,
             notifications,
             covered: BTreeMap::new(),
         })
