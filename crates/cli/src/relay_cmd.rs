@@ -41,7 +41,7 @@ pub struct ReplayArgs {
     #[arg(long, env = "EVENT_STORE_TABLE_NAME")]
     pub table: String,
     /// URL of the relay's failure queue (the event source mapping's
-    /// on-failure destination; the stack's `RelayFailureQueueUrl` output).
+    /// on-failure destination; the stack's `EsRelayFailuresQueue` output).
     #[arg(long)]
     pub queue_url: String,
     /// Topic to announce the replayed appends on. Without it they are put
