@@ -1,10 +1,10 @@
 // The event store's serverless shape: one DynamoDB table, the API function
 // behind a Function URL, the relay function fed by the table's stream, the
 // SNS topic it publishes to, one log group, SSM parameters and the outputs
-// `just describe` prints. Every grant is scoped to these resources.
+// `just describe` prints, and (lib/observability.ts) the alarms, their topic
+// and the dashboard. Every grant is scoped to these resources.
 import * as cdk from 'aws-cdk-lib';
 import { Annotations, CfnOutput, CfnRule, Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -15,6 +15,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import type { EsConfig } from './config';
+import { METRICS_NAMESPACE_ENV, Observability, metricsNamespace } from './observability';
 import type { KeyAttribute, TableSchema } from './table-schema';
 
 /**
@@ -70,6 +71,7 @@ export class AwsEventStoreStack extends Stack {
   readonly functionUrl: lambda.FunctionUrl;
   readonly relayFunction: lambda.Function;
   readonly relayFailures: sqs.Queue;
+  readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: AwsEventStoreStackProps) {
     super(scope, id, props);
@@ -109,6 +111,7 @@ export class AwsEventStoreStack extends Stack {
         EVENT_STORE_TABLE_NAME: this.table.tableName,
         EVENT_STORE_APP_MODE: config.appMode,
         EVENT_STORE_LOG_FORMAT: 'json',
+        [METRICS_NAMESPACE_ENV]: metricsNamespace(config.stackName),
       },
     });
     this.grantTableData(apiRole, API_TABLE_ACTIONS);
@@ -155,6 +158,7 @@ export class AwsEventStoreStack extends Stack {
         EVENT_STORE_TOPIC_ARN: this.topic.topicArn,
         EVENT_STORE_APP_MODE: config.appMode,
         EVENT_STORE_LOG_FORMAT: 'json',
+        [METRICS_NAMESPACE_ENV]: metricsNamespace(config.stackName),
       },
     });
     this.relayFunction.addEventSource(
@@ -180,7 +184,15 @@ export class AwsEventStoreStack extends Stack {
     );
     this.grantTableData(relayRole, RELAY_TABLE_ACTIONS);
     this.topic.grantPublish(relayRole);
-    this.addRelayAlarms();
+    this.observability = new Observability(this, 'EsObservability', {
+      stackName: config.stackName,
+      table: this.table,
+      apiFunction: this.apiFunction,
+      relayFunction: this.relayFunction,
+      topic: this.topic,
+      relayFailures: this.relayFailures,
+      alarmEmail: config.alarmEmail,
+    });
 
     for (const fn of [this.apiFunction, this.relayFunction]) {
       // CDK makes each function depend on its role and the role's policy
@@ -233,44 +245,6 @@ export class AwsEventStoreStack extends Stack {
   /** Exactly the item actions a function uses on the table; no table management, no scans. */
   private grantTableData(role: iam.IRole, actions: readonly string[]): void {
     this.table.grant(role, ...actions);
-  }
-
-  /**
-   * Alarms on the relay: a batch in the failure queue (an append the feed and
-   * SNS may have missed: replay it), the stream's iterator age (the feed is
-   * behind), and relay errors.
-   */
-  private addRelayAlarms(): void {
-    new cloudwatch.Alarm(this, 'EsRelayFailuresAlarm', {
-      alarmDescription: 'A relay batch failed every retry and is in the failure queue: replay it (docs/deploy.md)',
-      metric: this.relayFailures.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1) }),
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    new cloudwatch.Alarm(this, 'EsRelayIteratorAgeAlarm', {
-      alarmDescription: 'The relay is more than 60 s behind the table stream: the feed and notifications lag',
-      metric: new cloudwatch.Metric({
-        namespace: 'AWS/Lambda',
-        metricName: 'IteratorAge',
-        dimensionsMap: { FunctionName: this.relayFunction.functionName },
-        statistic: 'Maximum',
-        period: Duration.minutes(1),
-      }),
-      threshold: 60_000,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 5,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    new cloudwatch.Alarm(this, 'EsRelayErrorsAlarm', {
-      alarmDescription: 'The relay function failed (it retries; see its log group)',
-      metric: this.relayFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
   }
 
   private makeTopic(): sns.Topic {

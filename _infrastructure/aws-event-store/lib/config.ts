@@ -50,6 +50,8 @@ export interface EsConfig {
   relayBatchingWindowSeconds: number;
   /** Concurrency reserved for the relay (0: none, e.g. on new accounts whose limit is 10). */
   relayReservedConcurrency: number;
+  /** Subscribed to the alarm topic when set (`ES_ALARM_EMAIL`). */
+  alarmEmail?: string;
   bundle: LambdaBundle;
 }
 
@@ -136,8 +138,19 @@ export function loadConfig(env: Env): EsConfig {
       0,
       1000,
     ),
+    alarmEmail: alarmEmail(env),
     bundle: resolveBundle(env, architecture),
   };
+}
+
+/** `ES_ALARM_EMAIL`: one e-mail address, or nothing. */
+function alarmEmail(env: Env): string | undefined {
+  const raw = env.ES_ALARM_EMAIL?.trim();
+  if (!raw) return undefined;
+  if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(raw)) {
+    throw new ConfigError(`ES_ALARM_EMAIL must be one e-mail address, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
 }
 
 /**

@@ -69,3 +69,10 @@ export function statementsOfRole(json: any, roleId: string): any[] {
 }
 
 export const asArray = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
+
+/** The topic of notifications (the other topic is the alarm topic). */
+export function notificationTopic(json: any): [string, any] {
+  const topics = resourcesOf(json, 'AWS::SNS::Topic').filter(([, t]) => t.Properties.DisplayName !== 'Event store alarms');
+  if (topics.length !== 1) throw new Error(`expected one notification topic, found ${topics.length}`);
+  return topics[0];
+}

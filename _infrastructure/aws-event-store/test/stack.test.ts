@@ -8,6 +8,7 @@ import {
   functionId,
   only,
   resourcesOf,
+  notificationTopic,
   roleOfFunction,
   statementsOfRole,
   synth,
@@ -286,7 +287,7 @@ describe('relay function', () => {
   it('knows the table and the topic', () => {
     const { json } = synth();
     const [tableId] = only(json, 'AWS::DynamoDB::Table');
-    const [topicId] = only(json, 'AWS::SNS::Topic');
+    const [topicId] = notificationTopic(json);
     const env = json.Resources[functionId(json, RELAY)].Properties.Environment.Variables;
     assert.deepEqual(env.EVENT_STORE_TABLE_NAME, { Ref: tableId });
     assert.deepEqual(env.EVENT_STORE_TOPIC_ARN, { Ref: topicId });
@@ -303,7 +304,7 @@ describe('relay function', () => {
 describe('SNS topic', () => {
   it('logs delivery status for SQS, Lambda and HTTP through a role SNS assumes', () => {
     const { json } = synth();
-    const [, topic] = only(json, 'AWS::SNS::Topic');
+    const [, topic] = notificationTopic(json);
     const logging = topic.Properties.DeliveryStatusLogging;
     assert.deepEqual(logging.map((l: any) => l.Protocol).sort(), ['http/s', 'lambda', 'sqs']);
     const roleIds = new Set(
@@ -318,7 +319,7 @@ describe('SNS topic', () => {
 
   it('delivery status logs may only go to the topic’s own sns/… log groups', () => {
     const { json } = synth();
-    const [topicId, topic] = only(json, 'AWS::SNS::Topic');
+    const [topicId, topic] = notificationTopic(json);
     const roleId = topic.Properties.DeliveryStatusLogging[0].SuccessFeedbackRoleArn['Fn::GetAtt'][0];
     const statements = statementsOfRole(json, roleId);
     assert.equal(statements.length, 1);
@@ -381,7 +382,7 @@ describe('IAM', () => {
 
   it('lets the relay function read the stream and publish to the topic only', () => {
     const { json } = synth();
-    const [topicId] = only(json, 'AWS::SNS::Topic');
+    const [topicId] = notificationTopic(json);
     const statements = statementsOfRole(json, roleOfFunction(json, functionId(json, RELAY)));
     const publish = statements.filter((s) => asArray(s.Action).includes('sns:Publish'));
     assert.equal(publish.length, 1);
@@ -405,7 +406,7 @@ describe('SSM parameters and outputs', () => {
   it('has the outputs of the original service', () => {
     const { json } = synth();
     const [tableId] = only(json, 'AWS::DynamoDB::Table');
-    const [topicId] = only(json, 'AWS::SNS::Topic');
+    const [topicId] = notificationTopic(json);
     const [logsId] = only(json, 'AWS::Logs::LogGroup');
     const [urlId] = only(json, 'AWS::Lambda::Url');
     assert.deepEqual(json.Outputs.EsDynamoDbTable.Value, { Ref: tableId });
