@@ -235,6 +235,35 @@ describe('stream browser', () => {
     });
   });
 
+  test('the status view shows readiness, head, events, streams and a chart of appends per second', async () => {
+    await withServer({}, async (server) => {
+      await seedSmall(server);
+      const page = await newPage(browser);
+      await page.goto(`${server.uiUrl}#/status`);
+      await page.getByRole('heading', { name: 'Status' }).waitFor();
+      await page.locator('#readiness', { hasText: 'Ready' }).waitFor();
+      assert.equal(await page.locator('#stat-head').textContent(), '5');
+      assert.equal(await page.locator('#stat-events').textContent(), '5');
+      assert.equal(await page.locator('#stat-streams').textContent(), '3');
+      assert.equal(await page.locator('#stat-appends').textContent(), '4');
+      // Appends over a few samples: the chart shows them as bars.
+      for (let i = 1; i <= 12; i++) {
+        await appendEvents(server, 'Ticket', `t-${i}`, 'no-stream', [{ eventType: 'TicketOpened', payload: { n: i } }]);
+        await page.waitForTimeout(400);
+      }
+      await page.locator('#stat-head', { hasText: '17' }).waitFor({ timeout: 10_000 });
+      assert.equal(await page.locator('#stat-streams').textContent(), '15');
+      await page.waitForFunction(() => [...document.querySelectorAll('#appends-chart rect.bar')]
+        .some((r) => Number(r.dataset.rate) > 0), null, { timeout: 10_000 });
+      const label = await page.locator('#appends-chart').getAttribute('aria-label');
+      assert.match(label, /Appends per second over the last 5 minutes/);
+      assert.equal(await page.locator('link[href^="http"], script[src^="http"]').count(), 0, 'no external assets');
+      await shot(page, 'status');
+      assert.deepEqual(page.pageErrors, []);
+      await page.context().close();
+    });
+  });
+
   test('the append form: success, wrong expected revision, duplicate event, invalid JSON', async () => {
     await withServer({}, async (server) => {
       const page = await newPage(browser);

@@ -120,7 +120,7 @@ export async function api(path, { method = 'GET', query, body, signal } = {}) {
     if (text) {
       try { json = JSON.parse(text); } catch { json = null; }
     }
-    if (res.ok) return { status: res.status, body: json };
+    if (res.ok) return { status: res.status, body: json, text };
     if (res.status === 401) {
       const reason = key
         ? 'The server refused the API key. Enter a valid key to continue.'

@@ -8,6 +8,7 @@ import * as streams from './streams.js';
 import * as events from './events.js';
 import * as feed from './feed.js';
 import * as appendView from './append.js';
+import * as status from './status.js';
 
 const routes = [
   { match: [], view: types, nav: 'types' },
@@ -16,6 +17,7 @@ const routes = [
   { match: ['feed'], view: feed, nav: 'feed' },
   { match: ['feed', ':type'], view: feed, nav: 'feed' },
   { match: ['append'], view: appendView, nav: 'append' },
+  { match: ['status'], view: status, nav: 'status' },
 ];
 
 /** Splits `#/a/b?x=1` into decoded segments and query parameters. */
