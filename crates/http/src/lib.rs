@@ -40,6 +40,7 @@ mod middleware;
 mod openapi;
 mod routes;
 mod state;
+mod trace;
 mod ui;
 
 pub use cors::{CorsPolicy, InvalidCorsOrigin};

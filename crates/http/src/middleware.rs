@@ -33,7 +33,8 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
 
 /// Outermost layer: assigns the request id, opens the request's span,
 /// renders every error answer as an `ErrorBody`, and sets `x-request-id`
-/// on every response.
+/// on every response, and keeps the W3C trace the request carried
+/// (`traceparent`, answered with this server's span in it).
 pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -46,9 +47,13 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned());
+    let trace = crate::trace::TraceContext::from_headers(req.headers());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        parent_span_id = trace.parent_id.as_deref(),
         method = %req.method(),
         path = %req.uri().path(),
     );
@@ -59,6 +64,9 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    response
+        .headers_mut()
+        .insert(crate::trace::TRACEPARENT, trace.header_value());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     crate::metrics::request_finished(&method, route.as_deref(), status, elapsed);
