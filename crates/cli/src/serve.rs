@@ -4,6 +4,7 @@
 
 mod connections;
 mod metrics;
+mod readiness;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -49,7 +50,8 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                     .context("the dynamodb backend needs its settings")?;
                 let opened = dynamodb_cmd::open(dynamo).await?;
                 dynamodb = Some(opened.running);
-                (opened.store, None)
+                let probed = readiness::ProbedStore::start(opened.store, dynamo.table.clone());
+                (probed.await, None)
             }
         };
     let protection = &settings.protection;
