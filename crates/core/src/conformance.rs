@@ -447,6 +447,56 @@ pub async fn retries_are_idempotent(store: &dyn EventStore, settings: Settings) 
     let ids: HashSet<EventId> = all.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), 6);
 
+    // Whatever the expectation a retry carries: appends made with an exact
+    // revision or `no-stream` (single events and batches), retried with
+    // `any` and `exists` after 40 more appends.
+    let k3 = key("payment", "p-3");
+    let opening = events(1, "opening");
+    append(store, &k3, Expectation::NoStream, opening.clone())
+        .await
+        .unwrap();
+    let batch = events(10, "pinned-batch");
+    append(
+        store,
+        &k3,
+        Expectation::Exact(Revision::new(1)),
+        batch.clone(),
+    )
+    .await
+    .unwrap();
+    let mut revision = 11;
+    for i in 0..40 {
+        let out = append(
+            store,
+            &k3,
+            Expectation::Exact(Revision::new(revision)),
+            events(1 + i % 2, &format!("later-{i}")),
+        )
+        .await
+        .unwrap();
+        revision = out.last_revision.get();
+    }
+    for (original, first, last) in [(&opening, 1, 1), (&batch, 2, 11)] {
+        for retry_with in [Expectation::Any, Expectation::Exists] {
+            let retry = append(store, &k3, retry_with, original.clone())
+                .await
+                .expect("a retry with another expectation kind is answered");
+            assert!(
+                retry.already_appended,
+                "a pinned append retried with {retry_with:?} is recognised"
+            );
+            assert_eq!(
+                (retry.first_revision, retry.last_revision),
+                (Revision::new(first), Revision::new(last))
+            );
+        }
+    }
+    assert_eq!(
+        read_all(store, &k3).await.len() as u64,
+        revision,
+        "nothing was stored twice"
+    );
+
     // Concurrent retries of the same append: one write, the rest recognised.
     let k2 = key("payment", "p-2");
     let batch = events(3, "concurrent");
@@ -460,7 +510,10 @@ pub async fn retries_are_idempotent(store: &dyn EventStore, settings: Settings) 
         assert!(r.is_ok(), "a concurrent retry must succeed, got {r:?}");
     }
     if settings.responses_may_be_lost {
-        assert!(written <= 1, "at most one concurrent try writes, {written} did");
+        assert!(
+            written <= 1,
+            "at most one concurrent try writes, {written} did"
+        );
     } else {
         assert_eq!(written, 1, "exactly one concurrent try writes");
     }

@@ -25,6 +25,9 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemInput;
 use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
 use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
+use aws_sdk_dynamodb::operation::transact_get_items::{
+    TransactGetItemsInput, TransactGetItemsOutput,
+};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::operation::update_item::{
     UpdateItemError, UpdateItemInput, UpdateItemOutput,
@@ -235,6 +238,7 @@ impl Intercept for Recorder {
             Pending::Batch(writes)
         } else if input.downcast_ref::<GetItemInput>().is_some()
             || input.downcast_ref::<QueryInput>().is_some()
+            || input.downcast_ref::<TransactGetItemsInput>().is_some()
         {
             Pending::Read
         } else {
@@ -341,6 +345,17 @@ impl Intercept for Recorder {
                 } else if let Some(out) = output.and_then(|o| o.downcast_ref::<QueryOutput>()) {
                     req.operation = "Query";
                     req.rcu = rcu(out.items().iter().map(item_size).sum());
+                } else if let Some(out) =
+                    output.and_then(|o| o.downcast_ref::<TransactGetItemsOutput>())
+                {
+                    // A transactional read costs twice a consistent one,
+                    // per item (at least one unit each, found or not).
+                    req.operation = "TransactGetItems";
+                    req.rcu = out
+                        .responses()
+                        .iter()
+                        .map(|r| 2 * rcu(r.item().map(item_size).unwrap_or(0)))
+                        .sum();
                 } else {
                     req.operation = "Read";
                     req.rcu = 1;

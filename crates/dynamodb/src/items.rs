@@ -29,6 +29,16 @@ pub const TYPES_PK: &str = "T";
 /// the last stream record of the shard in the feed, `a` the position of
 /// the page that holds it.
 pub const CHECKPOINT_PK: &str = "C";
+/// Partition key prefix of the per-type feed index: one item per feed page
+/// and stream type (sort key: the position of the type's first event on
+/// the page), written with the page.
+pub const TYPE_FEED_PREFIX: &str = "X#";
+
+/// Partition key of a stream type's feed index.
+pub fn type_feed_pk(stream_type: &StreamType) -> String {
+    format!("{TYPE_FEED_PREFIX}{stream_type}")
+}
+
 /// Partition of the relay's announcement marks (sort key: the shard).
 pub const ANNOUNCED_PK: &str = "A";
 

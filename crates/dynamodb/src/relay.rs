@@ -169,11 +169,61 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
     Ok(out)
 }
 
+/// Parses an item of a type's feed index (entries `id|first|count|position`).
+pub fn parse_type_feed_item(
+    stream_type: &StreamType,
+    item: &Item,
+) -> Result<Vec<FeedEntry>, DynamoError> {
+    let Some(AttributeValue::L(list)) = item.get("g") else {
+        return Err(DynamoError::Corrupt(
+            "type feed item without entries".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for v in list {
+        let AttributeValue::S(text) = v else {
+            return Err(DynamoError::Corrupt(
+                "type feed entry is not a string".into(),
+            ));
+        };
+        let bad = || DynamoError::Corrupt(format!("type feed entry {text}"));
+        let mut parts = text.split('|');
+        let (Some(id), Some(first), Some(count), Some(position), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        let position: u64 = position.parse().map_err(|_| bad())?;
+        let first_revision: u64 = first.parse().map_err(|_| bad())?;
+        let count: u64 = count.parse().map_err(|_| bad())?;
+        if first_revision == 0
+            || count == 0
+            || first_revision.checked_add(count).is_none()
+            || position == 0
+            || position.checked_add(count).is_none()
+        {
+            return Err(bad());
+        }
+        out.push(FeedEntry {
+            stream: StreamKey::new(stream_type.clone(), StreamId::parse(id).map_err(|_| bad())?),
+            first_revision,
+            count,
+            position,
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Default)]
 struct ProgressState {
     committed: HashMap<StreamKey, u64>,
     relayed: HashMap<StreamKey, u64>,
     position: u64,
+    type_positions: HashMap<StreamType, u64>,
 }
 
 /// What a relay running in this process has indexed, shared with the
@@ -203,6 +253,11 @@ impl RelayProgress {
             let r = st.relayed.entry(e.stream.clone()).or_default();
             *r = (*r).max(e.first_revision + e.count - 1);
             st.position = st.position.max(e.position + e.count - 1);
+            let t = st
+                .type_positions
+                .entry(e.stream.stream_type.clone())
+                .or_default();
+            *t = (*t).max(e.position + e.count - 1);
         }
         drop(st);
         self.notify.notify_waiters();
@@ -228,6 +283,32 @@ impl RelayProgress {
                 return;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits (at most `timeout`) until a position of `stream_type` past
+    /// `after` is relayed.
+    pub async fn wait_type_position(
+        &self,
+        stream_type: &StreamType,
+        after: u64,
+        timeout: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let reached = self
+                .state
+                .lock()
+                .expect("poisoned")
+                .type_positions
+                .get(stream_type)
+                .is_some_and(|p| *p > after);
+            if reached || tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return;
             }
         }
@@ -292,6 +373,22 @@ fn max_seq<'a>(seqs: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
         _ => Some(s),
     })
 }
+
+/// A shard's feed checkpoint as read: the last record of the shard in the
+/// feed, and the checkpoint item's value (the condition of the next page's
+/// transaction; `None`: no item).
+#[derive(Debug, Clone, Default)]
+struct Checkpoint {
+    seq: Option<String>,
+    item: Option<String>,
+}
+
+/// Most distinct stream types on one feed page: the page, the checkpoint
+/// and one type-index item per type are one transaction (at most 100
+/// items).
+const PAGE_TYPES: usize = 64;
+/// Most bytes of entries on one feed page (items hold at most 400 KB).
+const PAGE_BYTES: usize = 256 * 1024;
 
 struct TipChange {
     stream: StreamKey,
@@ -382,14 +479,12 @@ impl Relay {
     /// judged against an old checkpoint would be put into the feed a
     /// second time.
     ///
-    /// The shard's checkpoint item (`C`, one consistent `GetItem`) names
-    /// the last record and the page that holds it; the pages written after
-    /// that one are read too (projected; usually none or a few of other
-    /// shards), since a relay that died between its page and its
-    /// checkpoint leaves the item behind. Without a checkpoint item (a
+    /// The shard's checkpoint item (`C`, one consistent `GetItem`) is
+    /// written in the same transaction as every feed page of the shard, so
+    /// it always names the shard's last record in the feed. Without one (a
     /// table written before it existed), the feed's pages are read back
     /// from the newest to the shard's newest.
-    async fn checkpoint(&self, shard: &str) -> Result<Option<String>, DynamoError> {
+    async fn checkpoint(&self, shard: &str) -> Result<Checkpoint, DynamoError> {
         let client = self.store.client();
         let saved = client
             .get_item()
@@ -400,32 +495,11 @@ impl Relay {
             .await
             .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
         if let Some(item) = saved.item() {
-            let mut q = get_str(item, "q")?.to_string();
-            let at = req_u64(item, "a")?;
-            let mut start: Option<Item> = None;
-            loop {
-                let out = client
-                    .query()
-                    .table_name(self.store.table())
-                    .key_condition_expression("p = :p AND s > :s")
-                    .expression_attribute_values(":p", s(items::FEED_PK))
-                    .expression_attribute_values(":s", s(pad(at)))
-                    .projection_expression("p, s, h, q")
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
-                for page in out.items() {
-                    if get_str(page, "h").ok() == Some(shard) {
-                        q = get_str(page, "q")?.to_string();
-                    }
-                }
-                start = out.last_evaluated_key().cloned();
-                if start.is_none() {
-                    return Ok(Some(q));
-                }
-            }
+            let q = get_str(item, "q")?.to_string();
+            return Ok(Checkpoint {
+                seq: Some(q.clone()),
+                item: Some(q),
+            });
         }
         let mut start: Option<Item> = None;
         loop {
@@ -444,43 +518,16 @@ impl Relay {
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             for page in out.items() {
                 if get_str(page, "h").ok() == Some(shard) {
-                    return Ok(Some(get_str(page, "q")?.to_string()));
+                    return Ok(Checkpoint {
+                        seq: Some(get_str(page, "q")?.to_string()),
+                        item: None,
+                    });
                 }
             }
             start = out.last_evaluated_key().cloned();
             if start.is_none() {
-                return Ok(None);
+                return Ok(Checkpoint::default());
             }
-        }
-    }
-
-    /// Moves the shard's checkpoint item to `seq`, held by the page at
-    /// `position` (only forward). A failure is only logged: the page is
-    /// written, and [`Relay::checkpoint`] reads the pages after the item's.
-    async fn save_checkpoint(&self, shard: &str, seq: &str, position: u64) {
-        let mut item = items::key(items::CHECKPOINT_PK, shard);
-        item.insert("q".into(), s(seq));
-        item.insert("a".into(), n(position));
-        let put = self
-            .store
-            .client()
-            .put_item()
-            .table_name(self.store.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(p) OR a < :a")
-            .expression_attribute_values(":a", n(position))
-            .send()
-            .await;
-        match put {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-            Err(e) => tracing::warn!(
-                shard,
-                error = %DisplayErrorContext(e),
-                "feed checkpoint not saved; the next batch reads the pages after the last saved one"
-            ),
         }
     }
 
@@ -622,47 +669,57 @@ impl Relay {
         if changes.is_empty() {
             return Ok(RelayOutput::default());
         }
+        // Per change, in stream order: its feed entry (`None`: behind the
+        // checkpoint but in no page).
+        let mut all: Vec<Option<FeedEntry>> = Vec::with_capacity(changes.len());
+        let mut written: Vec<FeedEntry> = Vec::new();
         let mut backoff = crate::retry::Backoff::default();
-        let (found, written) = loop {
+        let mut checkpoint = self.checkpoint(shard).await?;
+        while all.len() < changes.len() {
+            let rest = &changes[all.len()..];
             // Records up to the checkpoint are in the feed already.
-            let checkpoint = self.checkpoint(shard).await?;
-            let split = changes
+            let split = rest
                 .iter()
-                .position(|(seq, _)| checkpoint.as_deref().is_none_or(|c| seq_gt(seq, c)))
-                .unwrap_or(changes.len());
-            let (stale, fresh) = changes.split_at(split);
-            let found = if stale.is_empty() {
-                Vec::new()
-            } else {
-                self.find_entries(shard, stale).await?
-            };
-            if fresh.is_empty() {
-                break (found, Vec::new());
+                .position(|(seq, _)| checkpoint.seq.as_deref().is_none_or(|c| seq_gt(seq, c)))
+                .unwrap_or(rest.len());
+            if split > 0 {
+                all.extend(self.find_entries(shard, &rest[..split]).await?);
+                continue;
             }
-            let fresh: Vec<&TipChange> = fresh.iter().map(|(_, c)| c).collect();
+            let group = page_group(rest);
+            let fresh: Vec<&TipChange> = rest[..group].iter().map(|(_, c)| c).collect();
+            // The last group's page covers the batch's last record (also
+            // records that are not appends); an earlier one its own last.
+            let covers = if group == rest.len() {
+                last_seq
+            } else {
+                rest[group - 1].0
+            };
             self.write_listings(&fresh).await?;
-            match self.write_page(shard, last_seq, &fresh).await? {
-                Some(written) => {
-                    if let Some(first) = written.first() {
-                        self.save_checkpoint(shard, last_seq, first.position).await;
-                    }
-                    break (found, written);
+            match self
+                .write_page_after(shard, covers, &fresh, &checkpoint)
+                .await?
+            {
+                Some(entries) => {
+                    all.extend(entries.iter().cloned().map(Some));
+                    written.extend(entries);
+                    checkpoint = Checkpoint {
+                        seq: Some(covers.to_string()),
+                        item: Some(covers.to_string()),
+                    };
                 }
                 None => {
-                    // A page of this shard was written since the checkpoint
-                    // was read (this relay's own put, retried after its
-                    // answer was lost, or another instance): sort the
-                    // records again against the new checkpoint.
+                    // The checkpoint moved since it was read (another
+                    // instance relayed these records, or this relay's own
+                    // transaction was applied and its answer lost): sort
+                    // the records again against it.
                     if !backoff.wait().await {
                         return Err(DynamoError::Contention(backoff.attempts()));
                     }
+                    checkpoint = self.checkpoint(shard).await?;
                 }
             }
-        };
-        let all: Vec<Option<FeedEntry>> = found
-            .into_iter()
-            .chain(written.iter().cloned().map(Some))
-            .collect();
+        }
         let known: Vec<FeedEntry> = all.iter().flatten().cloned().collect();
         if let Some(p) = &self.progress {
             p.relayed(&known);
@@ -899,26 +956,77 @@ impl Relay {
         Ok(())
     }
 
-    /// Appends one page to the feed at the next free position; `None` when
-    /// the position it tried is taken by a page of the same shard (its own
-    /// put, retried by the SDK after the answer of the first was lost), so
-    /// that the caller sorts the records again.
+    /// [`Self::write_page_after`] the checkpoint item of `label` as it is
+    /// now (none: its first page); for pages written under a label of
+    /// their own (replays).
     async fn write_page(
         &self,
-        shard: &str,
-        last_seq: &str,
+        label: &str,
+        covers: &str,
         changes: &[&TipChange],
     ) -> Result<Option<Vec<FeedEntry>>, DynamoError> {
+        let saved = self
+            .store
+            .client()
+            .get_item()
+            .table_name(self.store.table())
+            .set_key(Some(items::key(items::CHECKPOINT_PK, label)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
+        let item = match saved.item() {
+            Some(item) => Some(get_str(item, "q")?.to_string()),
+            None => None,
+        };
+        let checkpoint = Checkpoint {
+            seq: item.clone(),
+            item,
+        };
+        self.write_page_after(label, covers, changes, &checkpoint)
+            .await
+    }
+
+    /// Appends one page to the feed at the next free position, in one
+    /// transaction with the shard's checkpoint item (moved to `covers`,
+    /// conditioned on its value as read) and the page's per-type index
+    /// items. `None` when the checkpoint moved since it was read (another
+    /// relay instance put these records into the feed, or this call's own
+    /// transaction was applied and its answer lost), so that the caller
+    /// sorts the records again; a position taken by another shard's page
+    /// is tried again at the new head.
+    async fn write_page_after(
+        &self,
+        shard: &str,
+        covers: &str,
+        changes: &[&TipChange],
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<Vec<FeedEntry>>, DynamoError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
         let client = self.store.client();
+        let table = self.store.table();
         let total = changes
             .iter()
             .try_fold(0u64, |sum, c| sum.checked_add(c.count))
             .ok_or_else(|| DynamoError::Corrupt("append counts overflow".into()))?;
+        let put = |item: Item, condition: Option<(&str, Option<(&str, AttributeValue)>)>| {
+            let mut p = Put::builder().table_name(table).set_item(Some(item));
+            if let Some((expr, value)) = condition {
+                p = p.condition_expression(expr);
+                if let Some((name, v)) = value {
+                    p = p.expression_attribute_values(name, v);
+                }
+            }
+            p.build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| DynamoError::request("TransactWriteItems", e))
+        };
         let mut backoff = crate::retry::Backoff::default();
         loop {
             let head = client
                 .query()
-                .table_name(self.store.table())
+                .table_name(table)
                 .key_condition_expression("p = :p")
                 .expression_attribute_values(":p", s(items::FEED_PK))
                 .projection_expression("p, s, l")
@@ -934,15 +1042,31 @@ impl Relay {
                 })?,
                 None => 1,
             };
+            let last = next
+                .checked_add(total - 1)
+                .ok_or_else(|| DynamoError::Corrupt("the feed has run out of positions".into()))?;
             let mut entries = Vec::with_capacity(changes.len());
             let mut position = next;
             let mut texts = Vec::with_capacity(changes.len());
+            let mut by_type: BTreeMap<&StreamType, Vec<AttributeValue>> = BTreeMap::new();
+            let mut type_first: HashMap<&StreamType, (u64, u64)> = HashMap::new();
             for c in changes {
                 let first = c.first_revision();
                 texts.push(s(format!(
                     "{}|{}|{}|{}",
                     c.stream.stream_type, c.stream.stream_id, first, c.count
                 )));
+                by_type
+                    .entry(&c.stream.stream_type)
+                    .or_default()
+                    .push(s(format!(
+                        "{}|{}|{}|{position}",
+                        c.stream.stream_id, first, c.count
+                    )));
+                let range = type_first
+                    .entry(&c.stream.stream_type)
+                    .or_insert((position, position));
+                range.1 = position + c.count - 1;
                 entries.push(FeedEntry {
                     stream: c.stream.clone(),
                     first_revision: first,
@@ -951,56 +1075,96 @@ impl Relay {
                 });
                 position += c.count;
             }
-            let last = next
-                .checked_add(total - 1)
-                .ok_or_else(|| DynamoError::Corrupt("the feed has run out of positions".into()))?;
-            let mut item = items::key(items::FEED_PK, pad(next));
-            item.insert("l".into(), n(last));
-            item.insert("h".into(), s(shard));
-            item.insert("q".into(), s(last_seq));
-            item.insert("w".into(), n(Timestamp::now().as_micros()));
-            item.insert("g".into(), AttributeValue::L(texts.clone()));
-            let put = client
-                .put_item()
-                .table_name(self.store.table())
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(p)")
+            let mut page = items::key(items::FEED_PK, pad(next));
+            page.insert("l".into(), n(last));
+            page.insert("h".into(), s(shard));
+            page.insert("q".into(), s(covers));
+            page.insert("w".into(), n(Timestamp::now().as_micros()));
+            page.insert("g".into(), AttributeValue::L(texts));
+            let mut cp = items::key(items::CHECKPOINT_PK, shard);
+            cp.insert("q".into(), s(covers));
+            cp.insert("a".into(), n(next));
+            let mut writes = vec![
+                put(page, Some(("attribute_not_exists(p)", None)))?,
+                put(
+                    cp,
+                    Some(match &checkpoint.item {
+                        Some(q) => ("q = :q", Some((":q", s(q)))),
+                        None => ("attribute_not_exists(p)", None),
+                    }),
+                )?,
+            ];
+            for (t, list) in by_type {
+                let (first, last) = type_first[t];
+                let mut item = items::key(items::type_feed_pk(t), pad(first));
+                item.insert("l".into(), n(last));
+                item.insert("g".into(), AttributeValue::L(list));
+                writes.push(put(item, None)?);
+            }
+            let result = client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
                 .send()
                 .await;
-            match put {
+            let retry = match result {
                 Ok(_) => return Ok(Some(entries)),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                {
-                    let taken = client
-                        .get_item()
-                        .table_name(self.store.table())
-                        .set_key(Some(items::key(items::FEED_PK, pad(next))))
-                        .projection_expression("h, g")
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
-                    if let Some(page) = taken.item()
-                        && get_str(page, "h").ok() == Some(shard)
-                    {
-                        if page.get("g") == Some(&AttributeValue::L(texts)) {
-                            // Exactly the page this call wrote: its put
-                            // succeeded and the SDK's retry met it.
-                            return Ok(Some(entries));
+                Err(aws_sdk_dynamodb::error::SdkError::ServiceError(se)) => match se.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => {
+                        let failed = |i: usize| {
+                            c.cancellation_reasons().get(i).and_then(|r| r.code())
+                                == Some("ConditionalCheckFailed")
+                        };
+                        if failed(1) {
+                            return Ok(None);
                         }
-                        return Ok(None);
+                        // The position is another shard's (`failed(0)`),
+                        // or a transient conflict: read the head again.
+                        true
                     }
-                    // Another shard's relay took the position: read the head again.
-                    if !backoff.wait().await {
-                        return Err(DynamoError::Contention(backoff.attempts()));
+                    other => {
+                        if !other.meta().code().is_some_and(crate::retry::is_retryable) {
+                            return Err(DynamoError::request(
+                                "TransactWriteItems",
+                                DisplayErrorContext(
+                                    aws_sdk_dynamodb::error::SdkError::ServiceError(se),
+                                ),
+                            ));
+                        }
+                        true
                     }
+                },
+                Err(e) => {
+                    return Err(DynamoError::request(
+                        "TransactWriteItems",
+                        DisplayErrorContext(e),
+                    ));
                 }
-                Err(e) => return Err(DynamoError::request("PutItem", DisplayErrorContext(e))),
+            };
+            if retry && !backoff.wait().await {
+                return Err(DynamoError::Contention(backoff.attempts()));
             }
         }
     }
+}
+
+/// How many of `changes` (in stream order) go on the next feed page: at
+/// most [`PAGE_TYPES`] stream types and about [`PAGE_BYTES`] of entries,
+/// at least one.
+fn page_group(changes: &[(&str, TipChange)]) -> usize {
+    let mut types: HashSet<&StreamType> = HashSet::new();
+    let mut bytes = 0usize;
+    for (i, (_, c)) in changes.iter().enumerate() {
+        let size = c.stream.stream_type.as_str().len() + c.stream.stream_id.as_str().len() + 48;
+        if i > 0
+            && ((!types.contains(&c.stream.stream_type) && types.len() == PAGE_TYPES)
+                || bytes + 2 * size > PAGE_BYTES)
+        {
+            return i;
+        }
+        types.insert(&c.stream.stream_type);
+        bytes += 2 * size;
+    }
+    changes.len()
 }
 
 /// A running poller; stops when dropped or on [`PollerHandle::stop`].

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -32,7 +33,7 @@ use eventstore_core::{
 use crate::codec;
 use crate::error::DynamoError;
 use crate::items::{self, Item, SK, TIP_SK, get_blobs, get_u64, n, pad, req_u64, s};
-use crate::relay::{FeedEntry, RelayProgress, parse_page};
+use crate::relay::{FeedEntry, RelayProgress, parse_page, parse_type_feed_item};
 use crate::retry::{Backoff, is_retryable};
 
 /// Most bytes of event blobs the tip holds; an append that would pass it
@@ -179,14 +180,22 @@ fn fingerprint_conditions(fps: &[[u8; 4]], values: &mut Item) -> Vec<String> {
         .collect()
 }
 
-/// Whether an append with this expectation writes an append-id item. A
-/// retry with a pinned expectation (an integer or `no-stream`) fails its
-/// condition and finds its events in the candidate range, however many
-/// appends followed; one with `any`/`exists` passes its condition once its
-/// ids have left the tip's fingerprint window, and only the append-id
-/// item, written in the same transaction, stops it (promise 6).
-fn writes_append_id(expectation: Expectation) -> bool {
+/// Whether an append with this expectation reads the tip and its
+/// append-id item before it writes. A retry with a pinned expectation (an
+/// integer or `no-stream`) fails its condition and finds its events in the
+/// candidate range, however many appends followed; one with `any`/`exists`
+/// passes its condition once its ids have left the tip's fingerprint
+/// window, and only the append-id item stops it (promise 6).
+fn checks_append_id(expectation: Expectation) -> bool {
     matches!(expectation, Expectation::Any | Expectation::Exists)
+}
+
+/// The append-id item of one stored append: first revision `f`, count `k`.
+fn append_id_item(stream: &StreamKey, ids: &[EventId], first: u64) -> Item {
+    let mut item = items::key(items::stream_pk(stream), items::append_id_sk(ids));
+    item.insert("f".into(), n(first));
+    item.insert("k".into(), n(ids.len()));
+    item
 }
 
 /// The `Put` of an append's id item: first revision `f`, count `k`; it
@@ -197,9 +206,7 @@ fn append_id_put(
     ids: &[EventId],
     first: u64,
 ) -> Result<TransactWriteItem, DynamoError> {
-    let mut item = items::key(items::stream_pk(stream), items::append_id_sk(ids));
-    item.insert("f".into(), n(first));
-    item.insert("k".into(), n(ids.len()));
+    let item = append_id_item(stream, ids, first);
     Ok(TransactWriteItem::builder()
         .put(
             Put::builder()
@@ -255,6 +262,9 @@ enum Attempt {
     },
     /// The condition failed; the tip as it was (None: no stream).
     Failed(Option<Tip>),
+    /// The tip (None: no stream), read in one transaction with the
+    /// append-id item of the request's ids, which does not exist.
+    Checked(Option<Tip>),
     /// A transient conflict; try again after a pause.
     Conflict,
 }
@@ -446,6 +456,118 @@ impl DynamoStore {
             .collect())
     }
 
+    /// Reads the tip and the append-id item of `ids` in one
+    /// `TransactGetItems` (a consistent snapshot of both). Appends leave
+    /// the tip only after their append-id items are written (see
+    /// [`Self::put_append_ids`]), so when the item is absent the ids are
+    /// stored nowhere but, perhaps, among the tip's own events; a write
+    /// conditioned on this tip's revision and base is then airtight.
+    async fn read_checked(
+        &self,
+        stream: &StreamKey,
+        ids: &[EventId],
+    ) -> Result<Attempt, DynamoError> {
+        use aws_sdk_dynamodb::types::{Get, TransactGetItem};
+        let get = |sk: String| -> Result<TransactGetItem, DynamoError> {
+            Ok(TransactGetItem::builder()
+                .get(
+                    Get::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(items::key(items::stream_pk(stream), sk)))
+                        .build()
+                        .map_err(|e| DynamoError::request("TransactGetItems", e))?,
+                )
+                .build())
+        };
+        let mut backoff = Backoff::default();
+        loop {
+            let result = self
+                .client
+                .transact_get_items()
+                .transact_items(get(TIP_SK.into())?)
+                .transact_items(get(items::append_id_sk(ids))?)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let responses = out.responses();
+                    let item = |i: usize| responses.get(i).and_then(|r| r.item());
+                    if let Some(id_item) = item(1) {
+                        let (first, last) = stored_range(id_item)?;
+                        return Ok(Attempt::Stored { first, last });
+                    }
+                    let tip = item(0).map(Tip::from_item).transpose()?.flatten();
+                    return Ok(Attempt::Checked(tip));
+                }
+                // A transaction writing one of the items meanwhile cancels
+                // the read: read again.
+                Err(SdkError::ServiceError(se))
+                    if matches!(
+                        se.err(),
+                        aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsError::TransactionCanceledException(_)
+                    ) || se.err().meta().code().is_some_and(is_retryable) =>
+                {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention(backoff.attempts()));
+                    }
+                }
+                Err(e) => return Err(sdk_err("TransactGetItems", e)),
+            }
+        }
+    }
+
+    /// Writes the append-id items of the appends held in the tip's event
+    /// list (one blob per append), before a transaction moves them to a
+    /// chunk: an append's events are always in the tip, or its append-id
+    /// item exists. The items name appends already stored, so writing them
+    /// early (a transaction that then loses a race) or twice (the same
+    /// content) is harmless. One `BatchWriteItem` per 25 items, 1 WCU each.
+    async fn put_append_ids(&self, stream: &StreamKey, tip: &Tip) -> Result<(), DynamoError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let mut requests = Vec::with_capacity(tip.blobs.len());
+        let mut first = tip.base + 1;
+        for blob in &tip.blobs {
+            let ids: Vec<EventId> = codec::decode(blob)?.iter().map(|e| e.event_id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let item = append_id_item(stream, &ids, first);
+            first += ids.len() as u64;
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(|e| DynamoError::request("BatchWriteItem", e))?,
+                    )
+                    .build(),
+            );
+        }
+        for group in requests.chunks(25) {
+            let mut pending = group.to_vec();
+            let mut backoff = Backoff::default();
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() && !backoff.wait().await {
+                    return Err(DynamoError::Contention(backoff.attempts()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The revisions named by the append-id item of `ids`.
     async fn read_append_id(
         &self,
@@ -580,19 +702,18 @@ impl DynamoStore {
             item
         };
         let new_blob = codec::encode(now, events);
-        // An `any`/`exists` append is transactional (for its append-id
-        // item); while the tip has room, its events join the tip's.
+        // While the tip has room, the new events join the tip's.
         let keep_tip = tip.filter(|t| {
-            !assumed
-                && writes_append_id(request.expectation())
-                && t.blobs.iter().map(Vec::len).sum::<usize>() + new_blob.len() <= TIP_BYTES
+            !assumed && t.blobs.iter().map(Vec::len).sum::<usize>() + new_blob.len() <= TIP_BYTES
         });
-        // Otherwise the tip's events move to a chunk.
+        // Otherwise the tip's events move to a chunk, after their
+        // append-id items are written.
         if let Some(t) = tip
             && !assumed
             && keep_tip.is_none()
             && !t.blobs.is_empty()
         {
+            self.put_append_ids(stream, t).await?;
             writes.push(put(chunk(t.base + 1, t.revision, t.blobs.clone()))?);
         }
         let (tip_blobs, tip_base) = if let Some(t) = keep_tip {
@@ -610,6 +731,7 @@ impl DynamoStore {
             }
             (Vec::new(), new_rev)
         };
+        let in_chunks = tip_blobs.is_empty();
         // createdAt: the tip's, when it was read; `now` when the stream is
         // new (also on an assumed empty tip at revision 0, which the
         // condition requires not to exist, so `c` is set to `now`).
@@ -702,14 +824,40 @@ impl DynamoStore {
         };
         let tip_index = writes.len();
         writes.push(tip_write);
-        let id_index = writes_append_id(request.expectation()).then(|| {
-            let i = writes.len();
-            append_id_put(&self.table, stream, &request.event_ids(), old_rev + 1).map(|w| {
-                writes.push(w);
-                i
-            })
-        });
-        let id_index = id_index.transpose()?;
+        // New events written straight to chunks never pass through the
+        // tip: their append-id item is written with them.
+        let id_index = if in_chunks {
+            writes.push(append_id_put(
+                &self.table,
+                stream,
+                &request.event_ids(),
+                old_rev + 1,
+            )?);
+            Some(writes.len() - 1)
+        } else {
+            None
+        };
+        let done = |created: i64| AppendOutcome {
+            stream: StreamInfo {
+                stream_id: stream.stream_id.clone(),
+                stream_type: stream.stream_type.clone(),
+                revision: Revision::new(new_rev),
+                updated_at: now,
+                created_at: Timestamp::from_micros(created),
+            },
+            first_revision: Revision::new(old_rev + 1),
+            last_revision: Revision::new(new_rev),
+            first_position: None,
+            already_appended: false,
+        };
+        if !assumed
+            && let [only] = writes.as_slice()
+            && let Some(tip_put) = only.put()
+        {
+            // Only the tip changes: a conditional `PutItem` (1 WCU) instead
+            // of a transaction (2 WCU per KB).
+            return self.put_tip(stream, tip_put, done(created)).await;
+        }
         let token = request_token(
             &request.event_ids(),
             old_rev,
@@ -744,19 +892,7 @@ impl DynamoStore {
                 } else {
                     created
                 };
-                Ok(Attempt::Done(AppendOutcome {
-                    stream: StreamInfo {
-                        stream_id: stream.stream_id.clone(),
-                        stream_type: stream.stream_type.clone(),
-                        revision: Revision::new(new_rev),
-                        updated_at: now,
-                        created_at: Timestamp::from_micros(created),
-                    },
-                    first_revision: Revision::new(old_rev + 1),
-                    last_revision: Revision::new(new_rev),
-                    first_position: None,
-                    already_appended: false,
-                }))
+                Ok(Attempt::Done(done(created)))
             }
             Err(SdkError::ServiceError(se)) => match se.err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
@@ -802,6 +938,40 @@ impl DynamoStore {
         }
     }
 
+    /// Writes the tip alone with a conditional `PutItem` (the transaction
+    /// path's tip `Put`, when nothing else changes). A lost answer retried
+    /// by the SDK meets its own condition and is recognised from the tip's
+    /// events.
+    async fn put_tip(
+        &self,
+        stream: &StreamKey,
+        tip_put: &Put,
+        outcome: AppendOutcome,
+    ) -> Result<Attempt, DynamoError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(tip_put.item().clone()))
+            .set_condition_expression(tip_put.condition_expression().map(str::to_string))
+            .set_expression_attribute_values(tip_put.expression_attribute_values().cloned())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Attempt::Done(outcome)),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                PutItemError::ConditionalCheckFailedException(c) => match c.item() {
+                    Some(item) => Ok(Attempt::Failed(Tip::from_item(item)?)),
+                    None => Ok(Attempt::Failed(self.get_tip(stream).await?)),
+                },
+                other if other.meta().code().is_some_and(is_retryable) => Ok(Attempt::Conflict),
+                _ => Err(sdk_err("PutItem", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("PutItem", e)),
+        }
+    }
+
     async fn append_inner(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         let stream = request.stream().clone();
         let ids = request.event_ids();
@@ -815,14 +985,17 @@ impl DynamoStore {
                 .sum::<usize>();
         // First attempt: blind, unless a large append must know the revision.
         let mut known: Option<Option<Tip>> = None;
-        let mut attempt = if first_blob_len <= TIP_BYTES && !writes_append_id(expectation) {
+        let checked = checks_append_id(expectation);
+        let mut attempt = if checked {
+            self.read_checked(&stream, &ids).await?
+        } else if first_blob_len <= TIP_BYTES {
             self.try_tip_update(
                 &request,
                 codec::encode(Timestamp::now(), request.events()),
                 Timestamp::now(),
             )
             .await?
-        } else if expectation.pinned().is_some() {
+        } else {
             // A large append with a pinned revision: assume an empty tip.
             let assumed = Tip {
                 revision: expectation.pinned().map_or(0, |r| r.get()),
@@ -831,8 +1004,6 @@ impl DynamoStore {
             };
             self.try_transaction(&request, Some(&assumed), true, Timestamp::now())
                 .await?
-        } else {
-            Attempt::Failed(self.get_tip(&stream).await?)
         };
         loop {
             match attempt {
@@ -868,10 +1039,20 @@ impl DynamoStore {
                         return Err(DynamoError::Contention(backoff.attempts()).into());
                     }
                     known = None;
-                    attempt = Attempt::Failed(self.get_tip(&stream).await?);
+                    attempt = if checked {
+                        self.read_checked(&stream, &ids).await?
+                    } else {
+                        Attempt::Failed(self.get_tip(&stream).await?)
+                    };
                     continue;
                 }
-                Attempt::Failed(tip) => {
+                Attempt::Failed(_) if checked => {
+                    // The tip moved since the append-id item was found
+                    // absent: both are read again.
+                    attempt = self.read_checked(&stream, &ids).await?;
+                    continue;
+                }
+                Attempt::Failed(tip) | Attempt::Checked(tip) => {
                     let current = tip.as_ref().map_or(0, |t| t.revision);
                     let found = match &tip {
                         Some(t) => self.locate_ids(&stream, t, expectation, &ids).await?,
@@ -1109,6 +1290,13 @@ impl EventStore for DynamoStore {
                 last_position: after,
             });
         };
+        if let FeedFilter::StreamType(t) = filter {
+            let wanted = self.type_feed_entries(t, start, limit).await?;
+            return self
+                .feed_page(wanted, limit, after)
+                .await
+                .map_err(Into::into);
+        }
         // The page holding `start`, then the pages after it.
         let first = self
             .client
@@ -1171,6 +1359,135 @@ impl EventStore for DynamoStore {
                 break;
             }
         }
+        self.feed_page(wanted, limit, after)
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {
+        match &self.progress {
+            Some(p) => p.wait_position(after.get(), Duration::from_secs(1)).await,
+            None => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+        Ok(())
+    }
+
+    /// With a relay in this process, wakes when that type's feed moved;
+    /// otherwise polls the type's feed index for an entry after `after`
+    /// (one projected query of at most one small item every 250 ms: no
+    /// event is read while the type is quiet).
+    async fn wait_for_type_feed(
+        &self,
+        stream_type: &StreamType,
+        after: Position,
+    ) -> Result<(), StoreError> {
+        if let Some(p) = &self.progress {
+            p.wait_type_position(stream_type, after.get(), Duration::from_secs(1))
+                .await;
+            return Ok(());
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("p = :p AND s > :s")
+                .expression_attribute_values(":p", s(items::type_feed_pk(stream_type)))
+                .expression_attribute_values(":s", s(pad(after.get())))
+                .projection_expression("s")
+                .limit(1)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            if !out.items().is_empty() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The entries of a type's feed from position `start`: the index item
+    /// that may hold `start`, then at most `limit + 1` items after it
+    /// (each holds at least one event). Returns at most `limit + 1` events
+    /// (entry, offset in it).
+    async fn type_feed_entries(
+        &self,
+        stream_type: &StreamType,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<(FeedEntry, u64)>, DynamoError> {
+        let pk = items::type_feed_pk(stream_type);
+        let mut wanted: Vec<(FeedEntry, u64)> = Vec::new();
+        let consider =
+            |item: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
+                for entry in parse_type_feed_item(stream_type, item)? {
+                    for off in 0..entry.count {
+                        if entry.position.saturating_add(off) >= start {
+                            wanted.push((entry.clone(), off));
+                            if wanted.len() > limit {
+                                return Ok(true);
+                            }
+                        }
+                    }
+                }
+                Ok(false)
+            };
+        let holding = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("p = :p AND s <= :s")
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":s", s(pad(start)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        for item in holding.items() {
+            if consider(item, &mut wanted)? {
+                return Ok(wanted);
+            }
+        }
+        let mut cursor: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("p = :p AND s > :s")
+                .expression_attribute_values(":p", s(&pk))
+                .expression_attribute_values(":s", s(pad(start)))
+                .consistent_read(true)
+                .limit((limit + 1 - wanted.len()).min(100) as i32)
+                .set_exclusive_start_key(cursor.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            for item in out.items() {
+                if consider(item, &mut wanted)? {
+                    return Ok(wanted);
+                }
+            }
+            cursor = out.last_evaluated_key().cloned();
+            if cursor.is_none() {
+                return Ok(wanted);
+            }
+        }
+    }
+
+    /// A feed page of `wanted` (at most `limit` of them; more: `has_more`),
+    /// with the events read one range per stream.
+    async fn feed_page(
+        &self,
+        mut wanted: Vec<(FeedEntry, u64)>,
+        limit: usize,
+        after: Position,
+    ) -> Result<FeedPage, DynamoError> {
         let has_more = wanted.len() > limit;
         wanted.truncate(limit);
         // Fetch the events, one range per stream.
@@ -1204,14 +1521,6 @@ impl EventStore for DynamoStore {
             has_more,
             last_position,
         })
-    }
-
-    async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {
-        match &self.progress {
-            Some(p) => p.wait_position(after.get(), Duration::from_secs(1)).await,
-            None => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-        Ok(())
     }
 }
 

@@ -151,23 +151,32 @@ async fn appends_and_relay_stay_within_the_cost_targets() {
         batches.append.requests as f64 / (64.0 * 3.0),
         single.append.max_wcu
     );
-    // Targets of the design (docs/dynamodb.md), amortized per event.
+    // Targets of the design (docs/dynamodb.md), amortized per event. Every
+    // append pays 1 WCU for its append-id item (promise 6 whatever the
+    // retry's expectation: `BatchWriteItem` before the tip's events move
+    // to a chunk, or in the transaction of a large append), so a single
+    // event costs about 2.5 WCU instead of 1.5, a batch of 10 about 0.6
+    // per event instead of 0.4; all under the original design's 6.
     assert!(
-        single.per_event(single.append.wcu) <= 2.0,
-        "single events: at most 2 WCU each"
+        single.per_event(single.append.wcu) <= 3.0,
+        "single events: at most 3 WCU each"
     );
-    assert!(many.per_event(many.append.wcu) <= 2.0);
+    assert!(many.per_event(many.append.wcu) <= 3.0);
     assert!(
-        batches.per_event(batches.append.wcu) <= 0.5,
-        "batches of 10: at most 0.5 WCU per event"
+        batches.per_event(batches.append.wcu) <= 0.7,
+        "batches of 10: at most 0.7 WCU per event"
     );
     assert!(
         single.per_event(single.append.wcu + single.relay.wcu) <= 3.0,
         "with the relay: at most 3"
     );
     assert!(
-        batches.per_event(batches.append.wcu + batches.relay.wcu) <= 0.6,
-        "with the relay: at most 0.6"
+        many.per_event(many.append.wcu + many.relay.wcu) < 6.0,
+        "64 clients with the relay: under the original design"
+    );
+    assert!(
+        batches.per_event(batches.append.wcu + batches.relay.wcu) <= 1.0,
+        "batches of 10 with the relay: at most 1"
     );
     // One round trip per append when nothing races: no read before the write.
     assert_eq!(
@@ -176,9 +185,10 @@ async fn appends_and_relay_stay_within_the_cost_targets() {
     );
 }
 
-/// Appends expecting `any`/`exists` pay for promise 6: a read of the tip
-/// and one transaction with the append-id item. They must still cost less
-/// than the original design (~6 WCU, 1 RCU, 2 round trips per event).
+/// Appends expecting `any`/`exists` pay for promise 6: a transactional
+/// read of the tip and their append-id item before the write. They must
+/// still cost less than the original design (~6 WCU, 1 RCU, 2 round trips
+/// per event).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_appends_cost_less_than_the_original_design() {
     let single = run_with("1 client, single events, `any`", 1, 200, 1, true).await;

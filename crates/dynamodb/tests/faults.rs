@@ -508,3 +508,122 @@ async fn the_feed_keeps_filling_after_a_cancelled_transaction() {
     h.store.append(append(2)).await.unwrap();
     feed_holds(2).await;
 }
+
+/// Promise 6 across expectation kinds: an append first written with an
+/// exact revision or `no-stream` (small, on the tip path, or large, as a
+/// chunk) and retried with `any` or `exists` after its ids left the tip's
+/// fingerprint window is answered with the original revisions and stored
+/// once; so is a retry with the original expectation. The first version
+/// stored the `any`/`exists` retry twice (only `any`/`exists` appends
+/// wrote an append-id item).
+#[tokio::test]
+async fn a_pinned_append_retried_with_any_or_exists_after_many_appends_is_not_stored_twice() {
+    retry_across_expectation_kinds(false).await;
+}
+
+/// The same with the standard faults on.
+#[tokio::test]
+async fn a_pinned_append_retried_with_any_or_exists_after_many_appends_is_not_stored_twice_with_faults()
+ {
+    retry_across_expectation_kinds(true).await;
+}
+
+async fn retry_across_expectation_kinds(with_faults: bool) {
+    let h = support::harness_with("promise6x", None, false, with_faults).await;
+    let small = |kind: &str| {
+        NewEvent::new(
+            EventType::parse(kind).unwrap(),
+            JsonValue::from_text("{\"n\":1}").unwrap(),
+        )
+    };
+    let cases: [(&str, bool, Expectation); 4] = [
+        ("new-small", false, Expectation::Any),
+        ("new-large", true, Expectation::Exists),
+        ("exact-small", false, Expectation::Exists),
+        ("exact-large", true, Expectation::Any),
+    ];
+    for (name, large, retry_with) in cases {
+        let stream = key("order", &format!("p6x-{name}"));
+        let original: Vec<NewEvent> = if large {
+            (0..10).map(|_| small("Batch")).collect()
+        } else {
+            vec![small("Single")]
+        };
+        let expectation = if name.starts_with("new") {
+            Expectation::NoStream
+        } else {
+            h.store
+                .append(
+                    AppendRequest::new(stream.clone(), Expectation::NoStream, vec![small("Open")])
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            Expectation::Exact(Revision::new(1))
+        };
+        let first = h
+            .store
+            .append(AppendRequest::new(stream.clone(), expectation, original.clone()).unwrap())
+            .await
+            .unwrap();
+        let n = original.len() as u64;
+        let base = if name.starts_with("new") { 0 } else { 1 };
+        assert_eq!(
+            (first.first_revision, first.last_revision),
+            (Revision::new(base + 1), Revision::new(base + n)),
+            "{name}"
+        );
+        // 40 more appends with exact revisions (single events, pairs, a
+        // few large ones) and a few with `any`.
+        let mut revision = first.last_revision.get();
+        for i in 0..40 {
+            let events = if i % 9 == 0 {
+                vec![large_event("Big")]
+            } else {
+                vec![small("X"), small("Y")][..1 + i % 2].to_vec()
+            };
+            let expect = if i % 7 == 3 {
+                Expectation::Any
+            } else {
+                Expectation::Exact(Revision::new(revision))
+            };
+            let out = h
+                .store
+                .append(AppendRequest::new(stream.clone(), expect, events).unwrap())
+                .await
+                .unwrap();
+            revision = out.last_revision.get();
+        }
+        for retry_expectation in [retry_with, expectation] {
+            let retry = h
+                .store
+                .append(
+                    AppendRequest::new(stream.clone(), retry_expectation, original.clone())
+                        .unwrap(),
+                )
+                .await
+                .expect("a retry is answered");
+            assert!(
+                retry.already_appended,
+                "{name}, retried with {retry_expectation:?}: recognised as a retry"
+            );
+            assert_eq!(
+                (retry.first_revision, retry.last_revision),
+                (first.first_revision, first.last_revision),
+                "{name}, retried with {retry_expectation:?}: the original revisions"
+            );
+            let after = h
+                .store
+                .stream_info(&stream)
+                .await
+                .unwrap()
+                .unwrap()
+                .revision;
+            assert_eq!(
+                after.get(),
+                revision,
+                "{name}, retried with {retry_expectation:?}: nothing stored twice"
+            );
+        }
+    }
+}
