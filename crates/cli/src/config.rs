@@ -397,6 +397,12 @@ pub struct LogArgs {
     /// Log filter, e.g. `info` or `eventstore_http=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
+    /// Also export the server's spans (request, handler, store call and
+    /// the DynamoDB calls under it) to this OpenTelemetry collector, by
+    /// OTLP over HTTP (protobuf), e.g. `http://127.0.0.1:4318`. Off unless
+    /// given.
+    #[arg(long, env = "EVENT_STORE_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Log line format.

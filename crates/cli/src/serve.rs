@@ -62,6 +62,11 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         .with_request_timeout(protection.request_timeout)
         .with_cors(protection.cors.clone())
         .with_metrics(metrics);
+    let state = if crate::telemetry::exporting() {
+        state.with_trace_link(crate::telemetry::trace_link())
+    } else {
+        state
+    };
     let limits = connections::ConnectionLimits {
         max_connections: protection.max_connections,
         header_timeout: protection.header_timeout,
@@ -114,6 +119,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         tracing::info!("store closed");
     }
     tracing::info!("stopped");
+    crate::telemetry::shutdown();
     Ok(())
 }
 

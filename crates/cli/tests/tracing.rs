@@ -86,3 +86,94 @@ async fn traceparent_is_kept_in_the_answer_and_the_log() {
     assert!(found, "{}", server.stderr.lock().unwrap());
     server.stop();
 }
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            let pair = hex.get(i..i + 2).unwrap();
+            u8::from_str_radix(pair, 16).unwrap()
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `--otlp-endpoint` exports the spans to a collector (here a small HTTP
+/// endpoint that keeps the OTLP/HTTP protobuf bodies it receives): the
+/// request's span in the caller's trace with the caller's span as parent,
+/// and the handler's and the store call's spans under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_export_carries_the_callers_trace_and_the_store_call() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let kept = received.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body.to_vec());
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let server = Server::start(
+        BIN,
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            &data,
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        &[],
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/streams/traced", server.url))
+        .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+        .json(&serde_json::json!({"initialEvent": {"eventType": "E", "payload": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let answer = parts(r.headers()["traceparent"].to_str().unwrap());
+    assert_eq!(answer[1], TRACE);
+    let span_id = answer[2].clone();
+    assert_ne!(span_id, PARENT);
+    // A clean stop exports what is buffered.
+    server.stop();
+    let bodies = received.lock().unwrap().concat();
+    assert!(!bodies.is_empty(), "the collector received spans");
+    assert!(
+        contains(&bodies, &hex_bytes(TRACE)),
+        "the caller's trace id"
+    );
+    assert!(
+        contains(&bodies, &hex_bytes(PARENT)),
+        "the caller's span as parent"
+    );
+    assert!(
+        contains(&bodies, &hex_bytes(&span_id)),
+        "the span the answer named"
+    );
+    for name in ["request", "create_stream", "append", "event-store"] {
+        assert!(
+            contains(&bodies, name.as_bytes()),
+            "a span or resource named {name}"
+        );
+    }
+}

@@ -40,7 +40,7 @@ mod middleware;
 mod openapi;
 mod routes;
 mod state;
-mod trace;
+pub mod trace;
 mod ui;
 
 pub use cors::{CorsPolicy, InvalidCorsOrigin};
@@ -50,6 +50,7 @@ pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
 pub use routes::{RouteInfo, routes};
 pub use state::AppState;
+pub use trace::{TraceContext, TraceLink};
 pub use ui::ui_available;
 
 use axum::Router;
@@ -92,6 +93,9 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = state.cors().layer() {
         app = app.layer(cors);
     }
-    app.layer(axum::middleware::from_fn(middleware::request_context))
-        .with_state(state)
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::request_context,
+    ))
+    .with_state(state)
 }

@@ -35,7 +35,11 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
 /// renders every error answer as an `ErrorBody`, and sets `x-request-id`
 /// on every response, and keeps the W3C trace the request carried
 /// (`traceparent`, answered with this server's span in it).
-pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
+pub(crate) async fn request_context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = req
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -47,16 +51,22 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let trace = crate::trace::TraceContext::from_headers(req.headers());
+    let mut trace = crate::trace::TraceContext::from_headers(req.headers());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         parent_span_id = trace.parent_id.as_deref(),
         method = %req.method(),
         path = %req.uri().path(),
     );
+    if let Some((trace_id, span_id)) = state.trace_link().and_then(|link| link(&span, &trace)) {
+        trace.trace_id = trace_id;
+        trace.span_id = span_id;
+    }
+    span.record("trace_id", trace.trace_id.as_str());
+    span.record("span_id", trace.span_id.as_str());
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let _entered = span.enter();

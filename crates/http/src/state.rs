@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::cors::CorsPolicy;
 use crate::error::ApiError;
 use crate::metrics::MetricsRenderer;
+use crate::trace::TraceLink;
 
 /// The router's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +26,7 @@ pub struct AppState {
     body_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     metrics: Option<MetricsRenderer>,
+    trace_link: Option<TraceLink>,
 }
 
 /// How many requests may be held waiting for events at once.
@@ -46,6 +48,7 @@ impl AppState {
             body_timeout: None,
             request_timeout: None,
             metrics: None,
+            trace_link: None,
         }
     }
 
@@ -88,6 +91,20 @@ impl AppState {
     pub fn with_metrics(mut self, render: MetricsRenderer) -> Self {
         self.metrics = Some(render);
         self
+    }
+
+    /// Lets a tracing pipeline (OpenTelemetry) take over each request's
+    /// span: `link` gets the span and the request's trace context before
+    /// the request runs, may make the caller's span its parent, and
+    /// answers the trace and span ids the pipeline gave it, which the
+    /// answer's `traceparent` and the log lines then carry.
+    pub fn with_trace_link(mut self, link: TraceLink) -> Self {
+        self.trace_link = Some(link);
+        self
+    }
+
+    pub(crate) fn trace_link(&self) -> Option<&TraceLink> {
+        self.trace_link.as_ref()
     }
 
     pub(crate) fn metrics(&self) -> Option<&MetricsRenderer> {

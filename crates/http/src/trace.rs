@@ -8,7 +8,16 @@
 //! parsed here rather than through an OpenTelemetry propagator, which
 //! would bring a whole tracing pipeline to a server that exports none.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+/// See [`AppState::with_trace_link`](crate::AppState::with_trace_link):
+/// takes the request's span and trace context, answers the `(trace id,
+/// span id)` (lowercase hex) the tracing pipeline gave the span, or `None`
+/// to keep the context's own.
+pub type TraceLink =
+    Arc<dyn Fn(&tracing::Span, &TraceContext) -> Option<(String, String)> + Send + Sync>;
 
 /// The header, in and out.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
