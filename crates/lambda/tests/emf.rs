@@ -153,6 +153,9 @@ fn validate_emf(line: &str) -> Result<Value, String> {
     Ok(doc)
 }
 
+/// One way to break a valid document.
+type Breaker = Box<dyn Fn(&mut Value)>;
+
 fn valid() -> Value {
     json!({
         "_aws": {"Timestamp": 1_700_000_000_000_i64, "CloudWatchMetrics": [{
@@ -165,7 +168,7 @@ fn valid() -> Value {
 #[test]
 fn the_validator_refuses_what_the_specification_forbids() {
     assert!(validate_emf(&valid().to_string()).is_ok());
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let broken: Vec<(&str, Breaker)> = vec![
         (
             "no timestamp",
             Box::new(|v| {
