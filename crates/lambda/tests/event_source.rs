@@ -624,6 +624,9 @@ async fn the_relay_function_keeps_the_feed_whole_across_splits_partial_failures_
         w.faults(
             "faults",
             &[
+                // Every request of the table, whatever the relay's write
+                // pattern.
+                ("*", "internal", 0.05, None),
                 ("PutItem", "internal", 0.1, None),
                 ("PutItem", "lost", 0.05, None),
                 ("TransactWriteItems", "conflict", 0.05, None),
