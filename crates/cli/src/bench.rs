@@ -24,7 +24,8 @@ pub struct BenchArgs {
     /// API key, when the server requires one.
     #[arg(long, env = "EVENT_STORE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Scenarios to run (comma-separated): single, concurrent, batch, read.
+    /// Scenarios to run (comma-separated): single, concurrent, batch, read;
+    /// or scale (alone), which starts its own servers on `--data-dir`.
     #[arg(
         long,
         value_delimiter = ',',
@@ -57,6 +58,13 @@ pub struct BenchArgs {
     /// `--max-long-polls` and `--max-connections` must leave room for them.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub idle_long_polls: usize,
+    /// Events loaded by the scale scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// The scale scenario's data directory: it must be empty or absent
+    /// (the scenario loads a new store there and leaves it).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Print one JSON object per scenario instead of text.
     #[arg(long)]
     pub json: bool,
@@ -73,6 +81,10 @@ pub enum Scenario {
     Batch,
     /// Paging a long stream and the global feed.
     Read,
+    /// How the embedded store's costs grow with its size: loads
+    /// `--events` events into `--data-dir` and measures open times, memory
+    /// and reads on servers it starts itself (see `scale.rs`).
+    Scale,
 }
 
 struct Target {
@@ -209,6 +221,15 @@ fn histogram() -> Histogram<u64> {
 
 /// Runs the bench and prints one line (or JSON object) per scenario.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenarios.contains(&Scenario::Scale) {
+        if args.scenarios.len() > 1 {
+            bail!("the scale scenario runs alone: it starts its own servers");
+        }
+        let Some(dir) = &args.data_dir else {
+            bail!("the scale scenario needs --data-dir (an empty or absent directory)");
+        };
+        return crate::scale::run(dir, args.events, args.json).await;
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients.max(1) * 2)
         .timeout(Duration::from_secs(60))
@@ -264,6 +285,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await?,
             ],
             Scenario::Read => read(&target, args.read_events).await?,
+            Scenario::Scale => bail!("the scale scenario runs alone"),
         };
         for r in reports {
             r.print(args.json);

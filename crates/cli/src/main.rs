@@ -13,6 +13,7 @@ mod client_cmds;
 mod config;
 mod dynamodb_cmd;
 mod relay_cmd;
+mod scale;
 mod serve;
 mod storage_cmd;
 mod telemetry;
