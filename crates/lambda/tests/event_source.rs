@@ -685,11 +685,11 @@ async fn dead_lettered_batches_are_replayed_from_the_stream_once() {
     let mut esm = w.event_source(1).await;
     let mut appends = HashSet::new();
     let mut events = w.write(6, 0..3, &mut appends).await;
-    // The relay cannot write a feed page for a while (a page is one
-    // TransactWriteItems with its checkpoint and type index items): the
-    // first batches fail every retry and are dead-lettered; the shards
-    // move on.
-    w.faults("down", &[("TransactWriteItems", "internal", 1.0, None)]);
+    // The table refuses every request of the relay for a while (whatever
+    // its write pattern; failing from its first read, so each delivery
+    // fails at once): the first batches fail every retry and are
+    // dead-lettered; the shards move on.
+    w.faults("down", &[("*", "internal", 1.0, None)]);
     for _ in 0..4 {
         esm.round().await;
     }
