@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use eventstore_core::{StreamKey, StreamType};
+use eventstore_core::{StreamId, StreamKey, StreamType};
 
 use crate::error::DynamoError;
 
@@ -149,4 +149,384 @@ pub fn get_blobs(item: &Item, name: &str) -> Result<Vec<Vec<u8>>, DynamoError> {
 /// A list of binaries.
 pub fn blob_list(blobs: impl IntoIterator<Item = Vec<u8>>) -> AttributeValue {
     AttributeValue::L(blobs.into_iter().map(b).collect())
+}
+
+/// Attribute names, one module per item kind. Names are one letter: every
+/// byte of an attribute name is paid on every write of the item. Only this
+/// module spells them; expressions name them through these constants.
+pub mod attr {
+    /// A stream's tip item (`S#{type}#{id}` / `tip`).
+    pub mod tip {
+        /// The stream's revision.
+        pub const REVISION: &str = "r";
+        /// The revision before the tip's first event.
+        pub const BASE: &str = "b";
+        /// createdAt, µs.
+        pub const CREATED: &str = "c";
+        /// updatedAt, µs.
+        pub const UPDATED: &str = "u";
+        /// The previous updatedAt (the listing entry to delete).
+        pub const PREVIOUS_UPDATE: &str = "v";
+        /// Events in the last append.
+        pub const LAST_COUNT: &str = "n";
+        /// Event blobs, one per append.
+        pub const EVENTS: &str = "e";
+        /// Bytes in [`EVENTS`].
+        pub const EVENT_BYTES: &str = "z";
+        /// 4-byte fingerprints of recent event ids.
+        pub const FINGERPRINTS: &str = "x";
+    }
+    /// A chunk item (`S#{type}#{id}` / first revision).
+    pub mod chunk {
+        /// Last revision.
+        pub const LAST: &str = "l";
+        /// Event blobs.
+        pub const EVENTS: &str = "e";
+    }
+    /// An append-id item (`S#{type}#{id}` / `i#` + hash).
+    pub mod append_id {
+        /// First revision.
+        pub const FIRST: &str = "f";
+        /// Event count.
+        pub const COUNT: &str = "k";
+    }
+    /// A feed page (`F` / first position).
+    pub mod page {
+        /// Last position.
+        pub const LAST: &str = "l";
+        /// Entries `type|id|firstRevision|count`.
+        pub const ENTRIES: &str = "g";
+        /// The shard (or replay label) that wrote it.
+        pub const SHARD: &str = "h";
+        /// The last stream sequence number it covers.
+        pub const COVERS: &str = "q";
+        /// Written at, µs.
+        pub const WRITTEN: &str = "w";
+    }
+    /// A type feed index item (`X#{type}` / first position).
+    pub mod type_feed {
+        /// Last position.
+        pub const LAST: &str = "l";
+        /// Entries `id|firstRevision|count|position`.
+        pub const ENTRIES: &str = "g";
+    }
+    /// A listing entry (`L#{type}` / `{updatedAt}#{id}`).
+    pub mod listing {
+        /// Stream id.
+        pub const STREAM_ID: &str = "i";
+        /// Revision.
+        pub const REVISION: &str = "r";
+        /// createdAt, µs.
+        pub const CREATED: &str = "c";
+        /// updatedAt, µs.
+        pub const UPDATED: &str = "u";
+    }
+    /// A feed checkpoint (`C` / shard).
+    pub mod checkpoint {
+        /// The last stream sequence number in the feed.
+        pub const SEQUENCE: &str = "q";
+        /// Position of the page holding it.
+        pub const PAGE: &str = "a";
+    }
+    /// An announcement mark (`A` / shard).
+    pub mod mark {
+        /// The last sequence number whose appends were announced.
+        pub const SEQUENCE: &str = "q";
+        /// The same, zero-padded to 48 digits (for the condition).
+        pub const SEQUENCE_KEY: &str = "k";
+        /// Written at, µs.
+        pub const WRITTEN: &str = "w";
+    }
+}
+
+/// The stream's tip item, as read.
+#[derive(Debug, Clone, Default)]
+pub struct Tip {
+    /// The stream's revision.
+    pub revision: u64,
+    /// The revision before the tip's first event.
+    pub base: u64,
+    /// createdAt, µs.
+    pub created: i64,
+    /// updatedAt, µs.
+    pub updated: i64,
+    /// Event blobs, one per append.
+    pub blobs: Vec<Vec<u8>>,
+    /// Fingerprints of recent event ids.
+    pub fingerprints: Vec<Vec<u8>>,
+}
+
+impl Tip {
+    /// Reads a tip item (`None`: no revision, no stream).
+    pub fn from_item(item: &Item) -> Result<Option<Self>, DynamoError> {
+        use attr::tip::*;
+        let Some(revision) = get_u64(item, REVISION)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            revision,
+            base: get_u64(item, BASE)?.unwrap_or(0),
+            created: get_u64(item, CREATED)?.unwrap_or(0) as i64,
+            updated: get_u64(item, UPDATED)?.unwrap_or(0) as i64,
+            blobs: get_blobs(item, EVENTS)?,
+            fingerprints: get_blobs(item, FINGERPRINTS)?,
+        }))
+    }
+
+    /// The whole tip item of `stream`, for a `Put`: this tip, after an
+    /// append of `last_count` events at `updated`, whose previous update was
+    /// `previous_update`.
+    pub fn to_item(&self, stream: &StreamKey, previous_update: i64, last_count: u64) -> Item {
+        use attr::tip::*;
+        let mut item = key(stream_pk(stream), TIP_SK);
+        item.insert(REVISION.into(), n(self.revision));
+        item.insert(BASE.into(), n(self.base));
+        item.insert(CREATED.into(), n(self.created));
+        item.insert(UPDATED.into(), n(self.updated));
+        item.insert(PREVIOUS_UPDATE.into(), n(previous_update));
+        item.insert(LAST_COUNT.into(), n(last_count));
+        let bytes: usize = self.blobs.iter().map(Vec::len).sum();
+        item.insert(EVENTS.into(), blob_list(self.blobs.iter().cloned()));
+        item.insert(EVENT_BYTES.into(), n(bytes));
+        item.insert(
+            FINGERPRINTS.into(),
+            blob_list(self.fingerprints.iter().cloned()),
+        );
+        item
+    }
+}
+
+/// A chunk item: events `first ..= last` of a stream, immutable.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// First revision (the sort key).
+    pub first: u64,
+    /// Last revision.
+    pub last: u64,
+    /// Event blobs.
+    pub blobs: Vec<Vec<u8>>,
+}
+
+impl Chunk {
+    /// The item of `stream`.
+    pub fn to_item(&self, stream: &StreamKey) -> Item {
+        let mut item = key(stream_pk(stream), pad(self.first));
+        item.insert(attr::chunk::LAST.into(), n(self.last));
+        item.insert(
+            attr::chunk::EVENTS.into(),
+            blob_list(self.blobs.iter().cloned()),
+        );
+        item
+    }
+
+    /// Reads a chunk item.
+    pub fn from_item(item: &Item) -> Result<Self, DynamoError> {
+        let sk = get_str(item, SK)?;
+        let first: u64 = sk
+            .parse()
+            .ok()
+            .filter(|f| *f > 0)
+            .ok_or_else(|| DynamoError::Corrupt(format!("chunk key {sk}")))?;
+        Ok(Self {
+            first,
+            last: get_u64(item, attr::chunk::LAST)?.unwrap_or(0),
+            blobs: get_blobs(item, attr::chunk::EVENTS)?,
+        })
+    }
+}
+
+/// An append-id item: the append with these event ids is stored at
+/// revisions `first ..= first + count - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendId {
+    /// First revision.
+    pub first: u64,
+    /// Event count.
+    pub count: u64,
+}
+
+impl AppendId {
+    /// The item of the append of `ids` in `stream`.
+    pub fn to_item(self, stream: &StreamKey, ids: &[eventstore_core::EventId]) -> Item {
+        let mut item = key(stream_pk(stream), append_id_sk(ids));
+        item.insert(attr::append_id::FIRST.into(), n(self.first));
+        item.insert(attr::append_id::COUNT.into(), n(self.count));
+        item
+    }
+
+    /// Reads an append-id item.
+    pub fn from_item(item: &Item) -> Result<Self, DynamoError> {
+        let first = req_u64(item, attr::append_id::FIRST)?;
+        let count = req_u64(item, attr::append_id::COUNT)?;
+        if first == 0 || count == 0 || first.checked_add(count).is_none() {
+            return Err(DynamoError::Corrupt("append-id item".into()));
+        }
+        Ok(Self { first, count })
+    }
+
+    /// The last revision.
+    pub fn last(&self) -> u64 {
+        self.first + self.count - 1
+    }
+}
+
+/// A listing entry: a stream of the type, at its last update.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The stream id.
+    pub stream_id: String,
+    /// Its revision.
+    pub revision: u64,
+    /// createdAt, µs.
+    pub created: i64,
+    /// updatedAt, µs (part of the sort key).
+    pub updated: u64,
+}
+
+impl Listing {
+    /// The entry's item in the listing of `stream_type`.
+    pub fn to_item(&self, stream_type: &StreamType) -> Item {
+        use attr::listing::*;
+        let mut item = key(
+            listing_pk(stream_type),
+            listing_sk(self.updated, &self.stream_id),
+        );
+        item.insert(STREAM_ID.into(), s(&self.stream_id));
+        item.insert(REVISION.into(), n(self.revision));
+        item.insert(CREATED.into(), n(self.created));
+        item.insert(UPDATED.into(), n(self.updated));
+        item
+    }
+
+    /// Reads a listing entry.
+    pub fn from_item(item: &Item) -> Result<Self, DynamoError> {
+        use attr::listing::*;
+        Ok(Self {
+            stream_id: get_str(item, STREAM_ID)?.to_string(),
+            revision: req_u64(item, REVISION)?,
+            created: req_u64(item, CREATED)? as i64,
+            updated: req_u64(item, UPDATED)?,
+        })
+    }
+}
+
+/// One append as the feed lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// The stream.
+    pub stream: StreamKey,
+    /// Revision of the append's first event.
+    pub first_revision: u64,
+    /// Number of events.
+    pub count: u64,
+    /// Position of the first event.
+    pub position: u64,
+}
+
+/// Parses a feed page item into its entries with positions.
+pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
+    let sk = get_str(page, SK)?;
+    let mut position: u64 = sk
+        .parse()
+        .map_err(|_| DynamoError::Corrupt(format!("feed page key {sk}")))?;
+    let Some(AttributeValue::L(list)) = page.get(attr::page::ENTRIES) else {
+        return Err(DynamoError::Corrupt("feed page without entries".into()));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for v in list {
+        let AttributeValue::S(text) = v else {
+            return Err(DynamoError::Corrupt("feed entry is not a string".into()));
+        };
+        let bad = || DynamoError::Corrupt(format!("feed entry {text}"));
+        let mut parts = text.split('|');
+        let (Some(t), Some(id), Some(first), Some(count), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        let stream = StreamKey::new(
+            StreamType::parse(t).map_err(|_| bad())?,
+            StreamId::parse(id).map_err(|_| bad())?,
+        );
+        let first_revision: u64 = first.parse().map_err(|_| bad())?;
+        let count: u64 = count.parse().map_err(|_| bad())?;
+        // Positions and revisions stay below u64::MAX: an entry's last
+        // position and revision and the next entry's position all exist.
+        if first_revision == 0
+            || count == 0
+            || first_revision.checked_add(count).is_none()
+            || position.checked_add(count).is_none()
+        {
+            return Err(bad());
+        }
+        out.push(FeedEntry {
+            stream,
+            first_revision,
+            count,
+            position,
+        });
+        position += count;
+    }
+    if let Some(last) = get_u64(page, attr::page::LAST)?
+        && position.checked_sub(1) != Some(last)
+    {
+        return Err(DynamoError::Corrupt(format!(
+            "feed page {sk}: entries end at {}, page says {last}",
+            position.saturating_sub(1)
+        )));
+    }
+    Ok(out)
+}
+
+/// Parses an item of a type's feed index (entries `id|first|count|position`).
+pub fn parse_type_feed_item(
+    stream_type: &StreamType,
+    item: &Item,
+) -> Result<Vec<FeedEntry>, DynamoError> {
+    let Some(AttributeValue::L(list)) = item.get(attr::type_feed::ENTRIES) else {
+        return Err(DynamoError::Corrupt(
+            "type feed item without entries".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for v in list {
+        let AttributeValue::S(text) = v else {
+            return Err(DynamoError::Corrupt(
+                "type feed entry is not a string".into(),
+            ));
+        };
+        let bad = || DynamoError::Corrupt(format!("type feed entry {text}"));
+        let mut parts = text.split('|');
+        let (Some(id), Some(first), Some(count), Some(position), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        let position: u64 = position.parse().map_err(|_| bad())?;
+        let first_revision: u64 = first.parse().map_err(|_| bad())?;
+        let count: u64 = count.parse().map_err(|_| bad())?;
+        if first_revision == 0
+            || count == 0
+            || first_revision.checked_add(count).is_none()
+            || position == 0
+            || position.checked_add(count).is_none()
+        {
+            return Err(bad());
+        }
+        out.push(FeedEntry {
+            stream: StreamKey::new(stream_type.clone(), StreamId::parse(id).map_err(|_| bad())?),
+            first_revision,
+            count,
+            position,
+        });
+    }
+    Ok(out)
 }

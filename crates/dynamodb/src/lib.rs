@@ -15,9 +15,16 @@
 //!
 //! # Layout
 //!
-//! - [`store`]: [`DynamoStore`], the append, read, listing and feed paths.
-//! - [`relay`]: [`Relay`], [`ChangeRecord`], [`spawn_poller`], [`spawn_poller_with`],
-//!   [`RelayProgress`].
+//! - `items`: the typed item layer — keys, attribute names (`items::attr`)
+//!   and the conversions of every item kind (tip, chunk, append-id, feed
+//!   page, type feed index, listing, checkpoint, mark) to and from SDK
+//!   items, in one place.
+//! - [`store`]: [`DynamoStore`], its stream reads and listings; `append`:
+//!   the append path; `feed`: the global and per-type feed reads and waits.
+//! - [`relay`]: [`Relay`], [`ChangeRecord`] (stream records to feed pages,
+//!   type index, listings and notifications); [`poller`]: [`spawn_poller`],
+//!   [`spawn_poller_with`]; [`RelayProgress`] (shared with the store). The
+//!   store does not depend on the relay.
 //! - [`schema`]: [`create_table`] and the schema file.
 //! - [`codec`]: the compact binary form of an append's events.
 //! - [`cost`]: DynamoDB's item-size and capacity rules, and [`cost::Recorder`],
@@ -25,22 +32,24 @@
 //! - [`retry`]: jittered backoff and the error codes retried.
 #![deny(missing_docs)]
 
+mod append;
 pub mod codec;
 pub mod cost;
 mod error;
+mod feed;
 mod items;
 pub mod metrics;
+pub mod poller;
+mod progress;
 pub mod relay;
 pub mod retry;
 pub mod schema;
 pub mod store;
 
 pub use error::DynamoError;
-pub use relay::{
-    ChangeRecord, FeedEntry, PollerHandle, Relay, RelayOutput, RelayProgress, spawn_poller,
-    spawn_poller_with,
-};
+pub use poller::{PollerHandle, spawn_poller, spawn_poller_with};
 pub use relay::replay::{FailedBatch, ReplayError, read_failed_batch};
+pub use relay::{ChangeRecord, FeedEntry, Relay, RelayOutput, RelayProgress};
 pub use schema::{TABLE_SCHEMA_JSON, TableSchema, create_table};
 pub use store::DynamoStore;
 

@@ -25,21 +25,30 @@
 //! a delivery failed or died before its acknowledgement.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use eventstore_api::Notification;
 use eventstore_core::{EventType, Position, Revision, StreamId, StreamKey, StreamType, Timestamp};
-use tokio::sync::Notify;
 
 use crate::codec;
 use crate::error::DynamoError;
 use crate::items::{self, Item, get_str, get_u64, n, pad, req_u64, s};
-use crate::store::{DynamoStore, Tip};
+pub use crate::items::{FeedEntry, parse_page, parse_type_feed_item};
+use crate::items::{Tip, attr};
+pub use crate::poller::{PollerHandle, spawn_poller, spawn_poller_with};
+pub use crate::progress::RelayProgress;
+use crate::store::DynamoStore;
 
 pub mod replay;
+
+/// A projection of a feed page's keys and `names`.
+fn page_projection(names: &[&str]) -> String {
+    let mut all = vec![items::PK, items::SK];
+    all.extend_from_slice(names);
+    all.join(", ")
+}
 
 /// One record of the table's stream, reduced to what the relay needs.
 #[derive(Debug, Clone)]
@@ -94,235 +103,6 @@ pub fn convert_value(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> Attr
                 .collect(),
         ),
         _ => AttributeValue::Null(true),
-    }
-}
-
-/// One append as the feed lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedEntry {
-    /// The stream.
-    pub stream: StreamKey,
-    /// Revision of the append's first event.
-    pub first_revision: u64,
-    /// Number of events.
-    pub count: u64,
-    /// Position of the first event.
-    pub position: u64,
-}
-
-/// Parses a feed page item into its entries with positions.
-pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
-    let sk = get_str(page, items::SK)?;
-    let mut position: u64 = sk
-        .parse()
-        .map_err(|_| DynamoError::Corrupt(format!("feed page key {sk}")))?;
-    let Some(AttributeValue::L(list)) = page.get("g") else {
-        return Err(DynamoError::Corrupt("feed page without entries".into()));
-    };
-    let mut out = Vec::with_capacity(list.len());
-    for v in list {
-        let AttributeValue::S(text) = v else {
-            return Err(DynamoError::Corrupt("feed entry is not a string".into()));
-        };
-        let bad = || DynamoError::Corrupt(format!("feed entry {text}"));
-        let mut parts = text.split('|');
-        let (Some(t), Some(id), Some(first), Some(count), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(bad());
-        };
-        let stream = StreamKey::new(
-            StreamType::parse(t).map_err(|_| bad())?,
-            StreamId::parse(id).map_err(|_| bad())?,
-        );
-        let first_revision: u64 = first.parse().map_err(|_| bad())?;
-        let count: u64 = count.parse().map_err(|_| bad())?;
-        // Positions and revisions stay below u64::MAX: an entry's last
-        // position and revision and the next entry's position all exist.
-        if first_revision == 0
-            || count == 0
-            || first_revision.checked_add(count).is_none()
-            || position.checked_add(count).is_none()
-        {
-            return Err(bad());
-        }
-        out.push(FeedEntry {
-            stream,
-            first_revision,
-            count,
-            position,
-        });
-        position += count;
-    }
-    if let Some(last) = get_u64(page, "l")?
-        && position.checked_sub(1) != Some(last)
-    {
-        return Err(DynamoError::Corrupt(format!(
-            "feed page {sk}: entries end at {}, page says {last}",
-            position.saturating_sub(1)
-        )));
-    }
-    Ok(out)
-}
-
-/// Parses an item of a type's feed index (entries `id|first|count|position`).
-pub fn parse_type_feed_item(
-    stream_type: &StreamType,
-    item: &Item,
-) -> Result<Vec<FeedEntry>, DynamoError> {
-    let Some(AttributeValue::L(list)) = item.get("g") else {
-        return Err(DynamoError::Corrupt(
-            "type feed item without entries".into(),
-        ));
-    };
-    let mut out = Vec::with_capacity(list.len());
-    for v in list {
-        let AttributeValue::S(text) = v else {
-            return Err(DynamoError::Corrupt(
-                "type feed entry is not a string".into(),
-            ));
-        };
-        let bad = || DynamoError::Corrupt(format!("type feed entry {text}"));
-        let mut parts = text.split('|');
-        let (Some(id), Some(first), Some(count), Some(position), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(bad());
-        };
-        let position: u64 = position.parse().map_err(|_| bad())?;
-        let first_revision: u64 = first.parse().map_err(|_| bad())?;
-        let count: u64 = count.parse().map_err(|_| bad())?;
-        if first_revision == 0
-            || count == 0
-            || first_revision.checked_add(count).is_none()
-            || position == 0
-            || position.checked_add(count).is_none()
-        {
-            return Err(bad());
-        }
-        out.push(FeedEntry {
-            stream: StreamKey::new(stream_type.clone(), StreamId::parse(id).map_err(|_| bad())?),
-            first_revision,
-            count,
-            position,
-        });
-    }
-    Ok(out)
-}
-
-#[derive(Default)]
-struct ProgressState {
-    committed: HashMap<StreamKey, u64>,
-    relayed: HashMap<StreamKey, u64>,
-    position: u64,
-    type_positions: HashMap<StreamType, u64>,
-}
-
-/// What a relay running in this process has indexed, shared with the
-/// store so that listings can wait for this process's own appends.
-#[derive(Default)]
-pub struct RelayProgress {
-    state: Mutex<ProgressState>,
-    notify: Notify,
-}
-
-impl RelayProgress {
-    /// Fresh progress.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Records an append this process committed.
-    pub fn committed(&self, stream: &StreamKey, revision: u64) {
-        let mut st = self.state.lock().expect("poisoned");
-        let r = st.committed.entry(stream.clone()).or_default();
-        *r = (*r).max(revision);
-    }
-
-    fn relayed(&self, entries: &[FeedEntry]) {
-        let mut st = self.state.lock().expect("poisoned");
-        for e in entries {
-            let r = st.relayed.entry(e.stream.clone()).or_default();
-            *r = (*r).max(e.first_revision + e.count - 1);
-            st.position = st.position.max(e.position + e.count - 1);
-            let t = st
-                .type_positions
-                .entry(e.stream.stream_type.clone())
-                .or_default();
-            *t = (*t).max(e.position + e.count - 1);
-        }
-        drop(st);
-        self.notify.notify_waiters();
-    }
-
-    fn indexed(&self, stream_type: Option<&StreamType>) -> bool {
-        let st = self.state.lock().expect("poisoned");
-        st.committed.iter().all(|(k, r)| {
-            stream_type.is_some_and(|t| &k.stream_type != t)
-                || st.relayed.get(k).is_some_and(|x| x >= r)
-        })
-    }
-
-    /// Waits (at most `timeout`) until every append this process committed
-    /// (of `stream_type`, or of every type) is indexed.
-    pub async fn wait_indexed(&self, stream_type: Option<&StreamType>, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.indexed(stream_type) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Waits (at most `timeout`) until a position of `stream_type` past
-    /// `after` is relayed.
-    pub async fn wait_type_position(
-        &self,
-        stream_type: &StreamType,
-        after: u64,
-        timeout: Duration,
-    ) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let reached = self
-                .state
-                .lock()
-                .expect("poisoned")
-                .type_positions
-                .get(stream_type)
-                .is_some_and(|p| *p > after);
-            if reached || tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Waits (at most `timeout`) until a position past `after` is relayed.
-    pub async fn wait_position(&self, after: u64, timeout: Duration) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.state.lock().expect("poisoned").position > after {
-            return;
-        }
-        let _ = tokio::time::timeout(timeout, notified).await;
     }
 }
 
@@ -423,7 +203,7 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
     let Some(tip) = Tip::from_item(image)? else {
         return Ok(None);
     };
-    let count = get_u64(image, "n")?.unwrap_or(0);
+    let count = get_u64(image, attr::tip::LAST_COUNT)?.unwrap_or(0);
     if count == 0 || count > tip.revision {
         return Ok(None);
     }
@@ -431,14 +211,14 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
         stream,
         tip,
         count,
-        previous_update: get_u64(image, "v")?.unwrap_or(0),
+        previous_update: get_u64(image, attr::tip::PREVIOUS_UPDATE)?.unwrap_or(0),
     }))
 }
 
 /// The relay. Cheap to clone; one per shard consumer.
 #[derive(Clone)]
 pub struct Relay {
-    store: DynamoStore,
+    pub(crate) store: DynamoStore,
     progress: Option<Arc<RelayProgress>>,
     skip_unreadable: bool,
 }
@@ -495,7 +275,7 @@ impl Relay {
             .await
             .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
         if let Some(item) = saved.item() {
-            let q = get_str(item, "q")?.to_string();
+            let q = get_str(item, attr::checkpoint::SEQUENCE)?.to_string();
             return Ok(Checkpoint {
                 seq: Some(q.clone()),
                 item: Some(q),
@@ -508,7 +288,7 @@ impl Relay {
                 .table_name(self.store.table())
                 .key_condition_expression("p = :p")
                 .expression_attribute_values(":p", s(items::FEED_PK))
-                .projection_expression("p, s, h, q")
+                .projection_expression(page_projection(&[attr::page::SHARD, attr::page::COVERS]))
                 .scan_index_forward(false)
                 .consistent_read(true)
                 .limit(100)
@@ -517,9 +297,9 @@ impl Relay {
                 .await
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             for page in out.items() {
-                if get_str(page, "h").ok() == Some(shard) {
+                if get_str(page, attr::page::SHARD).ok() == Some(shard) {
                     return Ok(Checkpoint {
-                        seq: Some(get_str(page, "q")?.to_string()),
+                        seq: Some(get_str(page, attr::page::COVERS)?.to_string()),
                         item: None,
                     });
                 }
@@ -542,13 +322,13 @@ impl Relay {
             .get_item()
             .table_name(self.store.table())
             .set_key(Some(items::key(items::ANNOUNCED_PK, shard)))
-            .projection_expression("q")
+            .projection_expression(attr::mark::SEQUENCE)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
         Ok(match out.item() {
-            Some(item) => Some(get_str(item, "q")?.to_string()),
+            Some(item) => Some(get_str(item, attr::mark::SEQUENCE)?.to_string()),
             None => None,
         })
     }
@@ -563,16 +343,20 @@ impl Relay {
     pub async fn acknowledge(&self, output: &RelayOutput) -> Result<(), DynamoError> {
         for (shard, seq) in &output.covered {
             let mut item = items::key(items::ANNOUNCED_PK, shard.as_str());
-            item.insert("q".into(), s(seq));
-            item.insert("k".into(), s(seq_key(seq)));
-            item.insert("w".into(), n(Timestamp::now().as_micros()));
+            item.insert(attr::mark::SEQUENCE.into(), s(seq));
+            item.insert(attr::mark::SEQUENCE_KEY.into(), s(seq_key(seq)));
+            item.insert(attr::mark::WRITTEN.into(), n(Timestamp::now().as_micros()));
             let put = self
                 .store
                 .client()
                 .put_item()
                 .table_name(self.store.table())
                 .set_item(Some(item))
-                .condition_expression("attribute_not_exists(p) OR k < :k")
+                .condition_expression(format!(
+                    "attribute_not_exists({}) OR {} < :k",
+                    items::PK,
+                    attr::mark::SEQUENCE_KEY
+                ))
                 .expression_attribute_values(":k", s(seq_key(seq)))
                 .send()
                 .await;
@@ -809,7 +593,11 @@ impl Relay {
                 .table_name(self.store.table())
                 .key_condition_expression("p = :p")
                 .expression_attribute_values(":p", s(items::FEED_PK))
-                .projection_expression("p, s, h, q, g")
+                .projection_expression(page_projection(&[
+                    attr::page::SHARD,
+                    attr::page::COVERS,
+                    attr::page::ENTRIES,
+                ]))
                 .scan_index_forward(false)
                 .consistent_read(true)
                 .limit(25)
@@ -818,10 +606,10 @@ impl Relay {
                 .await
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             for page in out.items() {
-                if get_str(page, "h").ok() != Some(shard) {
+                if get_str(page, attr::page::SHARD).ok() != Some(shard) {
                     continue;
                 }
-                if seq_gt(oldest, get_str(page, "q")?) {
+                if seq_gt(oldest, get_str(page, attr::page::COVERS)?) {
                     // This page and the older ones hold earlier records only.
                     break 'pages;
                 }
@@ -870,11 +658,13 @@ impl Relay {
         for (stream, c) in &last {
             let pk = items::listing_pk(&stream.stream_type);
             let updated = c.tip.updated.max(0) as u64;
-            let mut item = items::key(&pk, items::listing_sk(updated, stream.stream_id.as_str()));
-            item.insert("i".into(), s(stream.stream_id.as_str()));
-            item.insert("r".into(), n(c.tip.revision));
-            item.insert("c".into(), n(c.tip.created));
-            item.insert("u".into(), n(updated));
+            let item = items::Listing {
+                stream_id: stream.stream_id.as_str().to_string(),
+                revision: c.tip.revision,
+                created: c.tip.created,
+                updated,
+            }
+            .to_item(&stream.stream_type);
             writes.push(
                 WriteRequest::builder()
                     .put_request(
@@ -976,7 +766,7 @@ impl Relay {
             .await
             .map_err(|e| DynamoError::request("GetItem", DisplayErrorContext(e)))?;
         let item = match saved.item() {
-            Some(item) => Some(get_str(item, "q")?.to_string()),
+            Some(item) => Some(get_str(item, attr::checkpoint::SEQUENCE)?.to_string()),
             None => None,
         };
         let checkpoint = Checkpoint {
@@ -1029,7 +819,7 @@ impl Relay {
                 .table_name(table)
                 .key_condition_expression("p = :p")
                 .expression_attribute_values(":p", s(items::FEED_PK))
-                .projection_expression("p, s, l")
+                .projection_expression(page_projection(&[attr::page::LAST]))
                 .scan_index_forward(false)
                 .limit(1)
                 .consistent_read(true)
@@ -1037,9 +827,11 @@ impl Relay {
                 .await
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             let next = match head.items().first() {
-                Some(page) => req_u64(page, "l")?.checked_add(1).ok_or_else(|| {
-                    DynamoError::Corrupt("the feed's last position is u64::MAX".into())
-                })?,
+                Some(page) => req_u64(page, attr::page::LAST)?
+                    .checked_add(1)
+                    .ok_or_else(|| {
+                        DynamoError::Corrupt("the feed's last position is u64::MAX".into())
+                    })?,
                 None => 1,
             };
             let last = next
@@ -1076,29 +868,31 @@ impl Relay {
                 position += c.count;
             }
             let mut page = items::key(items::FEED_PK, pad(next));
-            page.insert("l".into(), n(last));
-            page.insert("h".into(), s(shard));
-            page.insert("q".into(), s(covers));
-            page.insert("w".into(), n(Timestamp::now().as_micros()));
-            page.insert("g".into(), AttributeValue::L(texts));
+            page.insert(attr::page::LAST.into(), n(last));
+            page.insert(attr::page::SHARD.into(), s(shard));
+            page.insert(attr::page::COVERS.into(), s(covers));
+            page.insert(attr::page::WRITTEN.into(), n(Timestamp::now().as_micros()));
+            page.insert(attr::page::ENTRIES.into(), AttributeValue::L(texts));
             let mut cp = items::key(items::CHECKPOINT_PK, shard);
-            cp.insert("q".into(), s(covers));
-            cp.insert("a".into(), n(next));
+            cp.insert(attr::checkpoint::SEQUENCE.into(), s(covers));
+            cp.insert(attr::checkpoint::PAGE.into(), n(next));
+            let absent = format!("attribute_not_exists({})", items::PK);
+            let moved = format!("{} = :q", attr::checkpoint::SEQUENCE);
             let mut writes = vec![
-                put(page, Some(("attribute_not_exists(p)", None)))?,
+                put(page, Some((absent.as_str(), None)))?,
                 put(
                     cp,
                     Some(match &checkpoint.item {
-                        Some(q) => ("q = :q", Some((":q", s(q)))),
-                        None => ("attribute_not_exists(p)", None),
+                        Some(q) => (moved.as_str(), Some((":q", s(q)))),
+                        None => (absent.as_str(), None),
                     }),
                 )?,
             ];
             for (t, list) in by_type {
                 let (first, last) = type_first[t];
                 let mut item = items::key(items::type_feed_pk(t), pad(first));
-                item.insert("l".into(), n(last));
-                item.insert("g".into(), AttributeValue::L(list));
+                item.insert(attr::type_feed::LAST.into(), n(last));
+                item.insert(attr::type_feed::ENTRIES.into(), AttributeValue::L(list));
                 writes.push(put(item, None)?);
             }
             let result = client
@@ -1167,228 +961,9 @@ fn page_group(changes: &[(&str, TipChange)]) -> usize {
     changes.len()
 }
 
-/// A running poller; stops when dropped or on [`PollerHandle::stop`].
-pub struct PollerHandle {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PollerHandle {
-    /// Stops the poller.
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for PollerHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Polls the table's DynamoDB Stream (every shard, from its trim horizon)
-/// and hands each batch to the relay; for local use and tests. Batches
-/// that fail are retried from the same iterator. Nothing is published:
-/// each batch's notifications are acknowledged as soon as it is relayed.
-pub fn spawn_poller(
-    streams: aws_sdk_dynamodbstreams::Client,
-    relay: Relay,
-    interval: Duration,
-) -> PollerHandle {
-    spawn_poller_with(streams, relay, interval, |_| async { true })
-}
-
-/// [`spawn_poller`], handing each batch's [`RelayOutput`] that has
-/// notifications to `on_output`, awaited before the next batch is read.
-/// `on_output` answers whether every notification was published: then the
-/// output is acknowledged ([`Relay::acknowledge`]) and the poller moves
-/// on; otherwise the same batch is read and handed over again (its
-/// notifications re-derived from the feed) after a pause, until it is
-/// published. Notifications are thus announced at least once, also across
-/// a crash of the process between the feed write and the publishing.
-pub fn spawn_poller_with<F, Fut>(
-    streams: aws_sdk_dynamodbstreams::Client,
-    relay: Relay,
-    interval: Duration,
-    on_output: F,
-) -> PollerHandle
-where
-    F: Fn(RelayOutput) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    // No failure queue here: a record that cannot be read is logged and
-    // skipped, or the feed of every stream would stop at it.
-    let relay = relay.skipping_unreadable();
-    let task = tokio::spawn(async move {
-        loop {
-            if let Err(e) = poll_forever(&streams, &relay, interval, &on_output).await {
-                tracing::warn!(error = %e, "relay poller failed; restarting");
-                tokio::time::sleep(interval).await;
-            }
-        }
-    });
-    PollerHandle { task }
-}
-
-async fn poll_forever<F, Fut>(
-    streams: &aws_sdk_dynamodbstreams::Client,
-    relay: &Relay,
-    interval: Duration,
-    on_output: &F,
-) -> Result<(), DynamoError>
-where
-    F: Fn(RelayOutput) -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let table = relay
-        .store
-        .client()
-        .describe_table()
-        .table_name(relay.store.table())
-        .send()
-        .await
-        .map_err(|e| DynamoError::request("DescribeTable", DisplayErrorContext(e)))?;
-    let arn = table
-        .table()
-        .and_then(|t| t.latest_stream_arn())
-        .ok_or_else(|| DynamoError::Schema("the table has no stream".into()))?
-        .to_string();
-    // Per shard: its parent, and its iterator (`None` once a closed shard
-    // has been read to its end).
-    let mut parents: HashMap<String, Option<String>> = HashMap::new();
-    let mut iterators: HashMap<String, Option<String>> = HashMap::new();
-    loop {
-        // Every shard, over DescribeStream's pages (100 shards each).
-        let mut start: Option<String> = None;
-        loop {
-            let desc = streams
-                .describe_stream()
-                .stream_arn(&arn)
-                .set_exclusive_start_shard_id(start.take())
-                .send()
-                .await
-                .map_err(|e| DynamoError::request("DescribeStream", DisplayErrorContext(e)))?;
-            let Some(d) = desc.stream_description() else {
-                break;
-            };
-            for shard in d.shards() {
-                if let Some(id) = shard.shard_id() {
-                    parents
-                        .entry(id.to_string())
-                        .or_insert_with(|| shard.parent_shard_id().map(str::to_string));
-                }
-            }
-            start = d.last_evaluated_shard_id().map(str::to_string);
-            if start.is_none() {
-                break;
-            }
-        }
-        let finished: HashSet<&str> = iterators
-            .iter()
-            .filter(|(_, it)| it.is_none())
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let ready: Vec<String> = readable_shards(&parents, &finished)
-            .into_iter()
-            .filter(|id| !iterators.contains_key(*id))
-            .map(str::to_string)
-            .collect();
-        for id in ready {
-            let it = streams
-                .get_shard_iterator()
-                .stream_arn(&arn)
-                .shard_id(&id)
-                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .map_err(|e| DynamoError::request("GetShardIterator", DisplayErrorContext(e)))?;
-            iterators.insert(id, it.shard_iterator().map(str::to_string));
-        }
-        let mut any = false;
-        let mut stalled = false;
-        for (shard, iterator) in iterators.iter_mut() {
-            let Some(it) = iterator.clone() else { continue };
-            let out = streams
-                .get_records()
-                .shard_iterator(it)
-                .limit(1000)
-                .send()
-                .await
-                .map_err(|e| DynamoError::request("GetRecords", DisplayErrorContext(e)))?;
-            let records: Vec<ChangeRecord> = out
-                .records()
-                .iter()
-                .filter_map(|r| ChangeRecord::from_streams_record(shard, r))
-                .collect();
-            if !records.is_empty() {
-                any = true;
-                let output = relay.process(&records).await?;
-                if !output.notifications.is_empty() {
-                    if !on_output(output.clone()).await {
-                        // Not announced: read the batch again (from the
-                        // same iterator) after a pause.
-                        tracing::warn!(shard = %shard, "batch not announced; handing it over again");
-                        stalled = true;
-                        continue;
-                    }
-                    relay.acknowledge(&output).await?;
-                }
-            }
-            *iterator = out.next_shard_iterator().map(str::to_string);
-        }
-        if !any || stalled {
-            tokio::time::sleep(interval).await;
-        }
-    }
-}
-
-/// The shards whose records may be read now, parents first: a shard whose
-/// parent is known and not yet read to its end waits, so that a stream's
-/// records (which move to the child shards when a shard splits) are relayed
-/// in order. A parent no longer listed (trimmed after 24 hours) does not
-/// hold its children back.
-fn readable_shards<'a>(
-    parents: &'a HashMap<String, Option<String>>,
-    finished: &HashSet<&str>,
-) -> Vec<&'a str> {
-    let mut out: Vec<&str> = parents
-        .iter()
-        .filter(|(_, parent)| {
-            parent
-                .as_deref()
-                .is_none_or(|p| !parents.contains_key(p) || finished.contains(p))
-        })
-        .map(|(id, _)| id.as_str())
-        .collect();
-    out.sort_unstable();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn children_wait_until_their_parent_is_read_to_its_end() {
-        let parents: HashMap<String, Option<String>> = [
-            ("root", None),
-            ("left", Some("root")),
-            ("right", Some("root")),
-            ("grandchild", Some("left")),
-            ("orphan", Some("trimmed-long-ago")),
-        ]
-        .into_iter()
-        .map(|(id, p)| (id.to_string(), p.map(str::to_string)))
-        .collect();
-        let none = HashSet::new();
-        assert_eq!(readable_shards(&parents, &none), ["orphan", "root"]);
-        let root_done: HashSet<&str> = ["root"].into();
-        assert_eq!(
-            readable_shards(&parents, &root_done),
-            ["left", "orphan", "right", "root"]
-        );
-        let left_done: HashSet<&str> = ["root", "left"].into();
-        assert!(readable_shards(&parents, &left_done).contains(&"grandchild"));
-    }
 
     #[test]
     fn sequence_numbers_order_by_value() {
@@ -1401,7 +976,7 @@ mod tests {
     fn pages_parse_with_positions_and_reject_forgeries() {
         let mut page = items::key(items::FEED_PK, pad(7));
         page.insert(
-            "g".into(),
+            attr::page::ENTRIES.into(),
             AttributeValue::L(vec![s("order|o-1|3|2"), s("cart|c:9|1|1")]),
         );
         let e = parse_page(&page).unwrap();

@@ -282,7 +282,12 @@ impl Relay {
                 .table_name(self.store.table())
                 .key_condition_expression("p = :p")
                 .expression_attribute_values(":p", s(items::FEED_PK))
-                .projection_expression("p, s, h, q, g, l")
+                .projection_expression(super::page_projection(&[
+                    attr::page::SHARD,
+                    attr::page::COVERS,
+                    attr::page::ENTRIES,
+                    attr::page::LAST,
+                ]))
                 .scan_index_forward(false)
                 .consistent_read(true)
                 .limit(25)
@@ -291,11 +296,11 @@ impl Relay {
                 .await
                 .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
             for page in out.items() {
-                let h = get_str(page, "h").ok();
+                let h = get_str(page, attr::page::SHARD).ok();
                 if h != Some(shard) && h != Some(label) {
                     continue;
                 }
-                if h == Some(shard) && seq_gt(oldest, get_str(page, "q")?) {
+                if h == Some(shard) && seq_gt(oldest, get_str(page, attr::page::COVERS)?) {
                     break 'pages;
                 }
                 for e in parse_page(page)? {
@@ -330,18 +335,20 @@ impl Relay {
             };
             let pk = items::listing_pk(&stream.stream_type);
             let updated = tip.updated.max(0) as u64;
-            let mut entry = items::key(&pk, items::listing_sk(updated, stream.stream_id.as_str()));
-            entry.insert("i".into(), s(stream.stream_id.as_str()));
-            entry.insert("r".into(), n(tip.revision));
-            entry.insert("c".into(), n(tip.created));
-            entry.insert("u".into(), n(updated));
+            let entry = items::Listing {
+                stream_id: stream.stream_id.as_str().to_string(),
+                revision: tip.revision,
+                created: tip.created,
+                updated,
+            }
+            .to_item(&stream.stream_type);
             let build = |e: aws_sdk_dynamodb::error::BuildError| {
                 DynamoError::request("TransactWriteItems", e)
             };
             let check = ConditionCheck::builder()
                 .table_name(self.store.table())
                 .set_key(Some(items::key(items::stream_pk(stream), items::TIP_SK)))
-                .condition_expression("r = :r")
+                .condition_expression(format!("{} = :r", attr::tip::REVISION))
                 .expression_attribute_values(":r", n(tip.revision))
                 .build()
                 .map_err(build)?;

@@ -1,0 +1,932 @@
+//! The append path of [`DynamoStore`]: one `UpdateItem` of the tip when
+//! nothing else is needed, the transactions that move the tip's events to
+//! a chunk or write large appends, the append-id items of promise 6, and
+//! the judgement of a failed condition ([`decide`]).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+use sha2::{Digest, Sha256};
+
+use eventstore_core::idempotency::{Decision, decide};
+use eventstore_core::{
+    AppendOutcome, AppendRequest, EventId, Expectation, NewEvent, Revision, StoreError, StreamInfo,
+    StreamKey, Timestamp,
+};
+
+use crate::codec;
+use crate::error::DynamoError;
+use crate::items::attr::tip::{
+    BASE, CREATED, EVENT_BYTES, EVENTS, FINGERPRINTS, LAST_COUNT, PREVIOUS_UPDATE, REVISION,
+    UPDATED,
+};
+use crate::items::{self, AppendId, Chunk, Item, TIP_SK, Tip, n};
+use crate::retry::{Backoff, is_retryable};
+use crate::store::{DynamoStore, sdk_err};
+
+/// Most bytes of event blobs the tip holds; an append that would pass it
+/// moves the tip's events to a chunk item.
+pub const TIP_BYTES: usize = 640;
+/// Fingerprints of at least this many recent events stay in the tip.
+pub const ID_WINDOW: usize = 16;
+/// The tip holds at most this many fingerprints before they are trimmed
+/// (the last append's are always kept, so up to 100 + [`ID_WINDOW`]).
+pub const ID_CAP: usize = 48;
+/// Most bytes of event blobs in one chunk item, far below DynamoDB's 400 KB
+/// item limit (one event is at most 256 KiB of JSON plus a few bytes).
+pub const CHUNK_BYTES: usize = 350 * 1024;
+
+/// The `ClientRequestToken` of one transaction attempt: a hash of
+/// everything its parameters are built from — the request's event ids, the
+/// tip state it was built on (revision and base; the tip's content follows
+/// from them), whether that tip was assumed, and the commit time written
+/// into the items. So the SDK's own retries of an attempt (the same bytes)
+/// are deduplicated by DynamoDB within its 10-minute window, and no two
+/// attempts with different parameters ever share a token (DynamoDB would
+/// refuse the second with `IdempotentParameterMismatchException`).
+pub fn request_token(
+    ids: &[EventId],
+    tip_revision: u64,
+    tip_base: u64,
+    assumed: bool,
+    now: Timestamp,
+) -> String {
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_uuid().as_bytes());
+    }
+    h.update(tip_revision.to_be_bytes());
+    h.update(tip_base.to_be_bytes());
+    h.update([u8::from(assumed)]);
+    h.update(now.as_micros().to_be_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a `TransactWriteItems` error says that the attempt's token is
+/// taken (by an attempt still in flight, or, which the tokens above rule
+/// out, by one with other parameters): the attempt is then started again
+/// from a fresh read of the tip, with a new token.
+fn token_taken(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("IdempotentParameterMismatchException" | "IdempotentParameterMismatch")
+            | Some("TransactionInProgressException")
+    )
+}
+
+/// The condition on the tip that encodes an expectation.
+fn expectation_condition(expectation: Expectation, values: &mut Item) -> Option<String> {
+    match expectation {
+        Expectation::Exact(r) if r.get() > 0 => {
+            values.insert(":expected".into(), n(r.get()));
+            Some(format!("{REVISION} = :expected"))
+        }
+        Expectation::Exact(_) | Expectation::NoStream => {
+            Some(format!("attribute_not_exists({REVISION})"))
+        }
+        Expectation::Exists => Some(format!("attribute_exists({REVISION})")),
+        Expectation::Any => None,
+    }
+}
+
+/// Conditions that no request id's fingerprint is among the tip's recent ones.
+fn fingerprint_conditions(fps: &[[u8; 4]], values: &mut Item) -> Vec<String> {
+    fps.iter()
+        .enumerate()
+        .map(|(i, fp)| {
+            values.insert(format!(":f{i}"), items::b(fp.to_vec()));
+            format!("NOT contains({FINGERPRINTS}, :f{i})")
+        })
+        .collect()
+}
+
+/// Whether an append with this expectation reads the tip and its
+/// append-id item before it writes. A retry with a pinned expectation (an
+/// integer or `no-stream`) fails its condition and finds its events in the
+/// candidate range, however many appends followed; one with `any`/`exists`
+/// passes its condition once its ids have left the tip's fingerprint
+/// window, and only the append-id item stops it (promise 6).
+fn checks_append_id(expectation: Expectation) -> bool {
+    matches!(expectation, Expectation::Any | Expectation::Exists)
+}
+
+/// The `Put` of an append's id item: first revision `f`, count `k`; it
+/// fails when the item exists (a retry), handing the item back.
+fn append_id_put(
+    table: &str,
+    stream: &StreamKey,
+    ids: &[EventId],
+    first: u64,
+) -> Result<TransactWriteItem, DynamoError> {
+    let item = AppendId {
+        first,
+        count: ids.len() as u64,
+    }
+    .to_item(stream, ids);
+    Ok(TransactWriteItem::builder()
+        .put(
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(p)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+        )
+        .build())
+}
+
+/// The revisions an existing append-id item names.
+fn stored_range(item: &Item) -> Result<(u64, u64), DynamoError> {
+    let id = AppendId::from_item(item)?;
+    Ok((id.first, id.last()))
+}
+
+/// Splits events into groups whose blobs stay under [`CHUNK_BYTES`].
+fn split_chunks(events: &[NewEvent]) -> Vec<&[NewEvent]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = codec::BLOB_HEADER;
+    for (i, e) in events.iter().enumerate() {
+        let len = codec::encoded_len(e);
+        if i > start && size + len > CHUNK_BYTES {
+            out.push(&events[start..i]);
+            start = i;
+            size = codec::BLOB_HEADER;
+        }
+        size += len;
+    }
+    out.push(&events[start..]);
+    out
+}
+
+enum Attempt {
+    Done(AppendOutcome),
+    /// The append-id item exists: these ids were appended before, at
+    /// `first ..= last`.
+    Stored {
+        first: u64,
+        last: u64,
+    },
+    /// The condition failed; the tip as it was (None: no stream).
+    Failed(Option<Tip>),
+    /// The tip (None: no stream), read in one transaction with the
+    /// append-id item of the request's ids, which does not exist.
+    Checked(Option<Tip>),
+    /// A transient conflict; try again after a pause.
+    Conflict,
+}
+
+impl DynamoStore {
+    async fn locate_ids(
+        &self,
+        stream: &StreamKey,
+        tip: &Tip,
+        expectation: Expectation,
+        ids: &[EventId],
+    ) -> Result<Vec<Option<Revision>>, DynamoError> {
+        let mut known: HashMap<EventId, u64> = HashMap::new();
+        for (rev, e) in tip.events()? {
+            known.insert(e.event_id, rev);
+        }
+        let n_ids = ids.len() as u64;
+        // The revisions a retry of this request would occupy.
+        let base = match expectation.pinned() {
+            Some(b) => Some(b.get()),
+            None => tip.revision.checked_sub(n_ids),
+        };
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        if let Some(base) = base
+            && base < tip.revision
+        {
+            ranges.push((base + 1, (base + n_ids).min(tip.revision)));
+        }
+        // Revisions whose fingerprint matches one of the request's ids.
+        let window_start = tip.revision + 1 - tip.fingerprints.len() as u64;
+        let wanted: Vec<[u8; 4]> = ids.iter().map(codec::fingerprint).collect();
+        let hits: Vec<u64> = tip
+            .fingerprints
+            .iter()
+            .enumerate()
+            .filter(|(_, fp)| wanted.iter().any(|w| w.as_slice() == fp.as_slice()))
+            .map(|(i, _)| window_start + i as u64)
+            .filter(|rev| *rev > 0)
+            .collect();
+        if let (Some(lo), Some(hi)) = (hits.iter().min(), hits.iter().max()) {
+            ranges.push((*lo, *hi));
+        }
+        for (lo, hi) in ranges {
+            if lo > tip.base && hi <= tip.revision {
+                continue; // already known from the tip's events
+            }
+            for e in self.read_range(stream, tip, lo, hi).await? {
+                known.insert(e.event_id, e.revision.get());
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| known.get(id).map(|r| Revision::new(*r)))
+            .collect())
+    }
+
+    /// Reads the tip and the append-id item of `ids` in one
+    /// `TransactGetItems` (a consistent snapshot of both). Appends leave
+    /// the tip only after their append-id items are written (see
+    /// [`Self::put_append_ids`]), so when the item is absent the ids are
+    /// stored nowhere but, perhaps, among the tip's own events; a write
+    /// conditioned on this tip's revision and base is then airtight.
+    async fn read_checked(
+        &self,
+        stream: &StreamKey,
+        ids: &[EventId],
+    ) -> Result<Attempt, DynamoError> {
+        use aws_sdk_dynamodb::types::{Get, TransactGetItem};
+        let get = |sk: String| -> Result<TransactGetItem, DynamoError> {
+            Ok(TransactGetItem::builder()
+                .get(
+                    Get::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(items::key(items::stream_pk(stream), sk)))
+                        .build()
+                        .map_err(|e| DynamoError::request("TransactGetItems", e))?,
+                )
+                .build())
+        };
+        let mut backoff = Backoff::default();
+        loop {
+            let result = self
+                .client
+                .transact_get_items()
+                .transact_items(get(TIP_SK.into())?)
+                .transact_items(get(items::append_id_sk(ids))?)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let responses = out.responses();
+                    let item = |i: usize| responses.get(i).and_then(|r| r.item());
+                    if let Some(id_item) = item(1) {
+                        let (first, last) = stored_range(id_item)?;
+                        return Ok(Attempt::Stored { first, last });
+                    }
+                    let tip = item(0).map(Tip::from_item).transpose()?.flatten();
+                    return Ok(Attempt::Checked(tip));
+                }
+                // A transaction writing one of the items meanwhile cancels
+                // the read: read again.
+                Err(SdkError::ServiceError(se))
+                    if matches!(
+                        se.err(),
+                        aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsError::TransactionCanceledException(_)
+                    ) || se.err().meta().code().is_some_and(is_retryable) =>
+                {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention(backoff.attempts()));
+                    }
+                }
+                Err(e) => return Err(sdk_err("TransactGetItems", e)),
+            }
+        }
+    }
+
+    /// Writes the append-id items of the appends held in the tip's event
+    /// list (one blob per append), before a transaction moves them to a
+    /// chunk: an append's events are always in the tip, or its append-id
+    /// item exists. The items name appends already stored, so writing them
+    /// early (a transaction that then loses a race) or twice (the same
+    /// content) is harmless. One `BatchWriteItem` per 25 items, 1 WCU each.
+    async fn put_append_ids(&self, stream: &StreamKey, tip: &Tip) -> Result<(), DynamoError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let mut requests = Vec::with_capacity(tip.blobs.len());
+        let mut first = tip.base + 1;
+        for blob in &tip.blobs {
+            let ids: Vec<EventId> = codec::decode(blob)?.iter().map(|e| e.event_id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let item = AppendId {
+                first,
+                count: ids.len() as u64,
+            }
+            .to_item(stream, &ids);
+            first += ids.len() as u64;
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(|e| DynamoError::request("BatchWriteItem", e))?,
+                    )
+                    .build(),
+            );
+        }
+        for group in requests.chunks(25) {
+            let mut pending = group.to_vec();
+            let mut backoff = Backoff::default();
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() && !backoff.wait().await {
+                    return Err(DynamoError::Contention(backoff.attempts()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The revisions named by the append-id item of `ids`.
+    async fn read_append_id(
+        &self,
+        stream: &StreamKey,
+        ids: &[EventId],
+    ) -> Result<(u64, u64), DynamoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(
+                items::stream_pk(stream),
+                items::append_id_sk(ids),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        let item = out
+            .item()
+            .ok_or_else(|| DynamoError::Corrupt("the append-id item vanished".into()))?;
+        stored_range(item)
+    }
+
+    /// The fast path: one `UpdateItem` of the tip.
+    async fn try_tip_update(
+        &self,
+        request: &AppendRequest,
+        blob: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<Attempt, DynamoError> {
+        let stream = request.stream();
+        let k = request.events().len() as u64;
+        let fps: Vec<[u8; 4]> = request.event_ids().iter().map(codec::fingerprint).collect();
+        let mut values = Item::new();
+        let mut conds = Vec::new();
+        if let Some(c) = expectation_condition(request.expectation(), &mut values) {
+            conds.push(c);
+        }
+        conds.push(format!(
+            "(attribute_not_exists({EVENT_BYTES}) OR {EVENT_BYTES} <= :zroom)"
+        ));
+        conds.push(format!(
+            "(attribute_not_exists({FINGERPRINTS}) OR size({FINGERPRINTS}) <= :xroom)"
+        ));
+        conds.extend(fingerprint_conditions(&fps, &mut values));
+        values.insert(":zroom".into(), n(TIP_BYTES - blob.len()));
+        values.insert(":xroom".into(), n(ID_CAP.saturating_sub(fps.len())));
+        values.insert(":zero".into(), n(0));
+        values.insert(":k".into(), n(k));
+        values.insert(":now".into(), n(now.as_micros()));
+        values.insert(":nil".into(), AttributeValue::L(vec![]));
+        values.insert(":bytes".into(), n(blob.len()));
+        values.insert(":blob".into(), items::blob_list([blob]));
+        values.insert(
+            ":fps".into(),
+            items::blob_list(fps.iter().map(|f| f.to_vec())),
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(items::stream_pk(stream), TIP_SK)))
+            .update_expression(format!(
+                "SET {REVISION} = if_not_exists({REVISION}, :zero) + :k, \
+                 {BASE} = if_not_exists({BASE}, :zero), \
+                 {CREATED} = if_not_exists({CREATED}, :now), \
+                 {PREVIOUS_UPDATE} = if_not_exists({UPDATED}, :zero), {UPDATED} = :now, \
+                 {LAST_COUNT} = :k, \
+                 {EVENTS} = list_append(if_not_exists({EVENTS}, :nil), :blob), \
+                 {EVENT_BYTES} = if_not_exists({EVENT_BYTES}, :zero) + :bytes, \
+                 {FINGERPRINTS} = list_append(if_not_exists({FINGERPRINTS}, :nil), :fps)"
+            ))
+            .condition_expression(conds.join(" AND "))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let tip = out
+                    .attributes()
+                    .map(Tip::from_item)
+                    .transpose()?
+                    .flatten()
+                    .ok_or_else(|| DynamoError::Corrupt("UpdateItem returned no tip".into()))?;
+                Ok(Attempt::Done(AppendOutcome {
+                    stream: tip.info(stream),
+                    first_revision: Revision::new(tip.revision - k + 1),
+                    last_revision: Revision::new(tip.revision),
+                    first_position: None,
+                    already_appended: false,
+                }))
+            }
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                UpdateItemError::ConditionalCheckFailedException(c) => Ok(Attempt::Failed(
+                    c.item().map(Tip::from_item).transpose()?.flatten(),
+                )),
+                other if other.meta().code().is_some_and(is_retryable) => Ok(Attempt::Conflict),
+                _ => Err(sdk_err("UpdateItem", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("UpdateItem", e)),
+        }
+    }
+
+    /// The transactional path, built on a known tip (`None`: no stream).
+    /// Moves the tip's events to a chunk when needed and writes large
+    /// appends as chunk items.
+    async fn try_transaction(
+        &self,
+        request: &AppendRequest,
+        tip: Option<&Tip>,
+        assumed: bool,
+        now: Timestamp,
+    ) -> Result<Attempt, DynamoError> {
+        let stream = request.stream();
+        let pk = items::stream_pk(stream);
+        let events = request.events();
+        let k = events.len() as u64;
+        let old_rev = tip.map_or(0, |t| t.revision);
+        let new_rev = old_rev + k;
+        let mut writes: Vec<TransactWriteItem> = Vec::new();
+        let put = |item: Item| -> Result<TransactWriteItem, DynamoError> {
+            Ok(TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+                )
+                .build())
+        };
+        let chunk = |first: u64, last: u64, blobs: Vec<Vec<u8>>| {
+            Chunk { first, last, blobs }.to_item(stream)
+        };
+        let new_blob = codec::encode(now, events);
+        // While the tip has room, the new events join the tip's.
+        let keep_tip = tip.filter(|t| {
+            !assumed && t.blobs.iter().map(Vec::len).sum::<usize>() + new_blob.len() <= TIP_BYTES
+        });
+        // Otherwise the tip's events move to a chunk, after their
+        // append-id items are written.
+        if let Some(t) = tip
+            && !assumed
+            && keep_tip.is_none()
+            && !t.blobs.is_empty()
+        {
+            self.put_append_ids(stream, t).await?;
+            writes.push(put(chunk(t.base + 1, t.revision, t.blobs.clone()))?);
+        }
+        let (tip_blobs, tip_base) = if let Some(t) = keep_tip {
+            let mut blobs = t.blobs.clone();
+            blobs.push(new_blob);
+            (blobs, t.base)
+        } else if new_blob.len() <= TIP_BYTES {
+            (vec![new_blob], old_rev)
+        } else {
+            let mut first = old_rev + 1;
+            for group in split_chunks(events) {
+                let last = first + group.len() as u64 - 1;
+                writes.push(put(chunk(first, last, vec![codec::encode(now, group)]))?);
+                first = last + 1;
+            }
+            (Vec::new(), new_rev)
+        };
+        let in_chunks = tip_blobs.is_empty();
+        // createdAt: the tip's, when it was read; `now` when the stream is
+        // new (also on an assumed empty tip at revision 0, which the
+        // condition requires not to exist, so `c` is set to `now`).
+        let created = match tip {
+            Some(t) if !(assumed && t.revision == 0) => t.created,
+            _ => now.as_micros(),
+        };
+        let bytes: usize = tip_blobs.iter().map(Vec::len).sum();
+        let tip_key = items::key(&pk, TIP_SK);
+        let tip_write = if assumed {
+            // Built on an assumed empty tip at the pinned revision: the
+            // condition checks it, the id window is kept and extended.
+            let mut values = Item::new();
+            let mut conds: Vec<String> = expectation_condition(request.expectation(), &mut values)
+                .into_iter()
+                .collect();
+            conds.push(format!(
+                "(attribute_not_exists({EVENT_BYTES}) OR {EVENT_BYTES} = :zero)"
+            ));
+            conds.push(format!(
+                "(attribute_not_exists({FINGERPRINTS}) OR size({FINGERPRINTS}) <= :xroom)"
+            ));
+            let ids: Vec<[u8; 4]> = request.event_ids().iter().map(codec::fingerprint).collect();
+            conds.extend(fingerprint_conditions(&ids, &mut values));
+            values.insert(":zero".into(), n(0));
+            values.insert(":xroom".into(), n(ID_CAP.saturating_sub(ids.len())));
+            values.insert(":r".into(), n(new_rev));
+            values.insert(":k".into(), n(k));
+            values.insert(":now".into(), n(now.as_micros()));
+            values.insert(":nil".into(), AttributeValue::L(vec![]));
+            values.insert(":e".into(), items::blob_list(tip_blobs));
+            values.insert(":z".into(), n(bytes));
+            values.insert(":b".into(), n(tip_base));
+            values.insert(
+                ":fps".into(),
+                items::blob_list(ids.iter().map(|f| f.to_vec())),
+            );
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(tip_key))
+                        .update_expression(format!(
+                            "SET {REVISION} = :r, {BASE} = :b, \
+                             {CREATED} = if_not_exists({CREATED}, :now), \
+                             {PREVIOUS_UPDATE} = if_not_exists({UPDATED}, :zero), \
+                             {UPDATED} = :now, {LAST_COUNT} = :k, {EVENTS} = :e, \
+                             {EVENT_BYTES} = :z, \
+                             {FINGERPRINTS} = list_append(if_not_exists({FINGERPRINTS}, :nil), :fps)"
+                        ))
+                        .condition_expression(conds.join(" AND "))
+                        .set_expression_attribute_values(Some(values))
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+                )
+                .build()
+        } else {
+            let mut fps: Vec<Vec<u8>> = tip.map(|t| t.fingerprints.clone()).unwrap_or_default();
+            fps.extend(
+                request
+                    .event_ids()
+                    .iter()
+                    .map(|id| codec::fingerprint(id).to_vec()),
+            );
+            let keep = ID_WINDOW.max(events.len());
+            let fps = fps.split_off(fps.len().saturating_sub(keep));
+            let item = Tip {
+                revision: new_rev,
+                base: tip_base,
+                created,
+                updated: now.as_micros(),
+                blobs: tip_blobs,
+                fingerprints: fps,
+            }
+            .to_item(stream, tip.map_or(0, |t| t.updated), k);
+            let mut cond = Put::builder().table_name(&self.table).set_item(Some(item));
+            cond = match tip {
+                Some(t) => cond
+                    .condition_expression(format!("{REVISION} = :r AND {BASE} = :b"))
+                    .expression_attribute_values(":r", n(t.revision))
+                    .expression_attribute_values(":b", n(t.base)),
+                None => cond.condition_expression(format!("attribute_not_exists({})", items::PK)),
+            };
+            TransactWriteItem::builder()
+                .put(
+                    cond.return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
+                )
+                .build()
+        };
+        let tip_index = writes.len();
+        writes.push(tip_write);
+        // New events written straight to chunks never pass through the
+        // tip: their append-id item is written with them.
+        let id_index = if in_chunks {
+            writes.push(append_id_put(
+                &self.table,
+                stream,
+                &request.event_ids(),
+                old_rev + 1,
+            )?);
+            Some(writes.len() - 1)
+        } else {
+            None
+        };
+        let done = |created: i64| AppendOutcome {
+            stream: StreamInfo {
+                stream_id: stream.stream_id.clone(),
+                stream_type: stream.stream_type.clone(),
+                revision: Revision::new(new_rev),
+                updated_at: now,
+                created_at: Timestamp::from_micros(created),
+            },
+            first_revision: Revision::new(old_rev + 1),
+            last_revision: Revision::new(new_rev),
+            first_position: None,
+            already_appended: false,
+        };
+        if !assumed
+            && let [only] = writes.as_slice()
+            && let Some(tip_put) = only.put()
+        {
+            // Only the tip changes: a conditional `PutItem` (1 WCU) instead
+            // of a transaction (2 WCU per KB).
+            return self.put_tip(stream, tip_put, done(created)).await;
+        }
+        let token = request_token(
+            &request.event_ids(),
+            old_rev,
+            tip.map_or(0, |t| t.base),
+            assumed,
+            now,
+        );
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .client_request_token(token)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                let created = if assumed && old_rev > 0 {
+                    // createdAt is not known on this path: from this process's
+                    // cache, else read back (it never changes).
+                    let cached = self.created.lock().expect("poisoned").get(stream).copied();
+                    match cached {
+                        Some(c) => c,
+                        None => {
+                            self.get_tip(stream)
+                                .await?
+                                .ok_or_else(|| {
+                                    DynamoError::Corrupt("the tip vanished after an append".into())
+                                })?
+                                .created
+                        }
+                    }
+                } else {
+                    created
+                };
+                Ok(Attempt::Done(done(created)))
+            }
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let reasons = c.cancellation_reasons();
+                    if let Some(i) = id_index
+                        && let Some(r) = reasons.get(i)
+                        && r.code() == Some("ConditionalCheckFailed")
+                    {
+                        let (first, last) = match r.item() {
+                            Some(item) => stored_range(item)?,
+                            None => self.read_append_id(stream, &request.event_ids()).await?,
+                        };
+                        return Ok(Attempt::Stored { first, last });
+                    }
+                    let tip_reason = reasons.get(tip_index);
+                    if tip_reason.and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+                        let old = tip_reason
+                            .and_then(|r| r.item())
+                            .map(Tip::from_item)
+                            .transpose()?
+                            .flatten();
+                        // moto and DynamoDB both return the old item; fall
+                        // back to a read when it is missing.
+                        return match old {
+                            Some(t) => Ok(Attempt::Failed(Some(t))),
+                            None => Ok(Attempt::Failed(self.get_tip(stream).await?)),
+                        };
+                    }
+                    if reasons.iter().any(|r| r.code().is_some_and(is_retryable)) {
+                        return Ok(Attempt::Conflict);
+                    }
+                    Err(sdk_err("TransactWriteItems", SdkError::ServiceError(se)))
+                }
+                other
+                    if other.meta().code().is_some_and(is_retryable)
+                        || token_taken(other.meta().code()) =>
+                {
+                    Ok(Attempt::Conflict)
+                }
+                _ => Err(sdk_err("TransactWriteItems", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("TransactWriteItems", e)),
+        }
+    }
+
+    /// Writes the tip alone with a conditional `PutItem` (the transaction
+    /// path's tip `Put`, when nothing else changes). A lost answer retried
+    /// by the SDK meets its own condition and is recognised from the tip's
+    /// events.
+    async fn put_tip(
+        &self,
+        stream: &StreamKey,
+        tip_put: &Put,
+        outcome: AppendOutcome,
+    ) -> Result<Attempt, DynamoError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(tip_put.item().clone()))
+            .set_condition_expression(tip_put.condition_expression().map(str::to_string))
+            .set_expression_attribute_values(tip_put.expression_attribute_values().cloned())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Attempt::Done(outcome)),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                PutItemError::ConditionalCheckFailedException(c) => match c.item() {
+                    Some(item) => Ok(Attempt::Failed(Tip::from_item(item)?)),
+                    None => Ok(Attempt::Failed(self.get_tip(stream).await?)),
+                },
+                other if other.meta().code().is_some_and(is_retryable) => Ok(Attempt::Conflict),
+                _ => Err(sdk_err("PutItem", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("PutItem", e)),
+        }
+    }
+
+    pub(crate) async fn append_inner(
+        &self,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StoreError> {
+        let stream = request.stream().clone();
+        let ids = request.event_ids();
+        let expectation = request.expectation();
+        let mut backoff = Backoff::default();
+        let first_blob_len = codec::BLOB_HEADER
+            + request
+                .events()
+                .iter()
+                .map(codec::encoded_len)
+                .sum::<usize>();
+        // First attempt: blind, unless a large append must know the revision.
+        let mut known: Option<Option<Tip>> = None;
+        let checked = checks_append_id(expectation);
+        let mut attempt = if checked {
+            self.read_checked(&stream, &ids).await?
+        } else if first_blob_len <= TIP_BYTES {
+            self.try_tip_update(
+                &request,
+                codec::encode(Timestamp::now(), request.events()),
+                Timestamp::now(),
+            )
+            .await?
+        } else {
+            // A large append with a pinned revision: assume an empty tip.
+            let assumed = Tip {
+                revision: expectation.pinned().map_or(0, |r| r.get()),
+                base: expectation.pinned().map_or(0, |r| r.get()),
+                ..Tip::default()
+            };
+            self.try_transaction(&request, Some(&assumed), true, Timestamp::now())
+                .await?
+        };
+        loop {
+            match attempt {
+                Attempt::Stored { first, last } => {
+                    // A retry of an append stored earlier (its append-id
+                    // item exists): answered with the original revisions.
+                    let tip = self.get_tip(&stream).await?.ok_or_else(|| {
+                        DynamoError::Corrupt("an append-id item without a tip".into())
+                    })?;
+                    return Ok(AppendOutcome {
+                        stream: tip.info(&stream),
+                        first_revision: Revision::new(first),
+                        last_revision: Revision::new(last),
+                        first_position: None,
+                        already_appended: true,
+                    });
+                }
+                Attempt::Done(outcome) => {
+                    {
+                        let mut cache = self.created.lock().expect("poisoned");
+                        if cache.len() > 100_000 {
+                            cache.clear();
+                        }
+                        cache.insert(stream.clone(), outcome.stream.created_at.as_micros());
+                    }
+                    if let Some(p) = &self.progress {
+                        p.committed(&stream, outcome.last_revision.get());
+                    }
+                    return Ok(outcome);
+                }
+                Attempt::Conflict => {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention(backoff.attempts()).into());
+                    }
+                    known = None;
+                    attempt = if checked {
+                        self.read_checked(&stream, &ids).await?
+                    } else {
+                        Attempt::Failed(self.get_tip(&stream).await?)
+                    };
+                    continue;
+                }
+                Attempt::Failed(_) if checked => {
+                    // The tip moved since the append-id item was found
+                    // absent: both are read again.
+                    attempt = self.read_checked(&stream, &ids).await?;
+                    continue;
+                }
+                Attempt::Failed(tip) | Attempt::Checked(tip) => {
+                    let current = tip.as_ref().map_or(0, |t| t.revision);
+                    let found = match &tip {
+                        Some(t) => self.locate_ids(&stream, t, expectation, &ids).await?,
+                        None => vec![None; ids.len()],
+                    };
+                    match decide(expectation, Revision::new(current), &ids, &found)? {
+                        Decision::AlreadyAppended { first, last } => {
+                            let tip = tip.expect("ids found in an existing stream");
+                            return Ok(AppendOutcome {
+                                stream: tip.info(&stream),
+                                first_revision: first,
+                                last_revision: last,
+                                first_position: None,
+                                already_appended: true,
+                            });
+                        }
+                        Decision::Write => {
+                            if let Some(prev) = &known
+                                && prev.as_ref().map(|t| (t.revision, t.base))
+                                    == tip.as_ref().map(|t| (t.revision, t.base))
+                                && !backoff.wait().await
+                            {
+                                return Err(DynamoError::Contention(backoff.attempts()).into());
+                            }
+                            attempt = self
+                                .try_transaction(&request, tip.as_ref(), false, Timestamp::now())
+                                .await?;
+                            known = Some(tip);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_tokens_depend_on_ids_and_tip_and_fit_the_limit() {
+        let ids = [EventId::generate(), EventId::generate()];
+        let now = Timestamp::from_micros(1_700_000_000_000_000);
+        let t = request_token(&ids, 3, 1, false, now);
+        assert_eq!(t.len(), 32, "ClientRequestToken is at most 36 characters");
+        assert_eq!(t, request_token(&ids, 3, 1, false, now));
+        assert_ne!(t, request_token(&ids, 4, 1, false, now));
+        assert_ne!(t, request_token(&ids[..1], 3, 1, false, now));
+        assert_ne!(t, request_token(&ids, 3, 1, true, now));
+        let later = Timestamp::from_micros(now.as_micros() + 1);
+        assert_ne!(
+            t,
+            request_token(&ids, 3, 1, false, later),
+            "another commit time is another parameter set, so another token"
+        );
+    }
+
+    #[test]
+    fn large_appends_split_into_chunks_under_the_item_limit() {
+        let big = "x".repeat(256 * 1024 - 2);
+        let events: Vec<NewEvent> = (0..4)
+            .map(|_| {
+                NewEvent::new(
+                    eventstore_core::EventType::parse("big").unwrap(),
+                    eventstore_core::JsonValue::from_text(format!("\"{big}\"")).unwrap(),
+                )
+            })
+            .collect();
+        let groups = split_chunks(&events);
+        assert_eq!(groups.len(), 4);
+        for g in groups {
+            let size = codec::BLOB_HEADER + g.iter().map(codec::encoded_len).sum::<usize>();
+            assert!(size <= 400 * 1024 - 1024, "a chunk stays under 400 KB");
+        }
+    }
+}
