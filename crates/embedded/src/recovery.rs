@@ -212,12 +212,41 @@ fn explained_by_crash(
             if run >= to_boundary && run >= MIN_ZERO_RUN_AT_END.min(n) {
                 return Ok(true);
             }
+            if run == 1 && to_boundary == 1 && one_unwritten_byte(&bytes, start, i as usize) {
+                return Ok(true);
+            }
             i += run.max(1);
         } else {
             i += 1;
         }
     }
     Ok(false)
+}
+
+/// Whether the stretch is one frame whose only fault is a zero byte alone
+/// in its sector, at `i`: its first byte (the last of a sector) or its last
+/// byte (the first of a sector). A commit torn by a power cut leaves that
+/// when the disk wrote every sector of the frame but that one. It is
+/// accepted only when putting a byte back there makes the whole frame
+/// check (header and body CRCs), so the frame is otherwise exactly as
+/// written. Shorter than `MIN_ZERO_RUN_AT_END`, this is the one one-byte run
+/// accepted, and only in that shape.
+fn one_unwritten_byte(bytes: &[u8], start: u64, i: usize) -> bool {
+    if bytes.len() < FRAME_HEADER_LEN || bytes[i] != 0 || (i != 0 && i != bytes.len() - 1) {
+        return false;
+    }
+    let mut frame = bytes.to_vec();
+    let candidates: Vec<u8> = if i == 0 {
+        vec![format::FRAME_MAGIC.to_le_bytes()[0]]
+    } else {
+        (1..=255).collect()
+    };
+    candidates.into_iter().any(|b| {
+        frame[i] = b;
+        FrameHeader::parse(&frame[..FRAME_HEADER_LEN], start).is_some_and(|h| {
+            h.frame_len() == frame.len() as u64 && h.checks(&frame[h.header_len..])
+        })
+    })
 }
 
 /// What the replay at open found.

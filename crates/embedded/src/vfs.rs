@@ -203,6 +203,11 @@ struct SimState {
     kill_at: HashSet<(Op, u64)>,
     /// After this many calls in all, every call fails (the process died).
     dead: bool,
+    /// Bumped each time the simulated process dies (a kill or a power
+    /// cut): a handle opened by an earlier process never acts again, even
+    /// after [`SimFs::heal`] starts a new one (a dead process's threads
+    /// cannot sync or write on behalf of its successor).
+    generation: u64,
     /// The largest single write so far, in bytes.
     largest_write: u64,
     rng: u64,
@@ -229,6 +234,7 @@ impl SimState {
         *n += 1;
         if self.kill_at.contains(&(op, k)) {
             self.dead = true;
+            self.generation += 1;
             self.locks.clear();
             return Err(io::Error::other("the simulated process died in this call"));
         }
@@ -306,6 +312,7 @@ impl SimFs {
     pub fn kill(&self) {
         let mut s = self.lock_state();
         s.dead = true;
+        s.generation += 1;
         // The dead process's locks go with it.
         s.locks.clear();
     }
@@ -315,6 +322,8 @@ impl SimFs {
     /// are lost. Locks are released and the layer is healed.
     pub fn power_cut(&self, mode: PowerCut) {
         let mut s = self.lock_state();
+        // The power takes the running process with it.
+        s.generation += 1;
         let paths: Vec<PathBuf> = s.files.keys().cloned().collect();
         for path in paths {
             let mut f = s.files.remove(&path).expect("listed");
@@ -456,11 +465,18 @@ impl SimFs {
 struct SimHandle {
     fs: SimFs,
     path: PathBuf,
+    /// The process that opened it (see `SimState::generation`).
+    generation: u64,
 }
 
 impl SimHandle {
     fn with<T>(&self, op: Op, f: impl FnOnce(&mut SimState) -> io::Result<T>) -> io::Result<T> {
         let mut s = self.fs.lock_state();
+        if s.generation != self.generation {
+            return Err(io::Error::other(
+                "the simulated process that opened this file is dead",
+            ));
+        }
         s.call(op)?;
         f(&mut s)
     }
@@ -500,6 +516,11 @@ impl StorageFile for SimHandle {
     fn sync_data(&self) -> io::Result<()> {
         self.fs.wait_gate();
         let mut s = self.fs.lock_state();
+        if s.generation != self.generation {
+            return Err(io::Error::other(
+                "the simulated process that opened this file is dead",
+            ));
+        }
         let result = s.call(Op::Sync);
         let partial = result.is_err() && !s.dead;
         let r = if partial { s.next_random() } else { 0 };
@@ -534,7 +555,7 @@ impl StorageFile for SimHandle {
 
     fn len(&self) -> io::Result<u64> {
         let s = self.fs.lock_state();
-        if s.dead {
+        if s.dead || s.generation != self.generation {
             return Err(io::Error::other("the simulated process is dead"));
         }
         let f = s.files.get(&self.path).ok_or_else(missing)?;
@@ -576,9 +597,11 @@ impl FileSystem for SimFs {
         } else if s.dead {
             return Err(io::Error::other("the simulated process is dead"));
         }
+        let generation = s.generation;
         Ok(Arc::new(SimHandle {
             fs: self.clone(),
             path: path.to_path_buf(),
+            generation,
         }))
     }
 
