@@ -81,7 +81,12 @@ impl RelayFunction {
     ) -> Result<TimeWindowEventResponse, LambdaError> {
         let newest_age = crate::emf::newest_record_age(&event);
         let (report, response) = self.handle_with_report(event).await?;
-        crate::emf::relay_batch(report.records, newest_age, report.published, report.unpublished);
+        crate::emf::relay_batch(
+            report.records,
+            newest_age,
+            report.published,
+            report.unpublished,
+        );
         tracing::info!(
             records = report.records,
             published = report.published,
