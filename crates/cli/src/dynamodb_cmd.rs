@@ -75,6 +75,8 @@ const RELAY_DRAIN: Duration = Duration::from_secs(10);
 pub struct Opened {
     /// The store.
     pub store: Arc<dyn EventStore>,
+    /// The AWS settings it was opened with (for the readiness probe).
+    pub sdk: aws_config::SdkConfig,
     /// The in-process relay and the cost recorders, finished at shutdown.
     pub running: Running,
 }
@@ -170,6 +172,7 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
         );
         return Ok(Opened {
             store: Arc::new(store),
+            sdk,
             running: Running { relay: None, costs },
         });
     }
@@ -229,6 +232,7 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
     });
     Ok(Opened {
         store: Arc::new(store),
+        sdk,
         running: Running {
             relay: Some((poller, progress)),
             costs,

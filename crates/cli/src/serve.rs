@@ -50,8 +50,9 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                     .context("the dynamodb backend needs its settings")?;
                 let opened = dynamodb_cmd::open(dynamo).await?;
                 dynamodb = Some(opened.running);
-                let probed = readiness::ProbedStore::start(opened.store, dynamo.table.clone());
-                (probed.await, None)
+                let probed =
+                    readiness::ProbedStore::start(opened.store, &opened.sdk, dynamo.table.clone());
+                (probed, None)
             }
         };
     let protection = &settings.protection;

@@ -58,13 +58,15 @@ async fn probe(client: &aws_sdk_dynamodb::Client, table: &str) -> Option<String>
 impl ProbedStore {
     /// Wraps `inner` and starts probing `table` (first probe at once; the
     /// store counts as ready until it answers, as `open` just found the
-    /// table). The probe stops when the returned store is dropped.
-    pub async fn start(inner: Arc<dyn EventStore>, table: String) -> Arc<Self> {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+    /// table). The probe stops when the returned store is dropped. `sdk`
+    /// is the configuration the store was opened with.
+    pub fn start(
+        inner: Arc<dyn EventStore>,
+        sdk: &aws_config::SdkConfig,
+        table: String,
+    ) -> Arc<Self> {
         let client = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
+            aws_sdk_dynamodb::config::Builder::from(sdk)
                 .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
                 .build(),
         );
