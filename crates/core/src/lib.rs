@@ -19,6 +19,7 @@
 //! - [`event`]: [`NewEvent`], [`RecordedEvent`], [`StreamInfo`].
 //! - [`store`]: the [`EventStore`] trait, its requests, answers and [`StoreError`].
 //! - [`idempotency`]: the pure decision whether an append is a retry.
+//! - [`gated`]: [`GatedStore`], a store that answers 503 until the real one is open.
 //! - [`memory`]: [`MemoryStore`], the in-memory reference model.
 //! - `conformance` (feature `testkit`): the suite every backend must pass.
 //! - `openapi` (feature `openapi`): OpenAPI schemas of the wire types.
@@ -26,6 +27,7 @@
 
 pub mod event;
 pub mod expectation;
+pub mod gated;
 pub mod idempotency;
 pub mod ids;
 pub mod json;
@@ -41,6 +43,7 @@ pub mod openapi;
 
 pub use event::{NewEvent, RecordedEvent, StreamInfo};
 pub use expectation::{Expectation, ExpectationFailed};
+pub use gated::GatedStore;
 pub use ids::{EventId, EventType, IdError, Position, Revision, StreamId, StreamKey, StreamType};
 pub use json::{JsonError, JsonObject, JsonValue};
 pub use memory::MemoryStore;

@@ -78,8 +78,9 @@ pub(crate) async fn liveness() -> Json<Liveness> {
 /// Readiness check.
 ///
 /// Answers `ok` with the server's time when the store takes writes, and
-/// 503 (`unavailable`, with the reason) when it does not — for instance
-/// after a failed disk write, or while the server shuts down. Needs no API
+/// 503 (`unavailable`, with the reason) when it does not: while the store
+/// is still opening, after a failed disk write, while the DynamoDB table is
+/// missing or unreachable, or while the server shuts down. Needs no API
 /// key.
 #[utoipa::path(
     get,
