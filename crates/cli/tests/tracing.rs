@@ -101,12 +101,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// `--otlp-endpoint` exports the spans to a collector (here a small HTTP
-/// endpoint that keeps the OTLP/HTTP protobuf bodies it receives): the
-/// request's span in the caller's trace with the caller's span as parent,
-/// and the handler's and the store call's spans under it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn otlp_export_carries_the_callers_trace_and_the_store_call() {
+/// Whether an OTLP protobuf body holds a span named `name`: the span's
+/// `name` is its field 5, a length-delimited string (tag byte `0x2a`).
+fn has_span(bodies: &[u8], name: &str) -> bool {
+    let mut field = vec![0x2a, u8::try_from(name.len()).unwrap()];
+    field.extend_from_slice(name.as_bytes());
+    contains(bodies, &field)
+}
+
+/// A small OTLP/HTTP collector that keeps the protobuf bodies it
+/// receives: its endpoint and what it received.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
     use std::sync::{Arc, Mutex};
     let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let kept = received.clone();
@@ -127,6 +132,16 @@ async fn otlp_export_carries_the_callers_trace_and_the_store_call() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
 
+    (endpoint, received)
+}
+
+/// `--otlp-endpoint` exports the spans to a collector (here a small HTTP
+/// endpoint that keeps the OTLP/HTTP protobuf bodies it receives): the
+/// request's span in the caller's trace with the caller's span as parent,
+/// and the handler's and the store call's spans under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_export_carries_the_callers_trace_and_the_store_call() {
+    let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let server = Server::start(
@@ -170,10 +185,58 @@ async fn otlp_export_carries_the_callers_trace_and_the_store_call() {
         contains(&bodies, &hex_bytes(&span_id)),
         "the span the answer named"
     );
-    for name in ["request", "create_stream", "append", "event-store"] {
-        assert!(
-            contains(&bodies, name.as_bytes()),
-            "a span or resource named {name}"
-        );
+    for name in ["request", "create_stream", "append", "fdatasync"] {
+        assert!(has_span(&bodies, name), "a span named {name}");
+    }
+    assert!(
+        contains(&bodies, b"event-store"),
+        "the service's resource name"
+    );
+}
+
+/// On the DynamoDB backend, the SDK's calls are exported under the store
+/// call: the operation spans the AWS SDK names `DynamoDB.<Operation>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_export_carries_the_dynamodb_calls_under_the_store_call() {
+    use eventstore_testkit::moto;
+    let (endpoint, received) = collector().await;
+    let env = moto::aws_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let table = format!("traced-{}", uuid::Uuid::now_v7().simple());
+    let created =
+        eventstore_testkit::process::command(BIN, &["dynamodb", "create-table", &table], &env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let args = [
+        "serve",
+        "--backend",
+        "dynamodb",
+        "--table",
+        &table,
+        "--port",
+        "0",
+        "--otlp-endpoint",
+        &endpoint,
+    ];
+    let server = Server::spawn(eventstore_testkit::process::command(BIN, &args, &env))
+        .unwrap_or_else(|(status, err)| panic!("server did not start ({status:?}): {err}"));
+    let r = reqwest::Client::new()
+        .post(format!("{}/streams/traced", server.url))
+        .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+        .json(&serde_json::json!({"initialEvent": {"eventType": "E", "payload": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    server.stop();
+    let bodies = received.lock().unwrap().concat();
+    assert!(
+        contains(&bodies, &hex_bytes(TRACE)),
+        "the caller's trace id"
+    );
+    for name in ["request", "append", "DynamoDB.TransactWriteItems"] {
+        assert!(has_span(&bodies, name), "a span named {name}");
     }
 }

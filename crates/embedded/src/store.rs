@@ -597,6 +597,7 @@ impl EventStore for EmbeddedStore {
             return Err(StoreError::Unavailable(reason));
         }
         let (reply, answer) = oneshot::channel();
+        let reply = crate::writer::Reply::new(reply);
         let _queued = crate::metrics::Queued::enter();
         match self.commands.try_send(Command::Append { request, reply }) {
             Ok(()) => {}

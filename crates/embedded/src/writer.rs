@@ -68,13 +68,45 @@ pub(crate) enum Command {
     /// Append, and answer on `reply` once durable (or rejected).
     Append {
         request: AppendRequest,
-        reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+        reply: Reply,
     },
     /// Finish what is queued before this and stop.
     Close,
 }
 
-type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+/// Where an append's answer goes, with the span of the store call that
+/// waits for it: the commit's write and `fdatasync` are traced under it.
+pub(crate) struct Reply {
+    tx: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    span: tracing::Span,
+}
+
+impl Reply {
+    /// Answers on `tx`, under the caller's current span.
+    pub(crate) fn new(tx: oneshot::Sender<Result<AppendOutcome, StoreError>>) -> Self {
+        Self {
+            tx,
+            span: tracing::Span::current(),
+        }
+    }
+
+    /// Sends the answer (an `Err` when the caller stopped waiting).
+    fn send(
+        self,
+        answer: Result<AppendOutcome, StoreError>,
+    ) -> Result<(), Result<AppendOutcome, StoreError>> {
+        self.tx.send(answer)
+    }
+
+    /// A span for the commit's write and `fdatasync`, under the caller's
+    /// span; nothing when tracing does not record the caller.
+    fn commit_span(&self, appends: usize, bytes: usize) -> tracing::Span {
+        if self.span.is_disabled() {
+            return tracing::Span::none();
+        }
+        tracing::debug_span!(parent: &self.span, "fdatasync", appends, write_bytes = bytes)
+    }
+}
 
 /// What the writer decided for one append of a batch.
 enum Planned {
@@ -228,10 +260,15 @@ impl Writer {
             rest.extend(batch);
         }
         if !self.buf.is_empty() {
+            let spans: Vec<tracing::Span> = replies
+                .iter()
+                .map(|r| r.commit_span(replies.len(), self.buf.len()))
+                .collect();
             let written = self
                 .file
                 .write_all_at(&self.buf, self.end)
                 .and_then(|()| crate::metrics::timed_sync(|| self.file.sync_data()));
+            drop(spans);
             if let Err(e) = written {
                 self.fail(e, replies);
                 for (_, reply) in rest {
