@@ -497,6 +497,49 @@ pub async fn retries_are_idempotent(store: &dyn EventStore, settings: Settings) 
         "nothing was stored twice"
     );
 
+    // An append resent with an integer expectation that holds, after other
+    // appends (the client re-read the revision): its ids are in the stream
+    // in another arrangement, so it is a duplicate and nothing is written —
+    // right after the original, and once many appends followed it.
+    for (later, size) in [(1u64, 1usize), (1, 3), (40, 1), (40, 10)] {
+        let k4 = key("payment", &format!("p-4-{later}-{size}"));
+        let original = events(size, "resent");
+        append(store, &k4, Expectation::NoStream, original.clone())
+            .await
+            .unwrap();
+        let mut revision = size as u64;
+        for i in 0..later {
+            revision = append(
+                store,
+                &k4,
+                Expectation::Exact(Revision::new(revision)),
+                events(1, &format!("between-{i}")),
+            )
+            .await
+            .unwrap()
+            .last_revision
+            .get();
+        }
+        let resent = append(
+            store,
+            &k4,
+            Expectation::Exact(Revision::new(revision)),
+            original.clone(),
+        )
+        .await;
+        assert!(
+            matches!(resent, Err(StoreError::DuplicateEvent { .. })),
+            "an append of {size} event(s) resent at the current revision after {later} \
+             later append(s) is a duplicate, got {resent:?}"
+        );
+        let all = read_all(store, &k4).await;
+        assert_eq!(
+            all.len() as u64,
+            revision,
+            "a resent append is never stored twice ({size} event(s), {later} later)"
+        );
+    }
+
     // Concurrent retries of the same append: one write, the rest recognised.
     let k2 = key("payment", "p-2");
     let batch = events(3, "concurrent");

@@ -109,13 +109,25 @@ fn fingerprint_conditions(fps: &[[u8; 4]], values: &mut Item) -> Vec<String> {
 }
 
 /// Whether an append with this expectation reads the tip and its
-/// append-id item before it writes. A retry with a pinned expectation (an
-/// integer or `no-stream`) fails its condition and finds its events in the
-/// candidate range, however many appends followed; one with `any`/`exists`
-/// passes its condition once its ids have left the tip's fingerprint
-/// window, and only the append-id item stops it (promise 6).
+/// append-id item before it writes (promise 6: a request whose ids are
+/// already stored is never stored again).
+///
+/// - `any`/`exists`: always. Such a retry passes its condition once its
+///   ids have left the tip's fingerprint window; only the append-id item
+///   stops it.
+/// - An integer above [`ID_WINDOW`]: the same holds for an old append
+///   resent at the current revision (a client that re-read the revision).
+/// - `no-stream`, or an integer up to [`ID_WINDOW`]: never. The stream
+///   then holds no event (its condition fails otherwise) or at most
+///   [`ID_WINDOW`] events, and the tip keeps the fingerprints of at least
+///   its last [`ID_WINDOW`] events, so the one `UpdateItem`'s
+///   fingerprint conditions see every stored id.
 fn checks_append_id(expectation: Expectation) -> bool {
-    matches!(expectation, Expectation::Any | Expectation::Exists)
+    match expectation {
+        Expectation::Any | Expectation::Exists => true,
+        Expectation::Exact(r) => r.get() > ID_WINDOW as u64,
+        Expectation::NoStream => false,
+    }
 }
 
 /// The `Put` of an append's id item: first revision `f`, count `k`; it
@@ -785,6 +797,9 @@ impl DynamoStore {
                 .sum::<usize>();
         // First attempt: blind, unless a large append must know the revision.
         let mut known: Option<Option<Tip>> = None;
+        // The tip's revision when the append-id item of `ids` was last
+        // found absent (the checked path).
+        let mut checked_at: Option<u64> = None;
         let checked = checks_append_id(expectation);
         let mut attempt = if checked {
             self.read_checked(&stream, &ids).await?
@@ -806,20 +821,44 @@ impl DynamoStore {
                 .await?
         };
         loop {
+            if let Attempt::Checked(tip) = &attempt {
+                checked_at = Some(tip.as_ref().map_or(0, |t| t.revision));
+            }
             match attempt {
                 Attempt::Stored { first, last } => {
-                    // A retry of an append stored earlier (its append-id
-                    // item exists): answered with the original revisions.
+                    // The request's ids were appended before, at
+                    // `first ..= last` (their append-id item exists): a
+                    // retry is answered with the original revisions; the
+                    // same append resent with an integer expectation that
+                    // does not name the revision before it is a duplicate
+                    // (`decide`, as on every backend).
                     let tip = self.get_tip(&stream).await?.ok_or_else(|| {
                         DynamoError::Corrupt("an append-id item without a tip".into())
                     })?;
-                    return Ok(AppendOutcome {
-                        stream: tip.info(&stream),
-                        first_revision: Revision::new(first),
-                        last_revision: Revision::new(last),
-                        first_position: None,
-                        already_appended: true,
-                    });
+                    if last + 1 - first != ids.len() as u64 {
+                        return Err(DynamoError::Corrupt(format!(
+                            "stream {stream}: an append-id item names {first}..={last} \
+                             for {} events",
+                            ids.len()
+                        ))
+                        .into());
+                    }
+                    let found: Vec<Option<Revision>> =
+                        (first..=last).map(|r| Some(Revision::new(r))).collect();
+                    match decide(expectation, Revision::new(tip.revision), &ids, &found)? {
+                        Decision::AlreadyAppended { first, last } => {
+                            return Ok(AppendOutcome {
+                                stream: tip.info(&stream),
+                                first_revision: first,
+                                last_revision: last,
+                                first_position: None,
+                                already_appended: true,
+                            });
+                        }
+                        Decision::Write => {
+                            return Err(DynamoError::Corrupt("stored ids judged new".into()).into());
+                        }
+                    }
                 }
                 Attempt::Done(outcome) => {
                     {
@@ -846,9 +885,18 @@ impl DynamoStore {
                     };
                     continue;
                 }
-                Attempt::Failed(_) if checked => {
-                    // The tip moved since the append-id item was found
-                    // absent: both are read again.
+                Attempt::Failed(tip)
+                    if checked
+                        && !checked_at.is_some_and(|at| {
+                            tip.as_ref()
+                                .is_some_and(|t| t.revision <= at + ID_WINDOW as u64)
+                        }) =>
+                {
+                    // The tip moved by more than the fingerprint window
+                    // since the append-id item was found absent: both are
+                    // read again. (Within the window, the tip handed back
+                    // by the failed condition is enough: a copy of these
+                    // ids stored since then is among its fingerprints.)
                     attempt = self.read_checked(&stream, &ids).await?;
                     continue;
                 }
