@@ -27,19 +27,21 @@
 //!   read or write failed.
 #![deny(missing_docs)]
 
+mod checkpoint;
 mod format;
 mod index;
 pub mod metrics;
 mod recovery;
+mod run;
 mod store;
 pub mod vfs;
 mod writer;
 
 use std::path::PathBuf;
 
-pub use recovery::{CheckReport, DamagedFrameGuess, DamagedStretch, LostEvents};
+pub use recovery::{CheckReport, DamagedFrameGuess, DamagedStretch, IndexCheck, LostEvents};
 pub use store::{
-    EmbeddedOptions, EmbeddedStore, RepairReport, check, check_with, repair, repair_with,
+    EmbeddedOptions, EmbeddedStore, OpenStats, RepairReport, check, check_with, repair, repair_with,
 };
 
 /// Errors of the embedded backend.

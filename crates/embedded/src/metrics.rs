@@ -61,3 +61,38 @@ impl Drop for Queued {
         metrics::gauge!(WRITER_QUEUE_DEPTH).decrement(1.0);
     }
 }
+
+/// Seconds one checkpoint of the index took (histogram).
+pub const CHECKPOINT_SECONDS: &str = "eventstore_index_checkpoint_seconds";
+/// Events written to the index by checkpoints (counter).
+pub const CHECKPOINT_EVENTS: &str = "eventstore_index_checkpoint_events_total";
+/// Seconds one merge of index runs took (histogram).
+pub const MERGE_SECONDS: &str = "eventstore_index_merge_seconds";
+/// Run files of the index (gauge).
+pub const INDEX_RUNS: &str = "eventstore_index_runs";
+/// Bytes of memory the index's run fences and Bloom filters take (gauge).
+pub const INDEX_MEMORY_BYTES: &str = "eventstore_index_memory_bytes";
+/// Frames of the log replayed by the last open: those after the index's
+/// checkpoint, or the whole log when the index was rebuilt (gauge).
+pub const OPEN_REPLAYED_FRAMES: &str = "eventstore_open_replayed_frames";
+/// Events in the frames replayed by the last open (gauge).
+pub const OPEN_REPLAYED_EVENTS: &str = "eventstore_open_replayed_events";
+
+pub(crate) fn checkpointed(events: u64, took: std::time::Duration) {
+    metrics::histogram!(CHECKPOINT_SECONDS).record(took.as_secs_f64());
+    metrics::counter!(CHECKPOINT_EVENTS).increment(events);
+}
+
+pub(crate) fn merged(took: std::time::Duration) {
+    metrics::histogram!(MERGE_SECONDS).record(took.as_secs_f64());
+}
+
+pub(crate) fn index_size(runs: usize, memory: usize) {
+    metrics::gauge!(INDEX_RUNS).set(runs as f64);
+    metrics::gauge!(INDEX_MEMORY_BYTES).set(memory as f64);
+}
+
+pub(crate) fn replayed(frames: u64, events: u64) {
+    metrics::gauge!(OPEN_REPLAYED_FRAMES).set(frames as f64);
+    metrics::gauge!(OPEN_REPLAYED_EVENTS).set(events as f64);
+}

@@ -256,6 +256,12 @@ pub(crate) struct Replayed {
     pub end: u64,
     /// Length of the file.
     pub len: u64,
+    /// The last frame kept (0: none) and where its commit starts.
+    pub last_frame: u64,
+    pub commit_start: u64,
+    /// Frames and events replayed.
+    pub frames: u64,
+    pub events: u64,
 }
 
 /// Applies a frame's body to the index.
@@ -265,8 +271,8 @@ fn apply_frame(index: &mut Index, f: &FrameAt, body: &[u8]) -> Result<(), String
         FrameKind::Append => {
             let frame = format::decode_frame(body, f.header.count)?;
             let body_offset = f.body_offset();
-            let stream = match index.stream(&frame.stream) {
-                Some(s) => index.key(s).clone(),
+            let stream = match index.stream(&frame.stream).map_err(|e| e.to_string())? {
+                Some((k, _)) => k,
                 None => Arc::new(frame.stream),
             };
             let commit = Commit {
@@ -293,21 +299,77 @@ fn apply_frame(index: &mut Index, f: &FrameAt, body: &[u8]) -> Result<(), String
     }
 }
 
-/// Replays the log into an index, cutting nothing: returns where the kept
-/// frames end. A torn tail (see the module docs) ends the log; anything
-/// else that is not an intact frame is [`EmbeddedError::Corrupt`], naming
-/// the file, the offset, and the positions and streams affected.
-pub(crate) fn replay(file: &dyn StorageFile, path: &Path) -> Result<Replayed, EmbeddedError> {
+/// The end and last position of the intact frame at `offset`, if there is
+/// one (how open checks a checkpoint against the log).
+pub(crate) fn probe_frame(file: &dyn StorageFile, path: &Path, offset: u64) -> Option<(u64, u64)> {
+    let len = file.len().ok()?;
+    if offset < FILE_HEADER_LEN || offset >= len {
+        return None;
+    }
+    let mut r = LogReader::new(file, len);
+    let (f, body) = frame_at(&mut r, offset, path).ok()??;
+    let last = match f.header.kind {
+        FrameKind::Append => {
+            let d = format::decode_frame(&body, f.header.count).ok()?;
+            d.first_position + u64::from(f.header.count) - 1
+        }
+        FrameKind::Lost => {
+            let l = format::decode_lost(&body).ok()?;
+            if l.first_position <= l.last_position {
+                l.last_position
+            } else {
+                l.first_position.checked_sub(1)?
+            }
+        }
+    };
+    Some((f.end(), last))
+}
+
+/// Where a replay starts: after a checkpoint's last frame.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayFrom {
+    pub offset: u64,
+    /// The last frame before `offset` (0: none) and its commit's start.
+    pub last_frame: u64,
+    pub commit_start: u64,
+    /// Stop at this offset (the end of a frame), as if the log ended there.
+    pub until: u64,
+}
+
+/// A frame the replay took in: its offset, end and commit's start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Replaying {
+    pub offset: u64,
+    pub end: u64,
+    pub commit_start: u64,
+}
+
+/// Hook called after each frame of a replay (open takes checkpoints there).
+pub(crate) type OnFrame<'a> = &'a mut dyn FnMut(&mut Index, Replaying) -> Result<(), EmbeddedError>;
+
+/// Replays the log from `from` into `index`, cutting nothing: returns where
+/// the kept frames end. A torn tail (see the module docs) ends the log;
+/// anything else that is not an intact frame is
+/// [`EmbeddedError::Corrupt`], naming the file, the offset, and the
+/// positions and streams affected.
+pub(crate) fn replay(
+    file: &dyn StorageFile,
+    path: &Path,
+    mut index: Index,
+    from: ReplayFrom,
+    on_frame: OnFrame<'_>,
+) -> Result<Replayed, EmbeddedError> {
     let len = file
         .len()
-        .map_err(|e| EmbeddedError::io(format!("reading the size of {}", path.display()), e))?;
+        .map_err(|e| EmbeddedError::io(format!("reading the size of {}", path.display()), e))?
+        .min(from.until);
     let mut r = LogReader::new(file, len);
-    let mut index = Index::default();
-    let mut offset = FILE_HEADER_LEN;
-    // The frames of the group commit being read are applied once the next
-    // commit starts (or at the end): a torn commit is dropped whole
-    // from its damaged frame on.
-    let mut commit_start = None;
+    let mut offset = from.offset;
+    let mut last_frame = from.last_frame;
+    let mut frames = 0;
+    let mut events = 0;
+    // The commit of the frame before: a frame continues it or starts its own.
+    let mut commit_start = (from.last_frame != 0).then_some(from.commit_start);
     let corrupt = |offset: u64, reason: String| EmbeddedError::Corrupt {
         path: path.to_path_buf(),
         offset,
@@ -331,7 +393,20 @@ pub(crate) fn replay(file: &dyn StorageFile, path: &Path) -> Result<Replayed, Em
         }
         commit_start = Some(f.header.commit_start);
         apply_frame(&mut index, &f, &body).map_err(|reason| corrupt(offset, reason))?;
+        frames += 1;
+        if f.header.kind == FrameKind::Append {
+            events += u64::from(f.header.count);
+        }
+        last_frame = offset;
         offset = f.end();
+        on_frame(
+            &mut index,
+            Replaying {
+                offset: f.offset,
+                end: offset,
+                commit_start: f.header.commit_start,
+            },
+        )?;
     }
     if offset < len {
         let (after, damaged) = scan(&mut r, offset, path)?;
@@ -343,18 +418,22 @@ pub(crate) fn replay(file: &dyn StorageFile, path: &Path) -> Result<Replayed, Em
             && damaged.iter().all(|d| d.crash_explained)
             && len - offset <= MAX_TORN_TAIL;
         if !torn {
-            index.finish_lost();
+            index.finish_lost()?;
             return Err(corrupt(
                 offset,
                 describe_damage(&mut r, &index, offset, &after, &damaged, path)?,
             ));
         }
     }
-    index.finish_lost();
+    index.finish_lost()?;
     Ok(Replayed {
         index,
         end: offset,
         len,
+        last_frame,
+        commit_start: commit_start.unwrap_or(0),
+        frames,
+        events,
     })
 }
 
@@ -584,12 +663,34 @@ pub struct CheckReport {
     pub damage: Vec<LostEvents>,
     /// Intact frames that the index refuses (they break an invariant).
     pub invalid_frames: Vec<(u64, String)>,
+    /// The on-disk index checked against the log (when the log is intact).
+    pub index: Option<IndexCheck>,
+}
+
+/// The on-disk index checked against the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexCheck {
+    /// Whether the store has an index yet (open builds one when not).
+    pub present: bool,
+    /// The last position its checkpoint covers.
+    pub checkpoint_position: u64,
+    /// Entries compared (runs and `feed.idx`).
+    pub entries: u64,
+    /// Why the index disagrees with the log: damage that open does not
+    /// see (it trusts a checkpoint that matches the log); `repair`
+    /// rebuilds the index.
+    pub problem: Option<String>,
+    /// Why the index is not used as it is (none yet, or a checkpoint that
+    /// does not match the log): open rebuilds it, nothing is lost.
+    pub stale: Option<String>,
 }
 
 impl CheckReport {
     /// Whether the store opens as it is, losing nothing acknowledged.
     pub fn is_intact(&self) -> bool {
-        self.damage.is_empty() && self.invalid_frames.is_empty()
+        self.damage.is_empty()
+            && self.invalid_frames.is_empty()
+            && self.index.as_ref().is_none_or(|i| i.problem.is_none())
     }
 }
 
@@ -617,6 +718,24 @@ impl fmt::Display for CheckReport {
         }
         for (at, why) in &self.invalid_frames {
             writeln!(f, "INVALID:   frame at byte {at}: {why}")?;
+        }
+        if let Some(i) = self.index.as_ref().filter(|i| !i.present) {
+            writeln!(f, "index:     none yet; open builds it from the log")?;
+            let _ = i;
+        }
+        if let Some(i) = self.index.as_ref().filter(|i| i.present) {
+            match (&i.problem, &i.stale) {
+                (Some(p), _) => writeln!(
+                    f,
+                    "INDEX:     does not match the log: {p}; `event-store repair` rebuilds it"
+                )?,
+                (None, Some(s)) => writeln!(f, "index:     {s}")?,
+                (None, None) => writeln!(
+                    f,
+                    "index:     checkpoint at position {}, {} entries match the log",
+                    i.checkpoint_position, i.entries
+                )?,
+            }
         }
         if self.is_intact() {
             write!(f, "result:    intact")
@@ -674,7 +793,7 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
         }
         _ => None,
     };
-    let mut index = Index::default();
+    let mut index = Index::in_memory();
     let mut plan = Vec::new();
     let mut damage = Vec::new();
     let mut invalid = Vec::new();
@@ -723,7 +842,9 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
             }) {
                 let current = index
                     .stream(&g.stream)
-                    .map_or(0, |s| index.revision(s).get());
+                    .ok()
+                    .flatten()
+                    .map_or(0, |(_, s)| s.revision);
                 // Only for a stream with no intact frame after the damage:
                 // the others' lost revisions are known from their frames.
                 let later = last_frame_of
@@ -861,7 +982,7 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
         }
     }
     flush(&mut pending, &mut index, &mut plan, &mut damage, None);
-    index.finish_lost();
+    index.finish_lost()?;
     Ok(Analysis {
         report: CheckReport {
             path: path.to_path_buf(),
@@ -873,6 +994,7 @@ pub(crate) fn analyze(file: &dyn StorageFile, path: &Path) -> Result<Analysis, E
             torn_tail,
             damage,
             invalid_frames: invalid,
+            index: None,
         },
         plan,
     })

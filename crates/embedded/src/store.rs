@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use eventstore_core::{
@@ -15,8 +16,9 @@ use eventstore_core::{
 use tokio::sync::{oneshot, watch};
 
 use crate::EmbeddedError;
+use crate::checkpoint::{self, Checkpoint};
 use crate::format::{self, FILE_HEADER_LEN};
-use crate::index::{Index, Item};
+use crate::index::{self, Index, Item};
 use crate::recovery::{self, CheckReport};
 use crate::vfs::{DirLock, FileSystem, OsFs, StorageFile};
 use crate::writer::{Command, Writer};
@@ -30,8 +32,8 @@ const COALESCE_GAP: u64 = 4096;
 /// The most bytes one coalesced read takes.
 const COALESCE_MAX: u64 = 1 << 20;
 
-/// How a store is opened: the file layer under it and the bound of its
-/// writer's queue.
+/// How a store is opened: the file layer under it, the bound of its
+/// writer's queue, and when its index is checkpointed.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     /// The file layer: [`OsFs`] (the default), or a [`crate::vfs::SimFs`]
@@ -41,6 +43,24 @@ pub struct EmbeddedOptions {
     /// refused at once with [`StoreError::Overloaded`] (HTTP 503 with
     /// `Retry-After`) instead of queueing without bound.
     pub queue_capacity: usize,
+    /// A checkpoint writes the index's in-memory delta to disk once it
+    /// holds this many events: it bounds the memory of the delta and what
+    /// open replays from the log.
+    pub checkpoint_events: u64,
+    /// A checkpoint is also taken when the delta is older than this and
+    /// not empty.
+    pub checkpoint_interval: Duration,
+    /// The most bytes of index blocks kept in memory.
+    pub index_cache_bytes: usize,
+}
+
+impl EmbeddedOptions {
+    /// The default of [`EmbeddedOptions::checkpoint_events`].
+    pub const DEFAULT_CHECKPOINT_EVENTS: u64 = 100_000;
+    /// The default of [`EmbeddedOptions::checkpoint_interval`].
+    pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+    /// The default of [`EmbeddedOptions::index_cache_bytes`].
+    pub const DEFAULT_INDEX_CACHE_BYTES: usize = 64 << 20;
 }
 
 impl Default for EmbeddedOptions {
@@ -48,13 +68,32 @@ impl Default for EmbeddedOptions {
         Self {
             fs: Arc::new(OsFs),
             queue_capacity: 16_384,
+            checkpoint_events: Self::DEFAULT_CHECKPOINT_EVENTS,
+            checkpoint_interval: Self::DEFAULT_CHECKPOINT_INTERVAL,
+            index_cache_bytes: Self::DEFAULT_INDEX_CACHE_BYTES,
         }
     }
 }
 
+/// What open did to the index: used a checkpoint and replayed the log
+/// after it, or rebuilt it from the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenStats {
+    /// Whether the index was rebuilt from the whole log (a new store, one
+    /// written by an older version, or an index that did not match the
+    /// log), and why when it did not match.
+    pub rebuilt: Option<String>,
+    /// The position the checkpoint covered (0 when rebuilt).
+    pub checkpoint_position: u64,
+    /// Frames of the log replayed.
+    pub replayed_frames: u64,
+    /// Events in them.
+    pub replayed_events: u64,
+}
+
 /// State shared by the store handle, its readers and the writer thread.
 pub(crate) struct Shared {
-    pub index: RwLock<Index>,
+    pub index: Arc<RwLock<Index>>,
     /// The log, for positional reads of records (and the writer's writes).
     pub file: Arc<dyn StorageFile>,
     /// The position of the last durable, published event.
@@ -111,6 +150,7 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     commands: mpsc::SyncSender<Command>,
     stopped: watch::Receiver<bool>,
+    stats: OpenStats,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -142,28 +182,25 @@ impl EmbeddedStore {
         path: impl AsRef<Path>,
         options: EmbeddedOptions,
     ) -> Result<Self, EmbeddedError> {
-        let fs = options.fs;
         let dir = path.as_ref().to_path_buf();
-        let (lock, file, log_path) = open_log(&*fs, &dir)?;
-        let replayed = recovery::replay(&*file, &log_path)?;
-        if replayed.end < replayed.len {
-            discard_tail(&*fs, &*file, &log_path, replayed.end, replayed.len)?;
-        }
-        // Durable before visible: what the replay read may be only in the
-        // page cache (a crash during a commit's `fdatasync`); sync it before
-        // serving a read or answering a retry. Then the directory entries.
-        file.sync_data()
-            .map_err(|e| EmbeddedError::io(format!("syncing {}", log_path.display()), e))?;
-        fs.sync_dir(&dir).map_err(|e| {
-            EmbeddedError::io(format!("syncing the directory {}", dir.display()), e)
-        })?;
+        let Recovered {
+            lock,
+            file,
+            log_path,
+            replayed,
+            files,
+            stats,
+        } = recover(&options, &dir)?;
+        let every = options.checkpoint_events.max(1);
         let index = replayed.index;
         let last_position = index.last_position();
         let last_time = index.last_time();
         crate::metrics::stored(last_position, index.stream_count(), replayed.end);
+        crate::metrics::index_size(index.runs().len(), index.run_memory());
         let (committed, _) = watch::channel(last_position);
+        let index = Arc::new(RwLock::new(index));
         let shared = Arc::new(Shared {
-            index: RwLock::new(index),
+            index: index.clone(),
             file: file.clone(),
             committed,
             type_progress: Mutex::new(HashMap::new()),
@@ -171,15 +208,23 @@ impl EmbeddedStore {
             failed: Mutex::new(None),
             path: log_path,
         });
+        let checkpointer = checkpoint::Checkpointer::start(files, index)?;
         let (commands, queue) = mpsc::sync_channel(options.queue_capacity.max(1));
         let (stop_tx, stopped) = watch::channel(false);
         let writer = Writer::new(
             shared.clone(),
             file,
             lock,
-            replayed.end,
-            last_position,
-            last_time,
+            crate::writer::Resume {
+                end: replayed.end,
+                last_position,
+                last_time,
+                last_frame: replayed.last_frame,
+                commit_start: replayed.commit_start,
+            },
+            checkpointer,
+            every,
+            options.checkpoint_interval,
         );
         std::thread::Builder::new()
             .name("eventstore-writer".into())
@@ -192,13 +237,23 @@ impl EmbeddedStore {
         tracing::info!(
             path = %dir.display(),
             events = last_position,
+            checkpoint = stats.checkpoint_position,
+            replayed_frames = stats.replayed_frames,
+            rebuilt = stats.rebuilt.as_deref().unwrap_or("no"),
             "embedded store open"
         );
         Ok(Self {
             shared,
             commands,
             stopped,
+            stats,
         })
+    }
+
+    /// What open did to the index: the checkpoint it started from and how
+    /// much of the log it replayed.
+    pub fn open_stats(&self) -> &OpenStats {
+        &self.stats
     }
 
     /// Shuts down gracefully: new appends are refused with
@@ -281,6 +336,133 @@ impl EmbeddedStore {
             position: Some(Position::new(item.position)),
         })
     }
+}
+
+/// A data directory opened and its log replayed.
+struct Recovered {
+    lock: Box<dyn DirLock>,
+    file: Arc<dyn StorageFile>,
+    log_path: PathBuf,
+    replayed: recovery::Replayed,
+    files: checkpoint::IndexFiles,
+    stats: OpenStats,
+}
+
+/// Opens the data directory: takes its lock, opens the log, loads the
+/// index's checkpoint (or starts a rebuild), replays the log after it
+/// (taking checkpoints on the way), cuts a torn tail and makes everything
+/// it read durable.
+fn recover(options: &EmbeddedOptions, dir: &Path) -> Result<Recovered, EmbeddedError> {
+    let fs = options
+        .fs
+        .for_this_process()
+        .unwrap_or_else(|| options.fs.clone());
+    let (lock, file, log_path) = open_log(&*fs, dir)?;
+    // What is read from here on is durable: a process killed during a
+    // commit's `fdatasync` may have left frames in the page cache only,
+    // and a checkpoint must never cover a frame a power cut can take.
+    file.sync_data()
+        .map_err(|e| EmbeddedError::io(format!("syncing {}", log_path.display()), e))?;
+    let log_len = file
+        .len()
+        .map_err(|e| EmbeddedError::io(format!("reading the size of {}", log_path.display()), e))?;
+    let probe = |offset: u64| recovery::probe_frame(&*file, &log_path, offset);
+    let loaded = checkpoint::load(
+        &fs,
+        dir,
+        &dir.join(checkpoint::INDEX_DIR),
+        options.index_cache_bytes,
+        log_len,
+        &probe,
+        false,
+    )?;
+    let mut files = loaded.files;
+    let c = files.checkpoint;
+    let from = recovery::ReplayFrom {
+        offset: c.log_end,
+        last_frame: c.last_frame,
+        commit_start: c.commit_start,
+        until: u64::MAX,
+    };
+    let every = options.checkpoint_events.max(1);
+    let mut on_frame = |index: &mut Index, f: recovery::Replaying| {
+        if index.active_positions() >= every && index.can_freeze() {
+            let at = Checkpoint {
+                last_position: index.last_position(),
+                log_end: f.end,
+                last_frame: f.offset,
+                commit_start: f.commit_start,
+                last_time: index.last_time(),
+                next_stream: index.next_stream(),
+            };
+            checkpoint::checkpoint_now(&mut files, index, at)?;
+        }
+        Ok(())
+    };
+    let replayed = recovery::replay(&*file, &log_path, loaded.index, from, &mut on_frame)?;
+    if replayed.end < replayed.len {
+        discard_tail(&*fs, &*file, &log_path, replayed.end, replayed.len)?;
+    }
+    // Durable before visible: the cut, then the directory entries.
+    file.sync_data()
+        .map_err(|e| EmbeddedError::io(format!("syncing {}", log_path.display()), e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| EmbeddedError::io(format!("syncing the directory {}", dir.display()), e))?;
+    let stats = OpenStats {
+        rebuilt: match loaded.found {
+            checkpoint::Found::Checkpoint => None,
+            checkpoint::Found::Missing => Some("no index".into()),
+            checkpoint::Found::Mismatch => Some(loaded.reason.unwrap_or_default()),
+        },
+        checkpoint_position: if loaded.found == checkpoint::Found::Checkpoint {
+            c.last_position
+        } else {
+            0
+        },
+        replayed_frames: replayed.frames,
+        replayed_events: replayed.events,
+    };
+    crate::metrics::replayed(replayed.frames, replayed.events);
+    Ok(Recovered {
+        lock,
+        file,
+        log_path,
+        replayed,
+        files,
+        stats,
+    })
+}
+
+/// Rebuilds the index of the store in `dir` from its log: discards the
+/// index (its MANIFEST first), replays the whole log with checkpoints and
+/// writes a last checkpoint. The store must not be open.
+pub(crate) fn rebuild_index(
+    options: &EmbeddedOptions,
+    dir: &Path,
+) -> Result<OpenStats, EmbeddedError> {
+    let fs = options.fs.clone();
+    checkpoint::discard(&*fs, &dir.join(checkpoint::INDEX_DIR))?;
+    let Recovered {
+        lock,
+        replayed,
+        mut files,
+        stats,
+        ..
+    } = recover(options, dir)?;
+    let mut index = replayed.index;
+    if index.active_positions() > 0 && index.can_freeze() {
+        let at = Checkpoint {
+            last_position: index.last_position(),
+            log_end: replayed.end,
+            last_frame: replayed.last_frame,
+            commit_start: replayed.commit_start,
+            last_time: index.last_time(),
+            next_stream: index.next_stream(),
+        };
+        checkpoint::checkpoint_now(&mut files, &mut index, at)?;
+    }
+    drop(lock);
+    Ok(stats)
 }
 
 /// Takes the data directory's lock: [`EmbeddedError::Locked`] when a
@@ -410,8 +592,8 @@ pub fn check(dir: impl AsRef<Path>) -> Result<CheckReport, EmbeddedError> {
 }
 
 /// [`check`] over any file layer.
-pub fn check_with(
-    fs: &dyn FileSystem,
+pub fn check_with<F: FileSystem + Clone>(
+    fs: &F,
     dir: impl AsRef<Path>,
 ) -> Result<CheckReport, EmbeddedError> {
     let dir = dir.as_ref();
@@ -427,7 +609,119 @@ pub fn check_with(
         .open(&path, false)
         .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
     check_header(&*file, &path)?;
-    Ok(recovery::analyze(&*file, &path)?.report)
+    let mut report = recovery::analyze(&*file, &path)?.report;
+    if report.is_intact() {
+        let fs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+        report.index = Some(check_index(&fs, dir, &*file, &path)?);
+    }
+    Ok(report)
+}
+
+/// Verifies the index against the log: the MANIFEST's checkpoint, every
+/// run's checksums, and every entry of every table and of `feed.idx`
+/// against an index built afresh from the log up to the checkpoint (in
+/// `index/check/`, deleted afterwards).
+fn check_index(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    file: &dyn StorageFile,
+    path: &Path,
+) -> Result<recovery::IndexCheck, EmbeddedError> {
+    let index_dir = dir.join(checkpoint::INDEX_DIR);
+    let mut out = recovery::IndexCheck::default();
+    let log_len = file
+        .len()
+        .map_err(|e| EmbeddedError::io(format!("reading the size of {}", path.display()), e))?;
+    let probe = |offset: u64| recovery::probe_frame(file, path, offset);
+    if !fs.exists(&index_dir.join("MANIFEST")) {
+        return Ok(out);
+    }
+    out.present = true;
+    let cache = options_cache();
+    let disk = match checkpoint::load(fs, dir, &index_dir, cache, log_len, &probe, true) {
+        Ok(l) => l,
+        Err(EmbeddedError::Corrupt { reason, .. }) => {
+            out.stale = Some(format!(
+                "the index's checkpoint does not match the log ({reason}); open rebuilds the index"
+            ));
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
+    let c = disk.files.checkpoint;
+    out.checkpoint_position = c.last_position;
+    for run in disk.index.runs() {
+        if let Err(e) = run.verify() {
+            out.problem = Some(e.to_string());
+            return Ok(out);
+        }
+    }
+    // The reference: an index built from the log up to the checkpoint.
+    let scratch = index_dir.join("check");
+    checkpoint::discard(&**fs, &scratch)?;
+    let result = (|| -> Result<(), EmbeddedError> {
+        let fresh = checkpoint::load(fs, &index_dir, &scratch, cache, log_len, &probe, false)?;
+        let mut files = fresh.files;
+        let every = EmbeddedOptions::DEFAULT_CHECKPOINT_EVENTS;
+        let mut on_frame = |index: &mut Index, f: recovery::Replaying| {
+            if index.active_positions() >= every && index.can_freeze() {
+                let at = Checkpoint {
+                    last_position: index.last_position(),
+                    log_end: f.end,
+                    last_frame: f.offset,
+                    commit_start: f.commit_start,
+                    last_time: index.last_time(),
+                    next_stream: index.next_stream(),
+                };
+                checkpoint::checkpoint_now(&mut files, index, at)?;
+            }
+            Ok(())
+        };
+        let from = recovery::ReplayFrom {
+            offset: FILE_HEADER_LEN,
+            last_frame: 0,
+            commit_start: 0,
+            until: c.log_end,
+        };
+        let replayed = recovery::replay(file, path, fresh.index, from, &mut on_frame)?;
+        let mut reference = replayed.index;
+        if reference.active_positions() > 0 {
+            let at = Checkpoint {
+                last_position: reference.last_position(),
+                log_end: replayed.end,
+                last_frame: replayed.last_frame,
+                commit_start: replayed.commit_start,
+                last_time: reference.last_time(),
+                next_stream: reference.next_stream(),
+            };
+            checkpoint::checkpoint_now(&mut files, &mut reference, at)?;
+        }
+        if reference.last_position() != c.last_position || reference.next_stream() != c.next_stream
+        {
+            out.problem = Some(format!(
+                "the checkpoint says positions up to {} and {} streams; the log up to byte {} holds positions up to {} and {} streams",
+                c.last_position,
+                c.next_stream,
+                c.log_end,
+                reference.last_position(),
+                reference.next_stream()
+            ));
+            return Ok(());
+        }
+        let (n, diff) = index::compare(&disk.index, &reference)?;
+        out.entries = n;
+        out.problem = diff;
+        Ok(())
+    })();
+    let cleanup = checkpoint::discard(&**fs, &scratch);
+    result?;
+    cleanup?;
+    Ok(out)
+}
+
+/// The block cache of `check`'s two indexes.
+fn options_cache() -> usize {
+    EmbeddedOptions::DEFAULT_INDEX_CACHE_BYTES / 2
 }
 
 fn check_header(file: &dyn StorageFile, path: &Path) -> Result<(), EmbeddedError> {
@@ -454,11 +748,18 @@ pub struct RepairReport {
     pub before: CheckReport,
     /// Where the damaged original was kept, when anything was changed.
     pub original_kept_at: Option<PathBuf>,
+    /// Whether the index was rebuilt from the (repaired) log.
+    pub index_rebuilt: bool,
 }
 
 impl std::fmt::Display for RepairReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.original_kept_at {
+            None if self.index_rebuilt => write!(
+                f,
+                "{}\nthe log is intact; the index was rebuilt from it",
+                self.before
+            ),
             None => write!(f, "{}\nnothing to repair", self.before),
             Some(at) => {
                 writeln!(
@@ -474,8 +775,13 @@ impl std::fmt::Display for RepairReport {
                 }
                 write!(
                     f,
-                    "the damaged original is kept at {}; lost positions are never given out again",
-                    at.display()
+                    "the damaged original is kept at {}; lost positions are never given out again{}",
+                    at.display(),
+                    if self.index_rebuilt {
+                        "; the index was rebuilt from the repaired log"
+                    } else {
+                        ""
+                    }
                 )
             }
         }
@@ -492,11 +798,31 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, EmbeddedError> {
 }
 
 /// [`repair`] over any file layer.
-pub fn repair_with(
-    fs: &dyn FileSystem,
+pub fn repair_with<F: FileSystem + Clone>(
+    fs: &F,
     dir: impl AsRef<Path>,
 ) -> Result<RepairReport, EmbeddedError> {
     let dir = dir.as_ref();
+    let mut report = repair_log(fs, dir)?;
+    let index_bad = report
+        .before
+        .index
+        .as_ref()
+        .is_some_and(|i| i.problem.is_some() || i.stale.is_some());
+    if report.original_kept_at.is_some() || index_bad {
+        let options = EmbeddedOptions {
+            fs: Arc::new(fs.clone()),
+            ..EmbeddedOptions::default()
+        };
+        rebuild_index(&options, dir)?;
+        report.index_rebuilt = true;
+        tracing::warn!(path = %dir.display(), "index rebuilt from the log");
+    }
+    Ok(report)
+}
+
+/// Repairs the log (see [`repair`]); the index is left to the caller.
+fn repair_log<F: FileSystem + Clone>(fs: &F, dir: &Path) -> Result<RepairReport, EmbeddedError> {
     let path = dir.join(LOG_FILE);
     let _lock = lock_dir(fs, dir)?;
     let io = |what: String, e| EmbeddedError::io(what, e);
@@ -504,11 +830,14 @@ pub fn repair_with(
         .open(&path, false)
         .map_err(|e| io(format!("opening {}", path.display()), e))?;
     check_header(&*file, &path)?;
-    let analysis = recovery::analyze(&*file, &path)?;
+    let mut analysis = recovery::analyze(&*file, &path)?;
     if analysis.report.is_intact() {
+        let shared: Arc<dyn FileSystem> = Arc::new(fs.clone());
+        analysis.report.index = Some(check_index(&shared, dir, &*file, &path)?);
         return Ok(RepairReport {
             before: analysis.report,
             original_kept_at: None,
+            index_rebuilt: false,
         });
     }
     // 1. Keep the original, durably, before anything replaces it.
@@ -579,6 +908,7 @@ pub fn repair_with(
     Ok(RepairReport {
         before: analysis.report,
         original_kept_at: Some(kept),
+        index_rebuilt: false,
     })
 }
 
@@ -613,7 +943,10 @@ impl EventStore for EmbeddedStore {
 
     async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
         let index = self.shared.read_index();
-        Ok(index.stream(stream).map(|s| index.info(s)))
+        Ok(index
+            .stream(stream)
+            .map_err(StoreError::backend)?
+            .map(|(k, s)| Index::info(&k, &s)))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -622,7 +955,11 @@ impl EventStore for EmbeddedStore {
         stream: &StreamKey,
         read: StreamRead,
     ) -> Result<StreamSlice, StoreError> {
-        let found = self.shared.read_index().stream_items(stream, &read);
+        let found = self
+            .shared
+            .read_index()
+            .stream_items(stream, &read)
+            .map_err(StoreError::backend)?;
         let (items, has_more, last_evaluated_revision) =
             found.ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
         let mut events = self.load(&items)?;
@@ -643,16 +980,17 @@ impl EventStore for EmbeddedStore {
         cursor: Option<StreamCursor>,
         limit: usize,
     ) -> Result<StreamListPage, StoreError> {
-        Ok(self.shared.read_index().list_streams(
-            stream_type,
-            updated_after,
-            cursor.as_ref(),
-            limit,
-        ))
+        self.shared
+            .read_index()
+            .list_streams(stream_type, updated_after, cursor.as_ref(), limit)
+            .map_err(StoreError::backend)
     }
 
     async fn stream_types(&self) -> Result<Vec<StreamTypeCount>, StoreError> {
-        Ok(self.shared.read_index().stream_types())
+        self.shared
+            .read_index()
+            .stream_types()
+            .map_err(StoreError::backend)
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -666,10 +1004,11 @@ impl EventStore for EmbeddedStore {
             FeedFilter::All => None,
             FeedFilter::StreamType(t) => Some(t),
         };
-        let (items, has_more) =
-            self.shared
-                .read_index()
-                .feed_items(stream_type, after.get(), limit);
+        let (items, has_more) = self
+            .shared
+            .read_index()
+            .feed_items(stream_type, after.get(), limit)
+            .map_err(StoreError::backend)?;
         let events = self.load(&items)?;
         let last_position = items.last().map_or(after, |i| Position::new(i.position));
         Ok(FeedPage {
@@ -707,7 +1046,11 @@ impl EventStore for EmbeddedStore {
                 None => {
                     // Read under the waiters' lock: the writer publishes
                     // after the index, under the same lock.
-                    let last = self.shared.read_index().type_last_position(stream_type);
+                    let last = self
+                        .shared
+                        .read_index()
+                        .type_last_position(stream_type)
+                        .map_err(StoreError::backend)?;
                     let (tx, rx) = watch::channel(last);
                     waiters.insert(stream_type.clone(), tx);
                     rx

@@ -51,6 +51,17 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// Takes the exclusive lock of a data directory through its lock file;
     /// `WouldBlock` when someone else holds it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+    /// Removes a file (durable once its directory is synced).
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// The files directly inside a directory (an empty list when it does
+    /// not exist).
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// The layer as this process sees it, when that differs from `self`: a
+    /// simulated layer binds it to the running "process", so that the
+    /// threads of a process that died never act on the files again.
+    fn for_this_process(&self) -> Option<Arc<dyn FileSystem>> {
+        None
+    }
 }
 
 /// The real file system.
@@ -104,6 +115,25 @@ impl FileSystem for OsFs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
         let f = OpenOptions::new()
             .read(true)
@@ -136,6 +166,8 @@ pub enum Op {
     Create,
     /// [`StorageFile::read_exact_at`].
     Read,
+    /// [`FileSystem::remove_file`].
+    Remove,
 }
 
 /// What a simulated power cut keeps of the writes not yet synced.
@@ -190,6 +222,8 @@ struct SimState {
     durable_entries: HashSet<PathBuf>,
     /// Renames not yet made durable: (from, to, what `to` was before).
     pending_renames: Vec<(PathBuf, PathBuf, Option<SimFile>)>,
+    /// Removals not yet made durable: the file as it was.
+    pending_removes: Vec<(PathBuf, SimFile)>,
     /// Held locks, with the token of their holder.
     locks: HashMap<PathBuf, u64>,
     next_token: u64,
@@ -259,6 +293,9 @@ impl SimState {
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<SimState>>,
+    /// The process this view belongs to (see
+    /// [`FileSystem::for_this_process`]); `None`: the test's own view.
+    bound: Option<u64>,
     /// While true, syncs wait (see [`SimFs::hold_syncs`]).
     gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
@@ -273,6 +310,17 @@ impl SimFs {
 
     fn lock_state(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, when this view's process is the running one.
+    fn live_state(&self) -> io::Result<MutexGuard<'_, SimState>> {
+        let s = self.lock_state();
+        if self.bound.is_some_and(|g| g != s.generation) {
+            return Err(io::Error::other(
+                "the simulated process of this view is dead",
+            ));
+        }
+        Ok(s)
     }
 
     /// Fails the `n`-th (0-based) call of kind `op` from now on counting
@@ -290,6 +338,14 @@ impl SimFs {
     /// of kind `op`, counting from the start; that call does nothing.
     pub fn kill_at(&self, op: Op, n: u64) {
         self.lock_state().kill_at.insert((op, n));
+    }
+
+    /// Kills the layer at the next call of kind `op`, whichever thread
+    /// makes it (the count is read and the death planned at once).
+    pub fn kill_at_next(&self, op: Op) {
+        let mut s = self.lock_state();
+        let n = s.counts.get(&op).copied().unwrap_or(0);
+        s.kill_at.insert((op, n));
     }
 
     /// Removes every planned failure and brings a killed layer back.
@@ -390,6 +446,16 @@ impl SimFs {
             f.pending.clear();
             let entry_durable = s.durable_entries.contains(&path);
             if entry_durable {
+                s.files.insert(path, f);
+            }
+        }
+        // Undo removals that were not made durable (of files whose entry
+        // was), newest first.
+        let removes = std::mem::take(&mut s.pending_removes);
+        for (path, mut f) in removes.into_iter().rev() {
+            if s.durable_entries.contains(&path) && !s.files.contains_key(&path) {
+                f.current = f.durable.clone();
+                f.pending.clear();
                 s.files.insert(path, f);
             }
         }
@@ -587,7 +653,7 @@ impl FileSystem for SimFs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let mut s = self.lock_state();
+        let mut s = self.live_state()?;
         if !s.files.contains_key(path) {
             if !create {
                 return Err(missing());
@@ -609,8 +675,16 @@ impl FileSystem for SimFs {
         self.lock_state().files.contains_key(path)
     }
 
+    fn for_this_process(&self) -> Option<Arc<dyn FileSystem>> {
+        let generation = self.lock_state().generation;
+        Some(Arc::new(SimFs {
+            bound: Some(generation),
+            ..self.clone()
+        }))
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut s = self.lock_state();
+        let mut s = self.live_state()?;
         s.call(Op::SyncDir)?;
         let in_dir: Vec<PathBuf> = s
             .files
@@ -622,11 +696,32 @@ impl FileSystem for SimFs {
         s.durable_entries.extend(in_dir);
         s.pending_renames
             .retain(|(_, to, _)| to.parent() != Some(dir));
+        s.pending_removes.retain(|(p, _)| p.parent() != Some(dir));
         Ok(())
     }
 
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.live_state()?;
+        s.call(Op::Remove)?;
+        let f = s.files.remove(path).ok_or_else(missing)?;
+        s.pending_removes.push((path.to_path_buf(), f));
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let s = self.live_state()?;
+        if s.dead {
+            return Err(io::Error::other("the simulated process is dead"));
+        }
+        Ok(s.files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect())
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut s = self.lock_state();
+        let mut s = self.live_state()?;
         s.call(Op::Rename)?;
         let f = s.files.remove(from).ok_or_else(missing)?;
         let before = s.files.insert(to.to_path_buf(), f);
@@ -636,7 +731,7 @@ impl FileSystem for SimFs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        let mut s = self.lock_state();
+        let mut s = self.live_state()?;
         if s.dead {
             return Err(io::Error::other("the simulated process is dead"));
         }

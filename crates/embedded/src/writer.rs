@@ -14,6 +14,7 @@ use eventstore_core::{
 use tokio::sync::oneshot;
 
 use crate::EmbeddedError;
+use crate::checkpoint::{Checkpoint, Checkpointer};
 use crate::format::{self, FrameMeta};
 use crate::index::{Commit, Index};
 use crate::store::Shared;
@@ -125,6 +126,16 @@ struct Pending {
     ids: HashMap<EventId, Revision>,
 }
 
+/// Where the writer takes over from open's replay.
+pub(crate) struct Resume {
+    pub end: u64,
+    pub last_position: u64,
+    pub last_time: Option<Timestamp>,
+    /// The last frame of the log (0: none) and its commit's start.
+    pub last_frame: u64,
+    pub commit_start: u64,
+}
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     file: Arc<dyn StorageFile>,
@@ -133,10 +144,22 @@ pub(crate) struct Writer {
     end: u64,
     next_position: u64,
     last_time: Option<Timestamp>,
+    /// The last frame written (0: none) and where its commit starts: what
+    /// a checkpoint records.
+    last_frame: u64,
+    commit_start: u64,
+    checkpointer: Checkpointer,
+    checkpoint_events: u64,
+    checkpoint_interval: Duration,
+    /// When the active delta was started.
+    delta_since: Instant,
     /// Set when a write or sync failed: what is on disk past `end` is
     /// unknown, so nothing more is written until the store is reopened.
     failed: Option<String>,
     buf: Vec<u8>,
+    /// The last frame encoded into `buf` and its commit's start.
+    pending_last_frame: u64,
+    pending_commit_start: u64,
 }
 
 impl Writer {
@@ -144,19 +167,28 @@ impl Writer {
         shared: Arc<Shared>,
         file: Arc<dyn StorageFile>,
         lock: Box<dyn DirLock>,
-        end: u64,
-        last_position: u64,
-        last_time: Option<Timestamp>,
+        resume: Resume,
+        checkpointer: Checkpointer,
+        checkpoint_events: u64,
+        checkpoint_interval: Duration,
     ) -> Self {
         Self {
             shared,
             file,
             _lock: lock,
-            end,
-            next_position: last_position + 1,
-            last_time,
+            end: resume.end,
+            next_position: resume.last_position + 1,
+            last_time: resume.last_time,
+            last_frame: resume.last_frame,
+            commit_start: resume.commit_start,
+            checkpointer,
+            checkpoint_events,
+            checkpoint_interval,
+            delta_since: Instant::now(),
             failed: None,
             buf: Vec::new(),
+            pending_last_frame: 0,
+            pending_commit_start: 0,
         }
     }
 
@@ -168,8 +200,14 @@ impl Writer {
         let mut carried: Vec<(AppendRequest, Reply)> = Vec::new();
         loop {
             let first = if carried.is_empty() {
-                let Ok(first) = queue.recv() else { break };
-                Some(first)
+                match queue.recv_timeout(self.checkpoint_interval) {
+                    Ok(first) => Some(first),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        self.maybe_checkpoint();
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             } else {
                 queue.try_recv().ok()
             };
@@ -209,6 +247,7 @@ impl Writer {
                 carried = self.commit(batch);
                 gather = Gather::after(appends, started.elapsed(), Instant::now());
                 crate::metrics::committed(appends);
+                self.maybe_checkpoint();
             }
             if closing && carried.is_empty() {
                 break;
@@ -228,7 +267,51 @@ impl Writer {
         {
             tracing::error!(error = %e, "final sync of the log failed");
         }
+        // A last checkpoint, so that the next open replays nothing; the
+        // lock is held until it is written.
+        self.checkpointer.wait_idle();
+        self.checkpoint(true);
+        self.checkpointer.stop();
         tracing::info!(path = %self.shared.path.display(), "embedded store closed");
+    }
+
+    /// Starts a checkpoint when the active delta is due: it holds
+    /// `checkpoint_events` events, or is older than `checkpoint_interval`.
+    fn maybe_checkpoint(&mut self) {
+        if self.checkpointer.idle() {
+            self.checkpoint(false);
+        }
+    }
+
+    /// Freezes the active delta and hands it to the checkpoint thread
+    /// (when due, or whenever it is not empty with `force`).
+    fn checkpoint(&mut self, force: bool) {
+        if !self.checkpointer.idle() {
+            return;
+        }
+        let job = {
+            let mut index = self.shared.write_index();
+            let n = index.active_positions();
+            let due = n >= self.checkpoint_events
+                || (n > 0 && (force || self.delta_since.elapsed() >= self.checkpoint_interval));
+            if !due || !index.can_freeze() {
+                None
+            } else {
+                let at = Checkpoint {
+                    last_position: index.last_position(),
+                    log_end: self.end,
+                    last_frame: self.last_frame,
+                    commit_start: self.commit_start,
+                    last_time: index.last_time(),
+                    next_stream: index.next_stream(),
+                };
+                Some((index.freeze(), at))
+            }
+        };
+        if let Some((frozen, at)) = job {
+            self.delta_since = Instant::now();
+            self.checkpointer.submit(frozen, at);
+        }
     }
 
     /// One group commit: decide, write, sync, publish, answer. Returns the
@@ -279,6 +362,8 @@ impl Writer {
                 return Vec::new();
             }
             self.end += self.buf.len() as u64;
+            self.last_frame = self.pending_last_frame;
+            self.commit_start = self.pending_commit_start;
         }
         let mut answers = Vec::with_capacity(plans.len());
         let last_position;
@@ -344,21 +429,30 @@ impl Writer {
         request: AppendRequest,
     ) -> Planned {
         let key = request.stream();
-        let existing = index.stream(key);
+        let existing = match index.stream(key) {
+            Ok(e) => e,
+            Err(e) => return Planned::Rejected(StoreError::backend(e)),
+        };
         let before = pending.get(key);
         let current = before
             .map(|p| p.revision)
-            .or_else(|| existing.map(|s| index.revision(s)))
+            .or_else(|| existing.as_ref().map(|(_, s)| Revision::new(s.revision)))
             .unwrap_or(Revision::ZERO);
         let ids = request.event_ids();
-        let found: Vec<Option<Revision>> = ids
-            .iter()
-            .map(|id| {
-                before
-                    .and_then(|p| p.ids.get(id).copied())
-                    .or_else(|| existing.and_then(|s| index.find(s, id)))
-            })
-            .collect();
+        let mut found: Vec<Option<Revision>> = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let f = match before.and_then(|p| p.ids.get(id).copied()) {
+                Some(r) => Some(r),
+                None => match &existing {
+                    Some((_, s)) => match index.find(s.number, id) {
+                        Ok(f) => f,
+                        Err(e) => return Planned::Rejected(StoreError::backend(e)),
+                    },
+                    None => None,
+                },
+            };
+            found.push(f);
+        }
         match decide(request.expectation(), current, &ids, &found) {
             Err(e) => Planned::Rejected(e),
             Ok(Decision::AlreadyAppended { first, last }) => Planned::Already {
@@ -370,10 +464,12 @@ impl Writer {
                 let commit_time = self.commit_time();
                 let first_revision = current.next();
                 let stream = match existing {
-                    Some(s) => index.key(s).clone(),
+                    Some((k, _)) => k,
                     None => Arc::new(key.clone()),
                 };
                 let first_position = self.next_position;
+                self.pending_last_frame = self.end + self.buf.len() as u64;
+                self.pending_commit_start = self.end;
                 let meta = FrameMeta {
                     first_position,
                     commit_time,
@@ -429,7 +525,7 @@ fn answer(index: &mut Index, plan: Planned) -> Result<AppendOutcome, StoreError>
             })?;
             let n = commit.events.len() as u64;
             Ok(AppendOutcome {
-                stream: index.info(s),
+                stream: Index::info(&commit.stream, &s),
                 first_revision: commit.first_revision,
                 last_revision: Revision::new(commit.first_revision.get() + n - 1),
                 first_position: Some(Position::new(commit.first_position)),
@@ -441,16 +537,20 @@ fn answer(index: &mut Index, plan: Planned) -> Result<AppendOutcome, StoreError>
             first,
             last,
         } => {
-            let found = index
-                .stream(&stream)
-                .and_then(|s| Some((s, index.position_of(s, first)?)));
-            let Some((s, position)) = found else {
+            let found = match index.stream(&stream).map_err(StoreError::backend)? {
+                Some((k, s)) => index
+                    .position_of(s.number, first)
+                    .map_err(StoreError::backend)?
+                    .map(|p| (k, s, p)),
+                None => None,
+            };
+            let Some((k, s, position)) = found else {
                 return Err(StoreError::Backend(
                     format!("a retried append of {stream} is not in the index").into(),
                 ));
             };
             Ok(AppendOutcome {
-                stream: index.info(s),
+                stream: Index::info(&k, &s),
                 first_revision: first,
                 last_revision: last,
                 first_position: Some(Position::new(position)),

@@ -8,3 +8,16 @@ eventstore_core::conformance_tests!(
     eventstore_core::conformance::Settings::default(),
     |temp| &temp.store
 );
+
+/// The same suite over a store that checkpoints its index after every
+/// append: every read goes through runs on disk, merged tiers and the
+/// in-memory deltas at once.
+mod checkpointed {
+    use super::*;
+
+    eventstore_core::conformance_tests!(
+        || async { common::TempStore::checkpointed(1) },
+        eventstore_core::conformance::Settings::default(),
+        |temp| &temp.store
+    );
+}

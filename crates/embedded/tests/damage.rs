@@ -35,6 +35,20 @@ fn open(fs: &SimFs) -> Result<EmbeddedStore, EmbeddedError> {
     )
 }
 
+/// Removes the store's index, so that the next open replays (and checks)
+/// the whole log, as for a store written before the index was on disk.
+/// With an index, open replays only the log after its checkpoint; damage
+/// before it is `check`'s to find (see
+/// `damage_under_a_checkpoint_is_found_by_check_and_repaired`).
+fn without_index(fs: &SimFs) {
+    use eventstore_embedded::vfs::FileSystem;
+    for p in fs.list() {
+        if p.starts_with(dir().join("index")) {
+            fs.remove_file(&p).unwrap();
+        }
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -241,6 +255,7 @@ fn repair_keeps_frames_after_the_damage() {
         store.close().await;
         (ids, starts)
     });
+    without_index(&fs);
     // Damage the third append's payload (stream m-1, revision 3, position 3).
     let mut bytes = fs.contents(&log()).unwrap();
     let at = frame_starts[2] + 80;
@@ -322,6 +337,7 @@ fn repair_of_a_damaged_last_frame_reserves_its_positions() {
         }
         store.close().await;
     });
+    without_index(&fs);
     let mut bytes = fs.contents(&log()).unwrap();
     let n = bytes.len();
     bytes[n - 10] ^= 0x20;
@@ -411,6 +427,7 @@ fn repair_of_a_large_log_writes_it_in_pieces() {
         store.close().await;
         c
     });
+    without_index(&fs);
     let mut bytes = fs.contents(&log()).unwrap();
     assert!(bytes.len() > 10 << 20, "{} bytes", bytes.len());
     let middle = bytes.len() / 2;
@@ -435,4 +452,120 @@ fn repair_of_a_large_log_writes_it_in_pieces() {
         store.close().await;
     });
     assert!(check_with(&fs, dir()).unwrap().is_intact());
+}
+
+/// Open trusts a checkpoint that matches the log and replays only the log
+/// after it, so damage in the part the checkpoint covers is not seen at
+/// open: `check` finds it (the log's frames and the index against them),
+/// and `repair` repairs the log and rebuilds the index.
+#[test]
+fn damage_under_a_checkpoint_is_found_by_check_and_repaired() {
+    let rt = runtime();
+    let fs = SimFs::new(12);
+    let k = key("under", "u-1");
+    let mut starts = Vec::new();
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        for i in 0..5 {
+            starts.push(fs.contents(&log()).unwrap().len());
+            store
+                .append(AppendRequest::new(k.clone(), Expectation::Any, vec![event(i)]).unwrap())
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    assert!(
+        fs.contents(&dir().join("index/MANIFEST")).is_some(),
+        "close writes a checkpoint"
+    );
+    let report = check_with(&fs, dir()).unwrap();
+    assert!(report.is_intact(), "{report}");
+    let index = report.index.as_ref().unwrap();
+    assert_eq!(index.checkpoint_position, 5, "{report}");
+    assert!(index.entries > 5, "{report}");
+    // Damage the second append's payload.
+    let mut bytes = fs.contents(&log()).unwrap();
+    bytes[starts[1] + 80] ^= 0x04;
+    fs.set_contents(&log(), bytes);
+    let store = open(&fs).expect("open replays only after the checkpoint");
+    assert_eq!(store.open_stats().replayed_frames, 0);
+    rt.block_on(store.close());
+    drop(store);
+    let report = check_with(&fs, dir()).unwrap();
+    assert!(!report.is_intact(), "{report}");
+    assert!(
+        report.to_string().contains("positions 2–2 lost"),
+        "{report}"
+    );
+    let r = repair_with(&fs, dir()).unwrap();
+    assert!(r.index_rebuilt, "{r}");
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        assert_eq!(
+            store.open_stats().rebuilt,
+            None,
+            "repair left a fresh checkpoint"
+        );
+        let read = read_all(&store, &k).await;
+        assert_eq!(read.len(), 4);
+        assert!(read.iter().all(|e| e.position.unwrap().get() != 2));
+        store.close().await;
+    });
+    assert!(check_with(&fs, dir()).unwrap().is_intact());
+}
+
+/// An index whose entries disagree with the log while its checkpoint
+/// matches (a damaged run or `feed.idx`): `check` names the first
+/// difference and exits as damaged; `repair` rebuilds the index and leaves
+/// the log alone.
+#[test]
+fn a_damaged_index_is_found_by_check_and_rebuilt_by_repair() {
+    let rt = runtime();
+    let fs = SimFs::new(13);
+    let k = key("idx", "i-1");
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        for i in 0..4 {
+            store
+                .append(AppendRequest::new(k.clone(), Expectation::Any, vec![event(i)]).unwrap())
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let log_before = fs.contents(&log()).unwrap();
+    // feed.idx: position 3's entry names another offset.
+    let feed = dir().join("index/feed.idx");
+    let mut bytes = fs.contents(&feed).unwrap();
+    bytes[2 * 16] ^= 0x01;
+    fs.set_contents(&feed, bytes);
+    let report = check_with(&fs, dir()).unwrap();
+    assert!(!report.is_intact(), "{report}");
+    assert!(report.to_string().contains("position 3"), "{report}");
+    // A run's block: its checksum no longer matches.
+    let run = fs
+        .list()
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".idx") && p.to_string_lossy().contains("run-"))
+        .unwrap();
+    let mut bytes = fs.contents(&run).unwrap();
+    bytes[10] ^= 0x01;
+    fs.set_contents(&run, bytes);
+    let report = check_with(&fs, dir()).unwrap();
+    assert!(!report.is_intact(), "{report}");
+    assert!(report.to_string().contains("checksum"), "{report}");
+    let r = repair_with(&fs, dir()).unwrap();
+    assert!(r.index_rebuilt && r.original_kept_at.is_none(), "{r}");
+    assert_eq!(
+        fs.contents(&log()).unwrap(),
+        log_before,
+        "the log is not changed"
+    );
+    assert!(check_with(&fs, dir()).unwrap().is_intact());
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        assert_eq!(read_all(&store, &k).await.len(), 4);
+        store.close().await;
+    });
 }

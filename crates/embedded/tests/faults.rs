@@ -26,10 +26,17 @@ fn dir() -> PathBuf {
 }
 
 fn open(fs: &SimFs) -> Result<EmbeddedStore, EmbeddedError> {
+    open_every(fs, EmbeddedOptions::DEFAULT_CHECKPOINT_EVENTS)
+}
+
+/// A store whose index is checkpointed every `events` events (the index's
+/// checkpoints and merges then run during a test's appends).
+fn open_every(fs: &SimFs, events: u64) -> Result<EmbeddedStore, EmbeddedError> {
     EmbeddedStore::open_with(
         dir(),
         EmbeddedOptions {
             fs: Arc::new(fs.clone()),
+            checkpoint_events: events,
             ..EmbeddedOptions::default()
         },
     )
@@ -67,8 +74,76 @@ impl Model {
 
     /// Checks a reopened store against the model: every acknowledged event
     /// exactly once, in order, at its position; unknown appends whole or
-    /// absent (and adopted when present); nothing else; a gapless feed.
+    /// absent (and adopted when present); nothing else; a gapless feed;
+    /// the per-type feed and the listing agree with the streams; and every
+    /// acknowledged event is found by its id (a retry of it would be
+    /// answered "already appended").
     async fn verify(&mut self, store: &EmbeddedStore, what: &str) {
+        self.verify_streams(store, what).await;
+        let feed = read_feed_all(store, &FeedFilter::All).await;
+        let mut types: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for e in &feed {
+            types
+                .entry(e.stream_type.as_str().to_string())
+                .or_default()
+                .push(e.position.unwrap().get());
+        }
+        for (t, positions) in &types {
+            let t = eventstore_core::StreamType::parse(t.as_str()).unwrap();
+            let typed = read_feed_all(store, &FeedFilter::StreamType(t.clone())).await;
+            let got: Vec<u64> = typed.iter().map(|e| e.position.unwrap().get()).collect();
+            assert_eq!(&got, positions, "{what}: the feed of type {t}");
+            let listed = common::list_all(store, &t).await;
+            let streams: std::collections::BTreeSet<_> = feed
+                .iter()
+                .filter(|e| e.stream_type == t)
+                .map(|e| e.stream_id.clone())
+                .collect();
+            assert_eq!(
+                listed.len(),
+                streams.len(),
+                "{what}: the listing of type {t}"
+            );
+            let counted = store
+                .stream_types()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.stream_type == t)
+                .map_or(0, |c| c.streams);
+            assert_eq!(
+                counted,
+                streams.len() as u64,
+                "{what}: the count of type {t}"
+            );
+        }
+        for (k, events) in &self.streams {
+            for (rev, (id, pos)) in events.iter().enumerate() {
+                // A retry of exactly this event, expecting its revision
+                // before: answered "already appended" at its position,
+                // without writing anything.
+                let expectation = if rev == 0 {
+                    Expectation::NoStream
+                } else {
+                    Expectation::Exact(Revision::new(rev as u64))
+                };
+                let mut e = event(0);
+                e.event_id = *id;
+                let out = store
+                    .append(request(k, expectation, vec![e]))
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: a retry of {k} revision {}: {e}", rev + 1));
+                assert!(
+                    out.already_appended,
+                    "{what}: {k} revision {} found by its id",
+                    rev + 1
+                );
+                assert_eq!(out.first_position.unwrap().get(), *pos, "{what}");
+            }
+        }
+    }
+
+    async fn verify_streams(&mut self, store: &EmbeddedStore, what: &str) {
         let feed = read_feed_all(store, &FeedFilter::All).await;
         for (i, e) in feed.iter().enumerate() {
             assert_eq!(
@@ -196,6 +271,10 @@ async fn run_model(seed: u64, steps: Vec<Step>) {
     let fs = SimFs::new(seed);
     let keys = keys();
     let mut model = Model::default();
+    // Checkpoints every 1 to 4 events: checkpoints and merges of the
+    // index run during every case.
+    let every = 1 + seed % 4;
+    let open = |fs: &SimFs| open_every(fs, every);
     let mut store = open(&fs).unwrap();
     let mut history: Vec<(StreamKey, Vec<NewEvent>)> = Vec::new();
     let mut counter = 0usize;
@@ -294,7 +373,9 @@ async fn run_model(seed: u64, steps: Vec<Step>) {
             }
             Step::DieDuring { sync, s } => {
                 let op = if sync { Op::Sync } else { Op::Write };
-                fs.kill_at(op, fs.count(op));
+                // The next call of that kind dies, whichever thread makes
+                // it (a checkpoint may be writing too).
+                fs.kill_at_next(op);
                 let k = &keys[s];
                 let evs = fresh(2);
                 let ids: Vec<EventId> = evs.iter().map(|e| e.event_id).collect();

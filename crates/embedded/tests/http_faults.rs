@@ -124,6 +124,7 @@ async fn a_full_writer_queue_is_a_503_with_retry_after() {
         EmbeddedOptions {
             fs: Arc::new(fs.clone()),
             queue_capacity: 1,
+            ..EmbeddedOptions::default()
         },
     )
     .unwrap();

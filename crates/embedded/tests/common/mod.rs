@@ -24,6 +24,20 @@ impl TempStore {
         Self { store, dir }
     }
 
+    /// A store whose index is checkpointed every `events` events.
+    pub fn checkpointed(events: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open_with(
+            dir.path(),
+            eventstore_embedded::EmbeddedOptions {
+                checkpoint_events: events,
+                ..eventstore_embedded::EmbeddedOptions::default()
+            },
+        )
+        .expect("open");
+        Self { store, dir }
+    }
+
     /// Closes the store and opens the same directory again.
     pub async fn reopen(self) -> Self {
         self.store.close().await;

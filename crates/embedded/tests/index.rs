@@ -1,0 +1,351 @@
+//! The on-disk index and its checkpoints over the simulated file layer:
+//! open replays only the log after the checkpoint; a checkpoint that does
+//! not match the log is rebuilt, not trusted; and a process death or a
+//! power cut at any call of a checkpoint or a merge (writes, syncs,
+//! renames, directory syncs, creations, deletions) leaves a store that
+//! finds every acknowledged event through the index.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::{event, key, read_all, read_feed_all};
+use eventstore_core::{
+    AppendRequest, EventId, EventStore, Expectation, FeedFilter, NewEvent, Revision, StreamKey,
+};
+use eventstore_embedded::vfs::{FileSystem, Op, PowerCut, SimFs};
+use eventstore_embedded::{EmbeddedError, EmbeddedOptions, EmbeddedStore};
+
+fn dir() -> PathBuf {
+    PathBuf::from("/sim/index")
+}
+
+fn open_every(fs: &SimFs, events: u64) -> Result<EmbeddedStore, EmbeddedError> {
+    EmbeddedStore::open_with(
+        dir(),
+        EmbeddedOptions {
+            fs: Arc::new(fs.clone()),
+            checkpoint_events: events,
+            ..EmbeddedOptions::default()
+        },
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What was acknowledged: (stream, event id, revision, position).
+type Acked = Vec<(StreamKey, EventId, u64, u64)>;
+
+/// Appends `n` single events round-robin over 3 streams of 2 types,
+/// stopping at the first failure; returns what was acknowledged.
+async fn load(store: &EmbeddedStore, n: usize, from: usize) -> Acked {
+    let keys = [key("a", "a-1"), key("b", "b-1"), key("a", "a-2")];
+    let mut acked = Vec::new();
+    for i in from..from + n {
+        let k = &keys[i % keys.len()];
+        let e = event(i);
+        let id = e.event_id;
+        match store
+            .append(AppendRequest::new(k.clone(), Expectation::Any, vec![e]).unwrap())
+            .await
+        {
+            Ok(out) => acked.push((
+                k.clone(),
+                id,
+                out.first_revision.get(),
+                out.first_position.unwrap().get(),
+            )),
+            Err(_) => break,
+        }
+    }
+    acked
+}
+
+/// Every acknowledged event is found through the index: in its stream at
+/// its revision and position, in the global and per-type feeds, and by its
+/// id (a retry answered "already appended" at its position).
+async fn verify(store: &EmbeddedStore, acked: &Acked, what: &str) {
+    let feed = read_feed_all(store, &FeedFilter::All).await;
+    for (k, id, rev, pos) in acked {
+        let read = read_all(store, k).await;
+        let e = read
+            .get(*rev as usize - 1)
+            .unwrap_or_else(|| panic!("{what}: {k} revision {rev} missing"));
+        assert_eq!(e.event_id, *id, "{what}: {k} revision {rev}");
+        assert_eq!(e.position.unwrap().get(), *pos, "{what}");
+        assert_eq!(
+            feed[*pos as usize - 1].event_id,
+            *id,
+            "{what}: feed at {pos}"
+        );
+        let typed = read_feed_all(store, &FeedFilter::StreamType(k.stream_type.clone())).await;
+        assert!(typed.iter().any(|e| e.event_id == *id), "{what}: type feed");
+        let mut retry = event(0);
+        retry.event_id = *id;
+        let out = store
+            .append(
+                AppendRequest::new(
+                    k.clone(),
+                    Expectation::Exact(Revision::new(rev - 1)),
+                    vec![retry],
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: retry of {k} revision {rev}: {e}"));
+        assert!(
+            out.already_appended,
+            "{what}: {k} revision {rev} found by id"
+        );
+        assert_eq!(out.first_position.unwrap().get(), *pos, "{what}");
+    }
+    for (i, e) in feed.iter().enumerate() {
+        assert_eq!(
+            e.position.unwrap().get(),
+            i as u64 + 1,
+            "{what}: gapless feed"
+        );
+    }
+}
+
+#[test]
+fn open_replays_only_the_log_after_the_checkpoint() {
+    let rt = runtime();
+    rt.block_on(async {
+        let fs = SimFs::new(1);
+        let store = open_every(&fs, 10).unwrap();
+        let acked = load(&store, 95, 0).await;
+        // Let the last checkpoint due finish, then die without closing.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        fs.kill();
+        drop(store);
+        fs.heal();
+        let store = open_every(&fs, 10).unwrap();
+        let stats = store.open_stats().clone();
+        assert_eq!(stats.rebuilt, None, "{stats:?}");
+        assert!(stats.checkpoint_position >= 80, "{stats:?}");
+        assert!(
+            stats.replayed_events <= 95 - stats.checkpoint_position,
+            "{stats:?}"
+        );
+        verify(&store, &acked, "after a kill").await;
+        store.close().await;
+        drop(store);
+        // A clean stop checkpoints everything: nothing to replay.
+        let store = open_every(&fs, 10).unwrap();
+        assert_eq!(store.open_stats().replayed_frames, 0);
+        assert_eq!(store.open_stats().checkpoint_position, 95);
+        verify(&store, &acked, "after a clean stop").await;
+        store.close().await;
+    });
+}
+
+/// Files of the index directory.
+fn index_files(fs: &SimFs) -> Vec<PathBuf> {
+    fs.list()
+        .into_iter()
+        .filter(|p| p.starts_with(dir().join("index")))
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_that_does_not_match_the_log_is_rebuilt_not_trusted() {
+    let rt = runtime();
+    rt.block_on(async {
+        // A store, closed (its index checkpointed).
+        let fs = SimFs::new(2);
+        let store = open_every(&fs, 4).unwrap();
+        let acked = load(&store, 30, 0).await;
+        store.close().await;
+        drop(store);
+        let log = dir().join("events.log");
+        let manifest = dir().join("index/MANIFEST");
+        let saved: Vec<(PathBuf, Vec<u8>)> = index_files(&fs)
+            .into_iter()
+            .map(|p| {
+                let c = fs.contents(&p).unwrap();
+                (p, c)
+            })
+            .collect();
+        let restore = |fs: &SimFs| {
+            for p in index_files(fs) {
+                fs.remove_file(&p).unwrap();
+            }
+            for (p, c) in &saved {
+                fs.set_contents(p, c.clone());
+            }
+        };
+        // 1. A damaged MANIFEST.
+        let mut m = fs.contents(&manifest).unwrap();
+        m[20] ^= 0x10;
+        fs.set_contents(&manifest, m);
+        let store = open_every(&fs, 4).unwrap();
+        let why = store.open_stats().rebuilt.clone().expect("rebuilt");
+        assert!(why.contains("MANIFEST"), "{why}");
+        verify(&store, &acked, "damaged MANIFEST").await;
+        store.close().await;
+        drop(store);
+        // 2. The log is another one (shorter, other frames): the index of
+        //    the first one must not be used.
+        restore(&fs);
+        let other = SimFs::new(3);
+        let s2 = open_every(&other, 1000).unwrap();
+        let acked2 = load(&s2, 7, 500).await;
+        s2.close().await;
+        fs.set_contents(&log, other.contents(&log).unwrap());
+        let store = open_every(&fs, 4).unwrap();
+        assert!(store.open_stats().rebuilt.is_some());
+        verify(&store, &acked2, "another log").await;
+        assert_eq!(read_feed_all(&store, &FeedFilter::All).await.len(), 7);
+        store.close().await;
+        drop(store);
+        // 3. feed.idx shorter than the checkpoint says.
+        let fs = SimFs::new(4);
+        let store = open_every(&fs, 4).unwrap();
+        let acked = load(&store, 30, 0).await;
+        store.close().await;
+        drop(store);
+        let feed = dir().join("index/feed.idx");
+        let mut f = fs.contents(&feed).unwrap();
+        f.truncate(f.len() - 16);
+        fs.set_contents(&feed, f);
+        let store = open_every(&fs, 4).unwrap();
+        let why = store.open_stats().rebuilt.clone().expect("rebuilt");
+        assert!(why.contains("feed.idx"), "{why}");
+        verify(&store, &acked, "short feed.idx").await;
+        store.close().await;
+        drop(store);
+        // 4. A run the MANIFEST names is missing.
+        let run = index_files(&fs)
+            .into_iter()
+            .find(|p| p.to_string_lossy().contains("run-"))
+            .unwrap();
+        fs.remove_file(&run).unwrap();
+        let store = open_every(&fs, 4).unwrap();
+        assert!(store.open_stats().rebuilt.is_some());
+        verify(&store, &acked, "a missing run").await;
+        store.close().await;
+    });
+}
+
+/// A process death at every call of every kind while the store appends
+/// with a checkpoint after every 2 events (checkpoints, merges of 8 runs,
+/// deletions of merged runs), with and without a power cut of each kind
+/// after it: the reopened store finds every acknowledged event through the
+/// index, and nothing else.
+#[test]
+fn a_death_at_any_call_of_a_checkpoint_or_merge_loses_nothing() {
+    let rt = runtime();
+    let clean = SimFs::new(5);
+    rt.block_on(async {
+        let store = open_every(&clean, 2).unwrap();
+        let acked = load(&store, 40, 0).await;
+        assert_eq!(acked.len(), 40);
+        store.close().await;
+    });
+    let ops = [
+        Op::Write,
+        Op::Sync,
+        Op::SyncDir,
+        Op::Rename,
+        Op::Create,
+        Op::SetLen,
+        Op::Remove,
+    ];
+    let mut runs = 0;
+    for op in ops {
+        let total = clean.count(op);
+        for n in 0..total {
+            runs += 1;
+            let fs = SimFs::new(n * 31 + op as u64);
+            fs.kill_at(op, n);
+            let what = format!("death at {op:?} call {n}");
+            let acked = rt.block_on(async {
+                let Ok(store) = open_every(&fs, 2) else {
+                    return Vec::new();
+                };
+                let acked = load(&store, 40, 0).await;
+                store.close().await;
+                acked
+            });
+            fs.kill();
+            match n % 4 {
+                0 => fs.heal(),
+                1 => fs.power_cut(PowerCut::DropUnsynced),
+                2 => fs.power_cut(PowerCut::TornPrefix),
+                _ => fs.power_cut(PowerCut::TornSectors),
+            }
+            rt.block_on(async {
+                let store = open_every(&fs, 2).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                verify(&store, &acked, &what).await;
+                let feed = read_feed_all(&store, &FeedFilter::All).await;
+                assert!(
+                    feed.len() <= acked.len() + 1,
+                    "{what}: at most the append that died is there besides"
+                );
+                // The store goes on: an append after the last position.
+                let more = load(&store, 3, 1000).await;
+                assert_eq!(more.len(), 3, "{what}");
+                assert_eq!(more[0].3, feed.len() as u64 + 1, "{what}");
+                store.close().await;
+            });
+        }
+    }
+    assert!(runs > 50, "enough calls to die at: {runs}");
+}
+
+/// A stream with many revisions read page by page both ways, while its
+/// revisions are spread over merged runs, a run, the frozen and the active
+/// delta.
+#[test]
+fn pages_cross_every_layer_of_the_index() {
+    let rt = runtime();
+    rt.block_on(async {
+        let fs = SimFs::new(6);
+        let store = open_every(&fs, 7).unwrap();
+        let k = key("long", "l-1");
+        let mut ids = Vec::new();
+        for i in 0..150 {
+            let evs: Vec<NewEvent> = (0..1 + i % 3).map(|j| event(i * 10 + j)).collect();
+            ids.extend(evs.iter().map(|e| e.event_id));
+            store
+                .append(AppendRequest::new(k.clone(), Expectation::Any, evs).unwrap())
+                .await
+                .unwrap();
+        }
+        for limit in [1, 7, 100] {
+            let mut got = Vec::new();
+            let mut read = eventstore_core::StreamRead::forward();
+            read.limit = limit;
+            loop {
+                let page = store.read_stream(&k, read).await.unwrap();
+                got.extend(page.events.iter().map(|e| e.event_id));
+                if !page.has_more {
+                    break;
+                }
+                read.from = Some(page.last_evaluated_revision);
+            }
+            assert_eq!(got, ids, "forward by {limit}");
+            let mut got = Vec::new();
+            let mut read = eventstore_core::StreamRead::backward(None, limit);
+            loop {
+                let page = store.read_stream(&k, read).await.unwrap();
+                got.extend(page.events.iter().map(|e| e.event_id));
+                if !page.has_more {
+                    break;
+                }
+                read.from = Some(page.last_evaluated_revision);
+            }
+            got.reverse();
+            assert_eq!(got, ids, "backward by {limit}");
+        }
+        store.close().await;
+    });
+}
