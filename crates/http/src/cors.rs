@@ -91,9 +91,11 @@ impl CorsPolicy {
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
                     REQUEST_ID_HEADER,
+                    HeaderName::from_static("traceparent"),
                 ])
                 .expose_headers([
                     REQUEST_ID_HEADER,
+                    HeaderName::from_static("traceparent"),
                     header::LOCATION,
                     header::RETRY_AFTER,
                     HeaderName::from_static("www-authenticate"),

@@ -299,11 +299,11 @@ async fn cors_allows_exactly_the_named_origins_or_any_when_spelled_out() {
             .await;
         assert_eq!(get.status, 200);
         assert_eq!(get.header("access-control-allow-origin"), Some(origin));
-        assert!(
-            get.header("access-control-expose-headers")
-                .unwrap()
-                .contains("x-request-id")
-        );
+        let exposed = get.header("access-control-expose-headers").unwrap();
+        assert!(exposed.contains("x-request-id"), "{exposed}");
+        assert!(exposed.contains("traceparent"), "{exposed}");
+        let allowed = pre.header("access-control-allow-headers").unwrap_or("");
+        assert!(allowed.contains("traceparent"), "{allowed}");
     }
     for other in [
         "https://evil.example",
