@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// Events loaded by the scale scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
+    /// Pages of 100 events of random streams read by the scale scenario;
+    /// it reads the global feed for 100 times as many events (at most
+    /// 200,000).
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub scale_pages: u64,
     /// The scale scenario's data directory: it must be empty or absent
     /// (the scenario loads a new store there and leaves it).
     #[arg(long, value_name = "DIR")]
@@ -228,7 +233,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let Some(dir) = &args.data_dir else {
             bail!("the scale scenario needs --data-dir (an empty or absent directory)");
         };
-        return crate::scale::run(dir, args.events, args.json).await;
+        return crate::scale::run(dir, args.events, args.scale_pages, args.json).await;
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients.max(1) * 2)

@@ -35,6 +35,34 @@ pub struct ServeArgs {
     /// `dynamodb` (the table named by --table).
     #[arg(long, env = "EVENT_STORE_BACKEND", value_enum, default_value_t = Backend::Embedded)]
     pub backend: Backend,
+    /// Embedded store: write the index's in-memory delta to disk (a
+    /// checkpoint) once it holds this many events. It bounds the delta's
+    /// memory (about 150 bytes an event, twice while a checkpoint is
+    /// written) and how much of the log open replays.
+    #[arg(
+        long,
+        env = "EVENT_STORE_CHECKPOINT_EVENTS",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub checkpoint_events: u64,
+    /// Embedded store: also checkpoint events older than this many seconds.
+    #[arg(
+        long,
+        env = "EVENT_STORE_CHECKPOINT_INTERVAL",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub checkpoint_interval: u64,
+    /// Embedded store: memory for the cache of index blocks read from disk,
+    /// in MiB.
+    #[arg(
+        long,
+        env = "EVENT_STORE_INDEX_CACHE_MIB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    pub index_cache_mib: usize,
     #[command(flatten)]
     pub dynamodb: DynamoArgs,
     #[command(flatten)]
@@ -261,10 +289,39 @@ pub struct ServeSettings {
     pub api_keys: Vec<String>,
     /// Storage backend.
     pub backend: Backend,
+    /// Checkpoints and cache of the embedded store's index.
+    pub embedded: EmbeddedSettings,
     /// Settings of the `dynamodb` backend (`Some` exactly when it is chosen).
     pub dynamodb: Option<DynamoSettings>,
     /// Limits, timeouts and CORS.
     pub protection: Protection,
+}
+
+/// Checkpoints and cache of the embedded store's index, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedSettings {
+    /// Events in the index's delta that start a checkpoint.
+    pub checkpoint_events: u64,
+    /// Age of the delta that starts a checkpoint.
+    pub checkpoint_interval: Duration,
+    /// Bytes of the index's block cache.
+    pub index_cache_bytes: usize,
+}
+
+impl EmbeddedSettings {
+    fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        if args.checkpoint_events == 0 {
+            anyhow::bail!("--checkpoint-events must be at least 1");
+        }
+        if args.checkpoint_interval == 0 {
+            anyhow::bail!("--checkpoint-interval must be at least 1 second");
+        }
+        Ok(Self {
+            checkpoint_events: args.checkpoint_events,
+            checkpoint_interval: Duration::from_secs(args.checkpoint_interval),
+            index_cache_bytes: args.index_cache_mib.saturating_mul(1 << 20),
+        })
+    }
 }
 
 /// Settings of the DynamoDB backend, validated.
@@ -327,6 +384,7 @@ impl DynamoSettings {
 impl ServeSettings {
     /// Validates the parsed options.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let embedded = EmbeddedSettings::from_args(&args)?;
         let api_keys: Vec<String> = args
             .api_keys
             .into_iter()
@@ -350,6 +408,7 @@ impl ServeSettings {
             data_dir: args.data_dir,
             api_keys,
             backend: args.backend,
+            embedded,
             dynamodb,
             protection,
         })
@@ -367,6 +426,7 @@ impl fmt::Debug for ServeSettings {
                 &format_args!("[{} hidden]", self.api_keys.len()),
             )
             .field("backend", &self.backend)
+            .field("embedded", &self.embedded)
             .field("dynamodb", &self.dynamodb)
             .field("protection", &self.protection)
             .finish()

@@ -9,14 +9,17 @@
 //!    120 bytes, from many concurrent tasks so that streams interleave in
 //!    the log as they do under real load.
 //! 2. Starts `event-store serve` on it and measures the time from start to
-//!    the first answer (open after a clean stop) and the server's resident
-//!    memory.
+//!    the first answer (open after a clean stop), how many events of the
+//!    log that open replayed (none: the index was checkpointed at the
+//!    stop) and the server's resident memory.
 //! 3. Over HTTP, one client: pages of 100 events of random streams (p50,
 //!    p99) and the global feed from random positions in pages of 1,000
 //!    (events/s); the resident memory again.
 //! 4. Appends over HTTP from 8 clients, kills the server with SIGKILL in the
 //!    middle, starts it again and measures the time to the first answer
-//!    (open after SIGKILL); checks that every acknowledged append is there.
+//!    (open after SIGKILL) and the events it replayed (the tail after the
+//!    index's last checkpoint); checks that every acknowledged append is
+//!    there.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -40,8 +43,7 @@ const TYPE: &str = "scale";
 const LONG_STREAMS: u64 = 100;
 /// Appends in flight while loading.
 const LOADERS: u64 = 512;
-/// Random stream pages read, and feed events read, over HTTP.
-const PAGES: u64 = 2_000;
+/// The most feed events read over HTTP.
 const FEED_EVENTS: u64 = 200_000;
 
 /// A fast, well-mixed hash (SplitMix64) standing in for a random source:
@@ -134,9 +136,16 @@ impl Server {
             .spawn()
             .context("starting event-store serve")?;
         let stdout = child.stdout.take().context("the server's stdout")?;
+        // The server says where it starts, then where it listens once the
+        // store is open.
         let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line)? == 0 || line.starts_with("listening on ") {
+                    return Ok::<_, std::io::Error>(line);
+                }
+            }
         })
         .await??;
         let Some(url) = line.trim().strip_prefix("listening on ") else {
@@ -161,6 +170,21 @@ impl Server {
             child: Some(child),
             url,
         })
+    }
+
+    /// Events of the log that open replayed (those after the index's
+    /// checkpoint), from the server's metrics.
+    async fn replayed_events(&self, http: &reqwest::Client) -> anyhow::Result<f64> {
+        let text = http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("eventstore_open_replayed_events "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("eventstore_open_replayed_events in the server's metrics")
     }
 
     fn pid(&self) -> u32 {
@@ -271,7 +295,7 @@ async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
 }
 
 /// Runs the scenario and prints its figures (text or one JSON object).
-pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(dir: &Path, events: u64, pages: u64, as_json: bool) -> anyhow::Result<()> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!(
             "the scale scenario loads a new store: {} must be empty or absent",
@@ -294,10 +318,19 @@ pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
         ),
     );
     let size = dir_size(dir);
+    let index_size = dir_size(&dir.join("index"));
     f.add(
         "fileMiB",
         json!(mib(size)),
         format!("data directory: {:.0} MiB", mib(size)),
+    );
+    f.add(
+        "indexMiB",
+        json!(mib(index_size)),
+        format!(
+            "  of which the index (runs, feed.idx, MANIFEST): {:.0} MiB",
+            mib(index_size)
+        ),
     );
     f.add(
         "streams",
@@ -314,6 +347,12 @@ pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
             server.open.as_secs_f64()
         ),
     );
+    let replayed = server.replayed_events(&http).await?;
+    f.add(
+        "openAfterStopReplayedEvents",
+        json!(replayed),
+        format!("  events of the log replayed by that open: {replayed}"),
+    );
     let rss_open = rss_mib(server.pid());
     f.add(
         "rssAfterOpenMiB",
@@ -323,7 +362,7 @@ pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
 
     // Pages of 100 events of random streams, from a random revision.
     let mut h = histogram();
-    for i in 0..PAGES {
+    for i in 0..pages.max(1) {
         let id = &ids[(mix(i ^ 0xABCD) % ids.len() as u64) as usize];
         let info = get(
             &http,
@@ -362,7 +401,7 @@ pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
         "pageP50Ms",
         json!(p50),
         format!(
-            "page of 100 events of a random stream (HTTP, 1 client, {PAGES} pages): p50 {p50:.2} ms"
+            "page of 100 events of a random stream (HTTP, 1 client, {pages} pages): p50 {p50:.2} ms"
         ),
     );
     f.add("pageP99Ms", json!(p99), format!("  p99 {p99:.2} ms"));
@@ -371,7 +410,7 @@ pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
     let mut read = 0;
     let mut k = 0;
     let t = Instant::now();
-    while read < FEED_EVENTS.min(events) {
+    while read < FEED_EVENTS.min(events).min(pages.max(1) * 100) {
         let mut after = mix(k ^ 0x5EED) % events.saturating_sub(10_000).max(1);
         k += 1;
         for _ in 0..10 {
@@ -449,6 +488,14 @@ pub async fn run(dir: &Path, events: u64, as_json: bool) -> anyhow::Result<()> {
         format!(
             "open after SIGKILL: {:.3} s to the first answer",
             server.open.as_secs_f64()
+        ),
+    );
+    let replayed = server.replayed_events(&http).await?;
+    f.add(
+        "openAfterKillReplayedEvents",
+        json!(replayed),
+        format!(
+            "  events of the log replayed by that open (the tail after the checkpoint): {replayed}"
         ),
     );
     let mut found = 0;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use eventstore_core::{EventStore, GatedStore, MemoryStore};
-use eventstore_embedded::EmbeddedStore;
+use eventstore_embedded::{EmbeddedOptions, EmbeddedStore};
 use eventstore_http::{AppState, router};
 
 use crate::config::{Backend, ServeSettings};
@@ -33,12 +33,19 @@ async fn open(settings: &ServeSettings, gate: &Arc<GatedStore>) -> anyhow::Resul
     Ok(match settings.backend {
         Backend::Embedded => {
             let dir = settings.data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
-                .await
-                .context("opening the store")?
-                .with_context(|| {
-                    format!("opening the data directory {}", settings.data_dir.display())
-                })?;
+            let options = EmbeddedOptions {
+                checkpoint_events: settings.embedded.checkpoint_events,
+                checkpoint_interval: settings.embedded.checkpoint_interval,
+                index_cache_bytes: settings.embedded.index_cache_bytes,
+                ..EmbeddedOptions::default()
+            };
+            let store =
+                tokio::task::spawn_blocking(move || EmbeddedStore::open_with(&dir, options))
+                    .await
+                    .context("opening the store")?
+                    .with_context(|| {
+                        format!("opening the data directory {}", settings.data_dir.display())
+                    })?;
             let store = Arc::new(store);
             Opened {
                 store: store.clone(),

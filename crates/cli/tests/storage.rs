@@ -45,13 +45,28 @@ async fn a_flipped_bit_is_refused_named_checked_and_repaired() {
     let data = dir.path().to_str().unwrap().to_string();
     let args = ["serve", "--port", "0", "--data-dir", &data];
     let c = reqwest::Client::new();
-    let server = Server::start(BIN, &args, &[]);
+    // No checkpoint of the index (an hour apart, and the process is killed
+    // rather than stopped): open replays, and so checks, the whole log.
+    // Damage under a checkpoint is `check`'s to find (below).
+    let server = Server::start(
+        BIN,
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            &data,
+            "--checkpoint-interval",
+            "3600",
+        ],
+        &[],
+    );
     let url = server.url.clone();
     create(&c, &url, "alpha", "AAAA-first").await;
     create(&c, &url, "beta", "BBBB-second").await;
     create(&c, &url, "gamma", "CCCC-third").await;
     assert_eq!(feed(&c, &url).await.len(), 3);
-    server.stop();
+    server.kill();
 
     // Flip one bit inside B's payload.
     let log = dir.path().join("events.log");
@@ -117,6 +132,41 @@ async fn a_flipped_bit_is_refused_named_checked_and_repaired() {
     let events = feed(&c, &url).await;
     assert_eq!(events.last().unwrap()["position"], 4);
     server.stop();
+
+    // The stop checkpointed the index; check verifies it against the log.
+    let out = bin().args(["check", "--data-dir", &data]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("checkpoint at position 4"), "{text}");
+
+    // Damage under the checkpoint: open does not read that part of the log
+    // again, check finds it (exit 2) and repair repairs the log and
+    // rebuilds the index.
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"DDDD")
+        .expect("D's payload in the log");
+    bytes[at + 1] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let out = bin().args(["check", "--data-dir", &data]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("positions 4–"), "{text}");
+    let out = bin()
+        .args(["repair", "--data-dir", &data])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("index was rebuilt"), "{text}");
+    let out = bin().args(["check", "--data-dir", &data]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

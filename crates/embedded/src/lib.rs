@@ -1,14 +1,20 @@
 //! The embedded, file-based, crash-safe storage backend of the event store.
 //!
 //! This crate owns the files under a data directory: an append-only log
-//! (`events.log`) that holds every append as one checksummed frame, and a
-//! `LOCK` file that keeps a second process out. At open it replays the log
-//! into an in-memory index (positions, streams, stream types, event ids),
-//! discarding a torn tail left by a crash. One writer thread owns the write
-//! path: it takes every append queued while the previous commit was on its
-//! way to disk, decides each with [`eventstore_core::idempotency::decide`],
-//! writes their frames with one `write` and makes them durable with one
-//! `fdatasync` (group commit), then publishes them to readers and answers.
+//! (`events.log`) that holds every append as one checksummed frame, an
+//! on-disk index (`index/`: sorted run files, `feed.idx` and a `MANIFEST`
+//! naming them and the checkpoint they cover) and a `LOCK` file that keeps a
+//! second process out. At open it checks the index's checkpoint against the
+//! log and replays only the log after it into an in-memory delta layered
+//! over the runs (the whole log when the index is missing or does not
+//! match), discarding a torn tail left by a crash. One writer thread owns
+//! the write path: it takes every append queued while the previous commit
+//! was on its way to disk, decides each with
+//! [`eventstore_core::idempotency::decide`], writes their frames with one
+//! `write` and makes them durable with one `fdatasync` (group commit), then
+//! publishes them to readers and answers. A checkpoint thread writes the
+//! delta to disk as a new run every `checkpoint_events` events and merges
+//! runs in tiers, so memory does not grow with the events.
 //! Readers take a read lock on the index for a few microseconds and read
 //! the records with positional reads; the writer never holds that lock
 //! while it writes or syncs.
