@@ -130,34 +130,6 @@ fn checks_append_id(expectation: Expectation) -> bool {
     }
 }
 
-/// The `Put` of an append's id item: first revision `f`, count `k`; it
-/// fails when the item exists (a retry), handing the item back.
-fn append_id_put(
-    table: &str,
-    stream: &StreamKey,
-    ids: &[EventId],
-    first: u64,
-) -> Result<TransactWriteItem, DynamoError> {
-    let item = AppendId {
-        first,
-        count: ids.len() as u64,
-    }
-    .to_item(stream, ids);
-    Ok(TransactWriteItem::builder()
-        .put(
-            Put::builder()
-                .table_name(table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(p)")
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(|e| DynamoError::request("TransactWriteItems", e))?,
-        )
-        .build())
-}
-
 /// The revisions an existing append-id item names.
 fn stored_range(item: &Item) -> Result<(u64, u64), DynamoError> {
     let id = AppendId::from_item(item)?;
@@ -199,6 +171,16 @@ enum Attempt {
     Conflict,
 }
 
+/// What claiming an append-id item before a large append found.
+enum Claim {
+    /// The item names the revisions this append is about to take.
+    Claimed,
+    /// These ids are stored at `first ..= last`.
+    Stored { first: u64, last: u64 },
+    /// A transient conflict; try again after a pause.
+    Conflict,
+}
+
 impl DynamoStore {
     async fn locate_ids(
         &self,
@@ -217,14 +199,19 @@ impl DynamoStore {
             Some(b) => Some(b.get()),
             None => tip.revision.checked_sub(n_ids),
         };
+        // The fingerprints are those of the last revisions, in order.
+        let window_start = (tip.revision + 1).saturating_sub(tip.fingerprints.len() as u64);
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         if let Some(base) = base
             && base < tip.revision
+            && base + 1 < window_start
         {
+            // A candidate range inside the fingerprint window holds one of
+            // the ids only where a fingerprint matches (the hits below):
+            // no need to read it (a large append's events are in chunks).
             ranges.push((base + 1, (base + n_ids).min(tip.revision)));
         }
         // Revisions whose fingerprint matches one of the request's ids.
-        let window_start = tip.revision + 1 - tip.fingerprints.len() as u64;
         let wanted: Vec<[u8; 4]> = ids.iter().map(codec::fingerprint).collect();
         let hits: Vec<u64> = tip
             .fingerprints
@@ -287,11 +274,17 @@ impl DynamoStore {
                 Ok(out) => {
                     let responses = out.responses();
                     let item = |i: usize| responses.get(i).and_then(|r| r.item());
+                    let tip = item(0).map(Tip::from_item).transpose()?.flatten();
                     if let Some(id_item) = item(1) {
                         let (first, last) = stored_range(id_item)?;
-                        return Ok(Attempt::Stored { first, last });
+                        if let Some(t) = &tip
+                            && self.holds(stream, t, ids, first, last).await?
+                        {
+                            return Ok(Attempt::Stored { first, last });
+                        }
+                        // A claim whose append was never stored there (see
+                        // `claim_append_id`): the ids are stored nowhere.
                     }
-                    let tip = item(0).map(Tip::from_item).transpose()?.flatten();
                     return Ok(Attempt::Checked(tip));
                 }
                 // A transaction writing one of the items meanwhile cancels
@@ -367,28 +360,123 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// The revisions named by the append-id item of `ids`.
-    async fn read_append_id(
+    /// Whether the stream whose tip is `tip` holds exactly `ids` at
+    /// `first ..= last` (what an append-id item names).
+    async fn holds(
+        &self,
+        stream: &StreamKey,
+        tip: &Tip,
+        ids: &[EventId],
+        first: u64,
+        last: u64,
+    ) -> Result<bool, DynamoError> {
+        if last + 1 - first != ids.len() as u64 || last > tip.revision {
+            return Ok(false);
+        }
+        let stored = self.read_range(stream, tip, first, last).await?;
+        Ok(stored.len() == ids.len() && stored.iter().zip(ids).all(|(e, id)| e.event_id == *id))
+    }
+
+    /// Claims the append-id item of a large append (its events go
+    /// straight to chunk items) before the transaction that writes them,
+    /// as a plain conditional `PutItem` (1 WCU, where a `Put` inside the
+    /// transaction cost 2). The item names the revisions `first ..` the
+    /// append is about to take; the transaction may then fail (another
+    /// append took them, or the expectation fails), leaving a claim that
+    /// names revisions holding other events, or none yet. So a found item
+    /// is believed only when the stream holds exactly these ids there
+    /// ([`Self::holds`]); otherwise the ids are stored nowhere — events
+    /// with these ids are only ever written at the revisions the item
+    /// names when the writer decides, and the item only moves away from
+    /// revisions that other events took — and the item is moved to this
+    /// attempt's revisions with a `PutItem` conditioned on what was read.
+    /// A twin of this request in flight to the same revisions is settled
+    /// by the tip's condition in the transaction: one wins, the other
+    /// finds its ids among the tip's fingerprints.
+    async fn claim_append_id(
         &self,
         stream: &StreamKey,
         ids: &[EventId],
-    ) -> Result<(u64, u64), DynamoError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(items::key(
-                items::stream_pk(stream),
-                items::append_id_sk(ids),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("GetItem", e))?;
-        let item = out
-            .item()
-            .ok_or_else(|| DynamoError::Corrupt("the append-id item vanished".into()))?;
-        stored_range(item)
+        first: u64,
+    ) -> Result<Claim, DynamoError> {
+        use crate::items::attr::append_id::FIRST;
+        let item = AppendId {
+            first,
+            count: ids.len() as u64,
+        }
+        .to_item(stream, ids);
+        let mut condition = "attribute_not_exists(p)".to_string();
+        let mut named: Option<u64> = None;
+        for _ in 0..12 {
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression(&condition)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            if let Some(f) = named {
+                put = put.expression_attribute_values(":f0", n(f));
+            }
+            let existing = match put.send().await {
+                Ok(_) => return Ok(Claim::Claimed),
+                Err(SdkError::ServiceError(se)) => match se.err() {
+                    PutItemError::ConditionalCheckFailedException(c) => match c.item() {
+                        Some(item) => Some(stored_range(item)?),
+                        None => None,
+                    },
+                    other if other.meta().code().is_some_and(is_retryable) => {
+                        return Ok(Claim::Conflict);
+                    }
+                    _ => return Err(sdk_err("PutItem", SdkError::ServiceError(se))),
+                },
+                Err(e) => return Err(sdk_err("PutItem", e)),
+            };
+            let existing = match existing {
+                Some(range) => Some(range),
+                None => {
+                    let out = self
+                        .client
+                        .get_item()
+                        .table_name(&self.table)
+                        .set_key(Some(items::key(
+                            items::stream_pk(stream),
+                            items::append_id_sk(ids),
+                        )))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_err("GetItem", e))?;
+                    out.item().map(stored_range).transpose()?
+                }
+            };
+            let Some((f0, l0)) = existing else {
+                // Gone between the put and the read (it is never deleted,
+                // so only a test's table reset does that): claim afresh.
+                condition = "attribute_not_exists(p)".to_string();
+                named = None;
+                continue;
+            };
+            if f0 == first && l0 + 1 - f0 == ids.len() as u64 {
+                // It names these very revisions (a lost answer retried by
+                // the SDK, or a twin's claim): go on.
+                return Ok(Claim::Claimed);
+            }
+            let tip = self.get_tip(stream).await?;
+            if let Some(t) = &tip
+                && self.holds(stream, t, ids, f0, l0).await?
+            {
+                return Ok(Claim::Stored {
+                    first: f0,
+                    last: l0,
+                });
+            }
+            condition = format!("{FIRST} = :f0");
+            named = Some(f0);
+        }
+        Ok(Claim::Conflict)
     }
 
     /// The fast path: one `UpdateItem` of the tip.
@@ -634,18 +722,17 @@ impl DynamoStore {
         let tip_index = writes.len();
         writes.push(tip_write);
         // New events written straight to chunks never pass through the
-        // tip: their append-id item is written with them.
-        let id_index = if in_chunks {
-            writes.push(append_id_put(
-                &self.table,
-                stream,
-                &request.event_ids(),
-                old_rev + 1,
-            )?);
-            Some(writes.len() - 1)
-        } else {
-            None
-        };
+        // tip: their append-id item is claimed before the transaction.
+        if in_chunks {
+            match self
+                .claim_append_id(stream, &request.event_ids(), old_rev + 1)
+                .await?
+            {
+                Claim::Claimed => {}
+                Claim::Stored { first, last } => return Ok(Attempt::Stored { first, last }),
+                Claim::Conflict => return Ok(Attempt::Conflict),
+            }
+        }
         let done = |created: i64| AppendOutcome {
             stream: StreamInfo {
                 stream_id: stream.stream_id.clone(),
@@ -706,16 +793,6 @@ impl DynamoStore {
             Err(SdkError::ServiceError(se)) => match se.err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     let reasons = c.cancellation_reasons();
-                    if let Some(i) = id_index
-                        && let Some(r) = reasons.get(i)
-                        && r.code() == Some("ConditionalCheckFailed")
-                    {
-                        let (first, last) = match r.item() {
-                            Some(item) => stored_range(item)?,
-                            None => self.read_append_id(stream, &request.event_ids()).await?,
-                        };
-                        return Ok(Attempt::Stored { first, last });
-                    }
                     let tip_reason = reasons.get(tip_index);
                     if tip_reason.and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
                         let old = tip_reason
