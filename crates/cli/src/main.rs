@@ -22,6 +22,12 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{LogArgs, ServeArgs, ServeSettings};
 
+/// mimalloc rather than the system's allocator: every request allocates
+/// (headers, JSON, spans, the answer), and glibc's malloc was over a tenth
+/// of the server's CPU time per append in profiles (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(

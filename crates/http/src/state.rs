@@ -15,9 +15,15 @@ use crate::error::ApiError;
 use crate::metrics::MetricsRenderer;
 use crate::trace::TraceLink;
 
-/// The router's shared state. Cheap to clone.
+/// The router's shared state. Cheap to clone: one reference count (every
+/// request clones it for each layer and extractor that takes it).
 #[derive(Clone)]
 pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     store: Arc<dyn EventStore>,
     api_keys: Arc<[ApiKey]>,
     shutdown: Arc<watch::Sender<bool>>,
@@ -40,16 +46,24 @@ impl AppState {
     /// State over `store`, with no API keys (authentication off).
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
-            store,
-            api_keys: Arc::from(Vec::new()),
-            shutdown: Arc::new(watch::Sender::new(false)),
-            long_polls: None,
-            cors: CorsPolicy::Off,
-            body_timeout: None,
-            request_timeout: None,
-            metrics: None,
-            trace_link: None,
+            inner: Arc::new(Inner {
+                store,
+                api_keys: Arc::from(Vec::new()),
+                shutdown: Arc::new(watch::Sender::new(false)),
+                long_polls: None,
+                cors: CorsPolicy::Off,
+                body_timeout: None,
+                request_timeout: None,
+                metrics: None,
+                trace_link: None,
+            }),
         }
+    }
+
+    /// The fields, to set while building (copied first if this state was
+    /// cloned).
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
     }
 
     /// Holds at most `max` feed requests waiting for events (`wait` > 0)
@@ -57,7 +71,7 @@ impl AppState {
     /// waiting. Without this call there is no limit.
     pub fn with_long_poll_limit(mut self, max: usize) -> Self {
         let max = max.min(Semaphore::MAX_PERMITS);
-        self.long_polls = Some(LongPollLimit {
+        self.inner_mut().long_polls = Some(LongPollLimit {
             permits: Arc::new(Semaphore::new(max)),
             max,
         });
@@ -66,14 +80,14 @@ impl AppState {
 
     /// Answers cross-origin requests by `policy` (default: CORS off).
     pub fn with_cors(mut self, policy: CorsPolicy) -> Self {
-        self.cors = policy;
+        self.inner_mut().cors = policy;
         self
     }
 
     /// A request body must arrive without a pause longer than `timeout`
     /// between two of its chunks; otherwise the answer is 408.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
-        self.body_timeout = Some(timeout);
+        self.inner_mut().body_timeout = Some(timeout);
         self
     }
 
@@ -81,7 +95,7 @@ impl AppState {
     /// body upload included. Long polls are cut short to answer (with an
     /// empty page) one second before it.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = Some(timeout);
+        self.inner_mut().request_timeout = Some(timeout);
         self
     }
 
@@ -89,7 +103,7 @@ impl AppState {
     /// format); the host installs the recorder behind it. Without this
     /// call `/metrics` answers 404.
     pub fn with_metrics(mut self, render: MetricsRenderer) -> Self {
-        self.metrics = Some(render);
+        self.inner_mut().metrics = Some(render);
         self
     }
 
@@ -99,34 +113,34 @@ impl AppState {
     /// answers the trace and span ids the pipeline gave it, which the
     /// answer's `traceparent` and the log lines then carry.
     pub fn with_trace_link(mut self, link: TraceLink) -> Self {
-        self.trace_link = Some(link);
+        self.inner_mut().trace_link = Some(link);
         self
     }
 
     pub(crate) fn trace_link(&self) -> Option<&TraceLink> {
-        self.trace_link.as_ref()
+        self.inner.trace_link.as_ref()
     }
 
     pub(crate) fn metrics(&self) -> Option<&MetricsRenderer> {
-        self.metrics.as_ref()
+        self.inner.metrics.as_ref()
     }
 
     pub(crate) fn cors(&self) -> &CorsPolicy {
-        &self.cors
+        &self.inner.cors
     }
 
     pub(crate) fn body_timeout(&self) -> Option<Duration> {
-        self.body_timeout
+        self.inner.body_timeout
     }
 
     pub(crate) fn request_timeout(&self) -> Option<Duration> {
-        self.request_timeout
+        self.inner.request_timeout
     }
 
     /// The longest a long poll may wait: what the client asked for, but
     /// short enough to answer before the request timeout.
     pub(crate) fn cap_wait(&self, wait: Duration) -> Duration {
-        match self.request_timeout {
+        match self.inner.request_timeout {
             Some(limit) => wait.min(limit.saturating_sub(Duration::from_secs(1))),
             None => wait,
         }
@@ -135,7 +149,7 @@ impl AppState {
     /// A place among the waiting long polls, or the 503 that says there
     /// is none. `None` when long polls are not limited.
     pub(crate) fn long_poll_permit(&self) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-        match &self.long_polls {
+        match &self.inner.long_polls {
             None => Ok(None),
             Some(limit) => limit
                 .permits
@@ -148,7 +162,7 @@ impl AppState {
 
     /// Whether [`AppState::begin_shutdown`] ran.
     pub(crate) fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.inner.shutdown.borrow()
     }
 
     /// Turns on bearer authentication with these keys (empty strings are
@@ -164,25 +178,25 @@ impl AppState {
             .filter(|k| !k.is_empty())
             .map(ApiKey)
             .collect();
-        self.api_keys = Arc::from(keys);
+        self.inner_mut().api_keys = Arc::from(keys);
         self
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn EventStore> {
-        &self.store
+        &self.inner.store
     }
 
     /// Whether requests need an API key.
     pub fn auth_required(&self) -> bool {
-        !self.api_keys.is_empty()
+        !self.inner.api_keys.is_empty()
     }
 
     /// Whether `presented` is one of the keys. Compares in constant time
     /// for keys of the same length and always looks at every key.
     pub(crate) fn accepts_key(&self, presented: &str) -> bool {
         let mut ok = subtle::Choice::from(0);
-        for key in self.api_keys.iter() {
+        for key in self.inner.api_keys.iter() {
             ok |= key.0.as_bytes().ct_eq(presented.as_bytes());
         }
         bool::from(ok)
@@ -191,24 +205,24 @@ impl AppState {
     /// Tells waiting feed requests (long polls) to answer now, so a
     /// graceful shutdown does not wait for them. Idempotent.
     pub fn begin_shutdown(&self) {
-        self.shutdown.send_replace(true);
+        self.inner.shutdown.send_replace(true);
     }
 
     /// A receiver that sees `true` once [`AppState::begin_shutdown`] ran.
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+        self.inner.shutdown.subscribe()
     }
 }
 
 impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState")
-            .field("api_keys", &self.api_keys.len())
-            .field("long_polls", &self.long_polls.as_ref().map(|l| l.max))
-            .field("cors", &self.cors)
-            .field("body_timeout", &self.body_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("metrics", &self.metrics.is_some())
+            .field("api_keys", &self.inner.api_keys.len())
+            .field("long_polls", &self.inner.long_polls.as_ref().map(|l| l.max))
+            .field("cors", &self.inner.cors)
+            .field("body_timeout", &self.inner.body_timeout)
+            .field("request_timeout", &self.inner.request_timeout)
+            .field("metrics", &self.inner.metrics.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -70,11 +70,15 @@ pub fn parse(value: &str) -> Option<(String, String, u8)> {
     Some((trace, parent, flags))
 }
 
+/// The first `bytes` bytes (at most 16) of a random UUID as lowercase
+/// hex; never all zero (byte 6 holds the version, 4).
 fn random_hex(bytes: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let id = uuid::Uuid::new_v4();
     let mut out = String::with_capacity(bytes * 2);
-    for b in id.as_bytes().iter().take(bytes) {
-        out.push_str(&format!("{b:02x}"));
+    for &b in id.as_bytes().iter().take(bytes) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
@@ -116,6 +120,31 @@ impl TraceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_ids_are_lowercase_hex_of_the_right_length() {
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && s.bytes().any(|b| b != b'0')
+        };
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let t = TraceContext::from_headers(&HeaderMap::new());
+            assert!(hex(&t.trace_id, 32), "{t:?}");
+            assert!(hex(&t.span_id, 16), "{t:?}");
+            assert_eq!(t.parent_id, None);
+            assert!(seen.insert(t.trace_id.clone()), "a trace id twice");
+            let header = t.header_value();
+            let header = header.to_str().unwrap();
+            assert_eq!(
+                parse(header),
+                Some((t.trace_id.clone(), t.span_id.clone(), 1)),
+                "{header}"
+            );
+        }
+    }
 
     #[test]
     fn valid_values_parse_and_invalid_ones_do_not() {
