@@ -1,14 +1,37 @@
 //! SNS messages for committed appends: the body is the
 //! [`Notification`] JSON of API.md, the
 //! message attributes `StreamType` (String) and `EventTypes` (String.Array)
-//! let subscribers filter.
+//! let subscribers filter. [`SnsPublisher`] publishes the relay's
+//! [`Announcement`]s in `PublishBatch` calls sized by count and bytes.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use eventstore_api::Notification;
+use eventstore_core::{Position, Revision};
+use eventstore_dynamodb::Announcement;
 
-use crate::LambdaError;
+use crate::announce::Publisher;
+
+/// A `PublishBatch` call that failed as a whole, or an entry that could
+/// not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("publishing to SNS failed: {0}")]
+pub struct PublishError(String);
+
+/// The notification (API.md) announcing `a`.
+pub fn notification(a: &Announcement) -> Notification {
+    let e = &a.entry;
+    Notification {
+        stream_id: e.stream.stream_id.clone(),
+        stream_type: e.stream.stream_type.clone(),
+        stream_revision: Revision::new(e.first_revision + e.count - 1),
+        first_revision: Revision::new(e.first_revision),
+        event_types: a.event_types.clone(),
+        position: Some(Position::new(e.position)),
+    }
+}
 
 /// SNS accepts at most this many entries per PublishBatch call.
 const BATCH: usize = 10;
@@ -53,13 +76,13 @@ impl SnsMessage {
             + self.event_types.len()
     }
 
-    fn attributes(&self) -> Result<Vec<(String, MessageAttributeValue)>, LambdaError> {
+    fn attributes(&self) -> Result<Vec<(String, MessageAttributeValue)>, PublishError> {
         let attr = |data_type: &str, value: &str| {
             MessageAttributeValue::builder()
                 .data_type(data_type)
                 .string_value(value)
                 .build()
-                .map_err(|e| LambdaError::Publish(e.to_string()))
+                .map_err(|e| PublishError(e.to_string()))
         };
         Ok(vec![
             ("StreamType".to_string(), attr("String", &self.stream_type)?),
@@ -87,24 +110,33 @@ impl SnsPublisher {
         }
     }
 
-    /// Publishes every notification, in order, in PublishBatch calls of at
-    /// most ten entries and [`BATCH_BYTES`] ([`batches`]). Entries SNS
-    /// refuses or that fail in transit are retried with backoff; returns
-    /// the notifications still unpublished after every attempt.
-    pub async fn publish_all(&self, notifications: &[Notification]) -> Vec<Notification> {
-        let sizes: Vec<usize> = notifications
+    /// Publishes one message per announcement, in order, in PublishBatch
+    /// calls of at most ten entries and [`BATCH_BYTES`] ([`batches`]).
+    /// Entries SNS refuses or that fail in transit are retried with
+    /// backoff; returns the announcements still unpublished after every
+    /// attempt.
+    pub async fn publish_all(&self, announcements: &[Announcement]) -> Vec<Announcement> {
+        let messages: Vec<SnsMessage> = announcements
             .iter()
-            .map(|n| SnsMessage::of(n).size())
+            .map(|a| SnsMessage::of(&notification(a)))
             .collect();
+        let sizes: Vec<usize> = messages.iter().map(SnsMessage::size).collect();
         let mut lost = Vec::new();
         for range in batches(&sizes) {
-            lost.extend(self.publish_chunk(&notifications[range]).await);
+            let failed = self.publish_chunk(&messages[range.clone()]).await;
+            lost.extend(
+                failed
+                    .into_iter()
+                    .map(|i| announcements[range.start + i].clone()),
+            );
         }
         lost
     }
 
-    async fn publish_chunk(&self, chunk: &[Notification]) -> Vec<Notification> {
-        let mut pending: Vec<(usize, &Notification)> = chunk.iter().enumerate().collect();
+    /// Publishes a chunk that fits one call; the indexes of the messages
+    /// still unpublished after every attempt.
+    async fn publish_chunk(&self, chunk: &[SnsMessage]) -> Vec<usize> {
+        let mut pending: Vec<(usize, &SnsMessage)> = chunk.iter().enumerate().collect();
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=ATTEMPTS {
             match self.try_publish(&pending).await {
@@ -124,17 +156,16 @@ impl SnsPublisher {
                 delay = (delay * 3).min(Duration::from_secs(5));
             }
         }
-        pending.into_iter().map(|(_, n)| n.clone()).collect()
+        pending.into_iter().map(|(i, _)| i).collect()
     }
 
     /// One PublishBatch call; the indexes of the entries that failed.
     async fn try_publish(
         &self,
-        entries: &[(usize, &Notification)],
-    ) -> Result<Vec<usize>, LambdaError> {
+        entries: &[(usize, &SnsMessage)],
+    ) -> Result<Vec<usize>, PublishError> {
         let mut request = self.client.publish_batch().topic_arn(&self.topic_arn);
-        for (i, n) in entries {
-            let msg = SnsMessage::of(n);
+        for (i, msg) in entries {
             let mut entry = PublishBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message(msg.body.clone());
@@ -142,19 +173,25 @@ impl SnsPublisher {
                 entry = entry.message_attributes(name, value);
             }
             request = request.publish_batch_request_entries(
-                entry
-                    .build()
-                    .map_err(|e| LambdaError::Publish(e.to_string()))?,
+                entry.build().map_err(|e| PublishError(e.to_string()))?,
             );
         }
-        let out = request.send().await.map_err(|e| {
-            LambdaError::Publish(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
-        })?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| PublishError(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
         Ok(out
             .failed()
             .iter()
             .filter_map(|f| f.id().parse().ok())
             .collect())
+    }
+}
+
+#[async_trait]
+impl Publisher for SnsPublisher {
+    async fn publish(&self, announcements: &[Announcement]) -> Vec<Announcement> {
+        self.publish_all(announcements).await
     }
 }
 
@@ -213,6 +250,35 @@ mod tests {
         assert_eq!(attrs[0].1.data_type(), "String");
         assert_eq!(attrs[1].0, "EventTypes");
         assert_eq!(attrs[1].1.data_type(), "String.Array");
+    }
+
+    #[test]
+    fn an_announcement_becomes_the_notification_of_its_append() {
+        let a = Announcement {
+            entry: eventstore_dynamodb::FeedEntry {
+                stream: eventstore_core::StreamKey::new(
+                    StreamType::parse("order").unwrap(),
+                    StreamId::parse("o-1").unwrap(),
+                ),
+                first_revision: 4,
+                count: 2,
+                position: 17,
+            },
+            event_types: vec![
+                EventType::parse("Paid").unwrap(),
+                EventType::parse("Shipped").unwrap(),
+            ],
+        };
+        let n = notification(&a);
+        assert_eq!(
+            (n.first_revision, n.stream_revision, n.position),
+            (Revision::new(4), Revision::new(5), Some(Position::new(17)))
+        );
+        assert_eq!(
+            (n.stream_id.as_str(), n.stream_type.as_str()),
+            ("o-1", "order")
+        );
+        assert_eq!(n.event_types, a.event_types);
     }
 
     #[test]

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use eventstore_aws::{Announcer, SnsPublisher, config};
 use eventstore_core::EventStore;
 use eventstore_dynamodb::cost::{RecordedRequest, Recorder};
-use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, RelayProgress, spawn_poller_with};
-use eventstore_lambda::notify::SnsPublisher;
+use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, RelayProgress, spawn_poller};
 
 use crate::config::{DynamoSettings, check_table_name};
 
@@ -43,10 +43,8 @@ pub async fn run(command: DynamoCommand) -> anyhow::Result<()> {
     match command {
         DynamoCommand::CreateTable(args) => {
             check_table_name(&args.name)?;
-            let sdk = sdk_config().await?;
-            let client = aws_sdk_dynamodb::Client::from_conf(
-                eventstore_dynamodb::dynamodb_config(&sdk).build(),
-            );
+            let sdk = config::load_with_region().await?;
+            let client = config::dynamodb_client(&sdk);
             eventstore_dynamodb::create_table(&client, &args.name)
                 .await
                 .with_context(|| format!("creating table {}", args.name))?;
@@ -54,18 +52,6 @@ pub async fn run(command: DynamoCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// AWS settings from the environment; a missing region is an error here
-/// rather than on the first request.
-async fn sdk_config() -> anyhow::Result<aws_config::SdkConfig> {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    if sdk.region().is_none() {
-        anyhow::bail!("no AWS region: set AWS_REGION (or a profile with a region)");
-    }
-    Ok(sdk)
 }
 
 /// How long a stopping server lets its relay index what it committed.
@@ -129,7 +115,7 @@ fn dynamodb_client(
     sdk: &aws_config::SdkConfig,
     recorder: Option<&Recorder>,
 ) -> aws_sdk_dynamodb::Client {
-    let mut conf = eventstore_dynamodb::dynamodb_config(sdk);
+    let mut conf = config::dynamodb_config(sdk);
     if let Some(r) = recorder {
         conf = conf.interceptor(r.clone());
     }
@@ -139,7 +125,7 @@ fn dynamodb_client(
 /// Checks that the table exists (and has a stream, when the relay runs
 /// here), then opens the store and starts the relay if asked.
 pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
-    let sdk = sdk_config().await?;
+    let sdk = config::load_with_region().await?;
     let costs = settings
         .cost_report
         .then(|| (Recorder::new(), Recorder::new()));
@@ -192,44 +178,22 @@ pub async fn open(settings: &DynamoSettings) -> anyhow::Result<Opened> {
         table.clone(),
     );
     let relay = Relay::new(relay_store).with_progress(progress.clone());
-    let streams = aws_sdk_dynamodbstreams::Client::from_conf(
-        aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
-            .retry_config(eventstore_dynamodb::sdk_config_retry())
-            .build(),
-    );
-    let publisher = settings.sns_topic_arn.as_ref().map(|arn| {
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(&sdk)
-                .retry_config(eventstore_dynamodb::sdk_config_retry())
-                .build(),
-        );
-        Arc::new(SnsPublisher::new(sns, arn.clone()))
-    });
+    let streams = config::streams_client(&sdk);
     tracing::info!(
         table = %table,
-        sns = publisher.is_some(),
+        sns = settings.sns_topic_arn.is_some(),
         "relay running in this process"
     );
-    // The poller acknowledges a batch once this answers true, and hands
-    // the batch over again (its notifications rebuilt from the feed) while
-    // it answers false, so a batch is announced at least once.
-    let poller = spawn_poller_with(streams, relay, POLL_INTERVAL, move |output| {
-        let publisher = publisher.clone();
-        async move {
-            let Some(publisher) = publisher else {
-                return true;
-            };
-            let lost = publisher.publish_all(&output.notifications).await;
-            if !lost.is_empty() {
-                tracing::error!(
-                    lost = lost.len(),
-                    of = output.notifications.len(),
-                    "notifications not published to SNS after every retry; the batch is retried"
-                );
-            }
-            lost.is_empty()
+    // With a topic, each batch is announced, then acknowledged; a batch
+    // not wholly published is handed over again (its announcements rebuilt
+    // from the feed), so every append is announced at least once.
+    let poller = match &settings.sns_topic_arn {
+        Some(arn) => {
+            let publisher = SnsPublisher::new(config::sns_client(&sdk), arn.clone());
+            Announcer::new(relay, Arc::new(publisher)).spawn_poller(streams, POLL_INTERVAL)
         }
-    });
+        None => spawn_poller(streams, relay, POLL_INTERVAL),
+    };
     Ok(Opened {
         store: Arc::new(store),
         sdk,

@@ -14,9 +14,8 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use eventstore_aws::{Announcer, SnsPublisher, config};
 use eventstore_dynamodb::{DynamoStore, FailedBatch, Relay, ReplayError, read_failed_batch};
-use eventstore_lambda::notify::SnsPublisher;
-use eventstore_lambda::relay::RelayFunction;
 
 use crate::config::check_table_name;
 
@@ -63,28 +62,16 @@ pub async fn run(command: RelayCommand) -> anyhow::Result<std::process::ExitCode
 
 async fn replay_failures(args: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
     check_table_name(&args.table)?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    if sdk.region().is_none() {
-        anyhow::bail!("no AWS region: set AWS_REGION (or a profile with a region)");
-    }
-    let dynamo =
-        aws_sdk_dynamodb::Client::from_conf(eventstore_dynamodb::dynamodb_config(&sdk).build());
-    let streams = aws_sdk_dynamodbstreams::Client::from_conf(
-        aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
-            .retry_config(eventstore_dynamodb::sdk_config_retry())
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let relay = Relay::new(DynamoStore::new(dynamo, args.table.clone()));
+    let sdk = config::load_with_region().await?;
+    let streams = config::streams_client(&sdk);
+    let sqs = config::sqs_client(&sdk);
+    let relay = Relay::new(DynamoStore::new(
+        config::dynamodb_client(&sdk),
+        args.table.clone(),
+    ));
     let announcer = args.sns_topic_arn.as_ref().map(|topic| {
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(&sdk)
-                .retry_config(eventstore_dynamodb::sdk_config_retry())
-                .build(),
-        );
-        RelayFunction::new(relay.clone(), SnsPublisher::new(sns, topic.clone()))
+        let publisher = SnsPublisher::new(config::sns_client(&sdk), topic.clone());
+        Announcer::new(relay.clone(), std::sync::Arc::new(publisher))
     });
     if announcer.is_none() {
         eprintln!("no --sns-topic-arn: replayed appends go into the feed but are not announced");
@@ -153,7 +140,7 @@ async fn replay_failures(args: ReplayArgs) -> anyhow::Result<std::process::ExitC
 /// One message: replayed (a line saying what was done), or why not.
 async fn handle(
     relay: &Relay,
-    announcer: Option<&RelayFunction>,
+    announcer: Option<&Announcer>,
     streams: &aws_sdk_dynamodbstreams::Client,
     body: &str,
 ) -> Result<String, String> {
@@ -169,17 +156,20 @@ async fn handle(
         records.len()
     );
     match announcer {
-        Some(f) => {
-            let report = f.replay(&records).await;
-            if report.failed_at.is_some() {
+        Some(announcer) => {
+            let (_, announced) = announcer
+                .replay(&records)
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            if !announced.complete() {
                 return Err(format!(
-                    "{what}: the replay or {} of its announcements failed (see the log)",
-                    report.unpublished
+                    "{what}: {} of its announcements failed (see the log)",
+                    announced.unpublished.len()
                 ));
             }
             Ok(format!(
                 "replayed {what}: {} append(s) announced",
-                report.published
+                announced.published
             ))
         }
         None => {
@@ -190,7 +180,7 @@ async fn handle(
             Ok(format!(
                 "replayed {what}: {} append(s) put into the feed, {} already there, none announced",
                 out.entries.len(),
-                out.notifications.len() - out.entries.len(),
+                out.announcements.len() - out.entries.len(),
             ))
         }
     }

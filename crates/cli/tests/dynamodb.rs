@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use eventstore_testkit::moto;
 use eventstore_testkit::process::Server;
+use eventstore_testkit::sns::Messaging;
 use reqwest::Method as M;
 use serde_json::{Value, json};
 
@@ -282,62 +283,11 @@ fn table_commands_and_settings_fail_clearly() {
     assert!(err.contains(&format!("table {missing} not found")), "{err}");
 }
 
-/// SNS and SQS clients on the emulator, with dummy credentials.
-async fn sns_and_sqs() -> (aws_sdk_sns::Client, aws_sdk_sqs::Client) {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto::endpoint())
-        .credentials_provider(aws_sdk_sns::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    (
-        aws_sdk_sns::Client::new(&sdk),
-        aws_sdk_sqs::Client::new(&sdk),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_in_process_relay_publishes_one_notification_per_append_to_sns() {
-    let (sns, sqs) = sns_and_sqs().await;
+    let messaging = Messaging::on_emulator().await;
     let tag = uuid::Uuid::now_v7().simple().to_string();
-    let topic = sns
-        .create_topic()
-        .name(format!("appends-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("appends-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let (topic, queue) = messaging.topic_with_queue(&format!("appends-{tag}")).await;
 
     let table = table_name("sns");
     create_table(&table);
@@ -377,33 +327,15 @@ async fn the_in_process_relay_publishes_one_notification_per_append_to_sns() {
         assert_eq!(s, 201, "{b}");
     }
 
-    let mut got: Vec<(Value, Option<String>)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.len() < 2 && Instant::now() < deadline {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            let attr = m
-                .message_attributes()
-                .and_then(|a| a.get("StreamType"))
-                .and_then(|v| v.string_value())
-                .map(str::to_owned);
-            got.push((serde_json::from_str(m.body().unwrap()).unwrap(), attr));
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let mut got: Vec<(Value, Option<String>)> = messaging
+        .receive(&queue.url, 2, Duration::from_secs(30))
+        .await
+        .into_iter()
+        .map(|m| {
+            let attr = m.attributes.get("StreamType").map(|(_, v)| v.clone());
+            (m.body, attr)
+        })
+        .collect();
     got.sort_by_key(|(b, _)| b["StreamType"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got.len(), 2, "{got:?}");
     let (cart, cart_attr) = &got[0];

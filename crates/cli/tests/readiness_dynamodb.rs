@@ -78,15 +78,7 @@ async fn readiness_is_503_while_the_table_is_missing_and_200_once_it_is_back() {
     ready_becomes(&base, 200).await;
     assert_eq!(ready_gauge(&base).await, "eventstore_ready 1");
 
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto::endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config().await);
     client
         .delete_table()
         .table_name(&table)

@@ -10,24 +10,16 @@
 use std::collections::{BTreeMap, HashSet};
 use std::process::Stdio;
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue, NewEvent, Position,
     StreamId, StreamKey, StreamType,
 };
+use eventstore_dynamodb::items::{self, attr};
 use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay, create_table};
 use eventstore_testkit::moto;
-use serde_json::{Value, json};
-
-async fn sdk() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto::endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await
-}
+use eventstore_testkit::sns::{Delivery, Messaging};
+use serde_json::json;
 
 fn replay_command(args: &[&str]) -> std::process::Output {
     let env = moto::aws_env();
@@ -114,52 +106,9 @@ async fn feed(store: &DynamoStore) -> Vec<eventstore_core::RecordedEvent> {
     }
 }
 
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    (url, arn)
-}
-
-async fn messages_in(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let a = attrs.attributes().unwrap();
-    [
-        A::ApproximateNumberOfMessages,
-        A::ApproximateNumberOfMessagesNotVisible,
-    ]
-    .iter()
-    .map(|k| a[k].parse::<u64>().unwrap())
-    .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_announces_them() {
-    let sdk = sdk().await;
+    let sdk = moto::sdk_config().await;
     let table = format!("cli-replay-{}", uuid::Uuid::now_v7().simple());
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     create_table(&dynamo, &table).await.unwrap();
@@ -195,27 +144,13 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
         }
     }
 
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let topic = sns
-        .create_topic()
-        .name(&table)
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let (announced, announced_arn) = queue(&sqs, &format!("{table}-announced")).await;
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(announced_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
-    let (failures, _) = queue(&sqs, &format!("{table}-failures")).await;
+    let messaging = Messaging::new(&sdk);
+    let sqs = &messaging.sqs;
+    let topic = messaging.topic(&table).await;
+    let announced = messaging
+        .subscribed_queue(&topic, &format!("{table}-announced"), Delivery::RAW)
+        .await;
+    let failures = messaging.queue(&format!("{table}-failures")).await.url;
 
     // The relay, shard by shard, as Lambda ran it: the first records
     // relayed, the next few given up on (dead-lettered), the rest relayed.
@@ -265,13 +200,20 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
         for r in skipped {
             let img = r.new_image.as_ref().unwrap();
             let get = |k: &str| img.get(k).cloned();
-            if get("s").and_then(|v| v.as_s().ok().cloned()).as_deref() != Some("tip") {
+            if get(items::SK)
+                .and_then(|v| v.as_s().ok().cloned())
+                .as_deref()
+                != Some(items::TIP_SK)
+            {
                 continue;
             }
-            let pk = get("p").unwrap().as_s().unwrap().clone();
+            let pk = get(items::PK).unwrap().as_s().unwrap().clone();
+            let stream = items::parse_stream_pk(&pk).unwrap().unwrap();
             let num = |k: &str| get(k).unwrap().as_n().unwrap().parse::<u64>().unwrap();
-            let id = pk.rsplit('#').next().unwrap().to_string();
-            skipped_appends.insert((id, num("r") - num("n") + 1));
+            skipped_appends.insert((
+                stream.stream_id.to_string(),
+                num(attr::tip::REVISION) - num(attr::tip::LAST_COUNT) + 1,
+            ));
         }
     }
     for body in messages
@@ -313,7 +255,7 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
         "{stderr}"
     );
     assert_eq!(
-        messages_in(&sqs, &failures).await,
+        messaging.messages_in(&failures).await,
         1,
         "only the unreadable message is left"
     );
@@ -329,32 +271,17 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
     );
     // The appends of the replayed batches announced (the relay above
     // published nothing).
-    let mut got = HashSet::new();
-    loop {
-        let m = sqs
-            .receive_message()
-            .queue_url(&announced)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        if m.messages().is_empty() {
-            break;
-        }
-        for msg in m.messages() {
-            let v: Value = serde_json::from_str(msg.body().unwrap()).unwrap();
-            got.insert((
-                v["StreamId"].as_str().unwrap().to_string(),
-                v["FirstRevision"].as_str().unwrap().parse::<u64>().unwrap(),
-            ));
-            sqs.delete_message()
-                .queue_url(&announced)
-                .receipt_handle(msg.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let got: HashSet<(String, u64)> = messaging
+        .drain(&announced.url, 0)
+        .await
+        .into_iter()
+        .map(|m| {
+            (
+                m.body["StreamId"].as_str().unwrap().to_string(),
+                m.body["FirstRevision"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
     let missing: HashSet<(String, u64)> = appends
         .iter()
         .filter(|(id, first)| {
@@ -387,7 +314,7 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
     }
 
     // The same messages again, alone in a queue: handled, nothing added.
-    let (again, _) = queue(&sqs, &format!("{table}-again")).await;
+    let again = messaging.queue(&format!("{table}-again")).await.url;
     for body in &messages {
         sqs.send_message()
             .queue_url(&again)
@@ -411,6 +338,6 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
         2,
         "{stdout}"
     );
-    assert_eq!(messages_in(&sqs, &again).await, 0);
+    assert_eq!(messaging.messages_in(&again).await, 0);
     assert_eq!(feed(&store).await, after, "a replay run again adds nothing");
 }

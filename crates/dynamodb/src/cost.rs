@@ -138,7 +138,12 @@ fn key_text(table: Option<&str>, key: &Item) -> String {
         Some(other) => format!("{other:?}"),
         None => String::new(),
     };
-    format!("{}/{}/{}", table.unwrap_or(""), part("p"), part("s"))
+    format!(
+        "{}/{}/{}",
+        table.unwrap_or(""),
+        part(crate::items::PK),
+        part(crate::items::SK)
+    )
 }
 
 fn key_of(table: Option<&str>, item: &Item) -> String {
@@ -376,17 +381,22 @@ mod tests {
         assert_eq!(number_size("0"), 1);
         assert_eq!(number_size("12345"), 4);
         assert_eq!(number_size("1000"), 2);
+        use crate::items::{PK, attr};
         let item: Item = HashMap::from([
-            ("p".to_string(), AttributeValue::S("abc".into())),
-            ("n".to_string(), AttributeValue::N("42".into())),
+            (PK.to_string(), AttributeValue::S("abc".into())),
             (
-                "l".to_string(),
+                attr::tip::LAST_COUNT.to_string(),
+                AttributeValue::N("42".into()),
+            ),
+            (
+                attr::chunk::LAST.to_string(),
                 AttributeValue::L(vec![AttributeValue::B(
                     aws_sdk_dynamodb::primitives::Blob::new(vec![0u8; 10]),
                 )]),
             ),
         ]);
-        // p: 1 + 3; n: 1 + 2; l: 1 + 3 + (1 + 10)
+        // Each name is one byte. The key: 1 + 3; the number: 1 + 2; the
+        // list: 1 + 3 + (1 + 10).
         assert_eq!(item_size(&item), 4 + 3 + 15);
         assert_eq!(wcu(0), 1);
         assert_eq!(wcu(1024), 1);

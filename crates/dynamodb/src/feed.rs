@@ -9,7 +9,7 @@ use eventstore_core::{
 };
 
 use crate::error::DynamoError;
-use crate::items::{self, Item, pad, s};
+use crate::items::{self, Item, cond, pad, s};
 use crate::items::{FeedEntry, parse_page, parse_type_feed_item};
 use crate::store::{DynamoStore, sdk_err};
 
@@ -41,7 +41,7 @@ impl DynamoStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("p = :p AND s <= :s")
+            .key_condition_expression(cond::SORT_AT_MOST)
             .expression_attribute_values(":p", s(items::FEED_PK))
             .expression_attribute_values(":s", s(pad(start)))
             .scan_index_forward(false)
@@ -80,7 +80,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("p = :p AND s > :s")
+                .key_condition_expression(cond::SORT_AFTER)
                 .expression_attribute_values(":p", s(items::FEED_PK))
                 .expression_attribute_values(":s", s(pad(start)))
                 .consistent_read(true)
@@ -131,7 +131,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("p = :p AND s > :s")
+                .key_condition_expression(cond::SORT_AFTER)
                 .expression_attribute_values(":p", s(items::type_feed_pk(stream_type)))
                 .expression_attribute_values(":s", s(pad(after.get())))
                 .projection_expression(items::SK)
@@ -175,7 +175,7 @@ impl DynamoStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("p = :p AND s <= :s")
+            .key_condition_expression(cond::SORT_AT_MOST)
             .expression_attribute_values(":p", s(&pk))
             .expression_attribute_values(":s", s(pad(start)))
             .scan_index_forward(false)
@@ -195,7 +195,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("p = :p AND s > :s")
+                .key_condition_expression(cond::SORT_AFTER)
                 .expression_attribute_values(":p", s(&pk))
                 .expression_attribute_values(":s", s(pad(start)))
                 .consistent_read(true)

@@ -42,9 +42,45 @@ pub fn type_feed_pk(stream_type: &StreamType) -> String {
 /// Partition of the relay's announcement marks (sort key: the shard).
 pub const ANNOUNCED_PK: &str = "A";
 
+/// Partition key prefix of a stream's items (`S#{type}#{id}`).
+pub const STREAM_PREFIX: &str = "S#";
+
 /// Partition key of a stream's items.
 pub fn stream_pk(stream: &StreamKey) -> String {
-    format!("S#{}#{}", stream.stream_type, stream.stream_id)
+    format!("{STREAM_PREFIX}{}#{}", stream.stream_type, stream.stream_id)
+}
+
+/// The stream a partition key names: `Ok(None)` for a partition of
+/// another kind, an error for a stream key that does not parse.
+pub fn parse_stream_pk(pk: &str) -> Result<Option<StreamKey>, DynamoError> {
+    let Some(rest) = pk.strip_prefix(STREAM_PREFIX) else {
+        return Ok(None);
+    };
+    let Some((t, id)) = rest.split_once('#') else {
+        return Err(DynamoError::Corrupt(format!("stream key {pk}")));
+    };
+    Ok(Some(StreamKey::new(
+        StreamType::parse(t).map_err(|e| DynamoError::Corrupt(e.to_string()))?,
+        StreamId::parse(id).map_err(|e| DynamoError::Corrupt(e.to_string()))?,
+    )))
+}
+
+/// Key conditions and conditions on the key attributes, spelled with
+/// [`PK`] and [`SK`] (checked by a test). Placeholders: `:p` the
+/// partition, `:s` a sort key, `:lo` and `:hi` a range of sort keys.
+pub mod cond {
+    /// The whole partition `:p`.
+    pub const PARTITION: &str = "p = :p";
+    /// Partition `:p`, sort keys up to `:s`.
+    pub const SORT_AT_MOST: &str = "p = :p AND s <= :s";
+    /// Partition `:p`, sort keys after `:s`.
+    pub const SORT_AFTER: &str = "p = :p AND s > :s";
+    /// Partition `:p`, sort keys after `:lo`.
+    pub const SORT_AFTER_LO: &str = "p = :p AND s > :lo";
+    /// Partition `:p`, sort keys from `:lo` to `:hi`.
+    pub const SORT_BETWEEN: &str = "p = :p AND s BETWEEN :lo AND :hi";
+    /// The item does not exist (a `Put` that creates).
+    pub const ABSENT: &str = "attribute_not_exists(p)";
 }
 
 /// Sort-key prefix of a stream's append-id items: one per `any`/`exists`
@@ -529,4 +565,44 @@ pub fn parse_type_feed_item(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_name_the_key_attributes() {
+        let key_names = |expr: &str| {
+            expr.split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != ':')
+                .filter(|w| {
+                    !w.is_empty()
+                        && !w.starts_with(':')
+                        && !["AND", "BETWEEN", "attribute_not_exists"].contains(w)
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        for (expr, names) in [
+            (cond::PARTITION, vec![PK]),
+            (cond::SORT_AT_MOST, vec![PK, SK]),
+            (cond::SORT_AFTER, vec![PK, SK]),
+            (cond::SORT_AFTER_LO, vec![PK, SK]),
+            (cond::SORT_BETWEEN, vec![PK, SK]),
+            (cond::ABSENT, vec![PK]),
+        ] {
+            assert_eq!(key_names(expr), names, "{expr}");
+        }
+    }
+
+    #[test]
+    fn stream_keys_round_trip_and_other_partitions_are_not_streams() {
+        let key = StreamKey::new(
+            StreamType::parse("order").unwrap(),
+            StreamId::parse("o:1").unwrap(),
+        );
+        assert_eq!(parse_stream_pk(&stream_pk(&key)).unwrap(), Some(key));
+        assert_eq!(parse_stream_pk(FEED_PK).unwrap(), None);
+        assert!(parse_stream_pk("S#no-separator").is_err());
+    }
 }

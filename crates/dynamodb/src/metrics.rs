@@ -1,6 +1,6 @@
 //! What the DynamoDB clients report through the [`metrics`] facade: every
 //! attempt DynamoDB answers with a throttling error, counted by an
-//! interceptor on the clients [`crate::dynamodb_config`] builds (the SDK
+//! interceptor on the clients `eventstore-aws` builds (`dynamodb_config`; the SDK
 //! retries those itself, so the store never sees them otherwise).
 
 use aws_sdk_dynamodb::config::interceptors::FinalizerInterceptorContextRef;

@@ -32,23 +32,36 @@ impl Drop for PollerHandle {
 /// Polls the table's DynamoDB Stream (every shard, from its trim horizon)
 /// and hands each batch to the relay; for local use and tests. Batches
 /// that fail are retried from the same iterator. Nothing is published:
-/// each batch's notifications are acknowledged as soon as it is relayed.
+/// each batch's announcements are acknowledged as soon as it is relayed.
 pub fn spawn_poller(
     streams: aws_sdk_dynamodbstreams::Client,
     relay: Relay,
     interval: Duration,
 ) -> PollerHandle {
-    spawn_poller_with(streams, relay, interval, |_| async { true })
+    let acknowledging = relay.clone();
+    spawn_poller_with(streams, relay, interval, move |output| {
+        let relay = acknowledging.clone();
+        async move {
+            match relay.acknowledge(&output).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch relayed but not acknowledged");
+                    false
+                }
+            }
+        }
+    })
 }
 
 /// [`spawn_poller`], handing each batch's [`RelayOutput`] that has
-/// notifications to `on_output`, awaited before the next batch is read.
-/// `on_output` answers whether every notification was published: then the
-/// output is acknowledged ([`Relay::acknowledge`]) and the poller moves
-/// on; otherwise the same batch is read and handed over again (its
-/// notifications re-derived from the feed) after a pause, until it is
-/// published. Notifications are thus announced at least once, also across
-/// a crash of the process between the feed write and the publishing.
+/// announcements to `on_output`, awaited before the next batch is read.
+/// `on_output` publishes them and then acknowledges the output
+/// ([`Relay::acknowledge`]; `eventstore-aws` does both), and answers
+/// whether it did: then the poller moves on; otherwise the same batch is
+/// read and handed over again (its announcements re-derived from the feed)
+/// after a pause, until it is handled. Appends are thus announced at least
+/// once, also across a crash of the process between the feed write and the
+/// publishing.
 pub fn spawn_poller_with<F, Fut>(
     streams: aws_sdk_dynamodbstreams::Client,
     relay: Relay,
@@ -166,15 +179,12 @@ where
             if !records.is_empty() {
                 any = true;
                 let output = relay.process(&records).await?;
-                if !output.notifications.is_empty() {
-                    if !on_output(output.clone()).await {
-                        // Not announced: read the batch again (from the
-                        // same iterator) after a pause.
-                        tracing::warn!(shard = %shard, "batch not announced; handing it over again");
-                        stalled = true;
-                        continue;
-                    }
-                    relay.acknowledge(&output).await?;
+                if !output.announcements.is_empty() && !on_output(output).await {
+                    // Not announced: read the batch again (from the same
+                    // iterator) after a pause.
+                    tracing::warn!(shard = %shard, "batch not announced; handing it over again");
+                    stalled = true;
+                    continue;
                 }
             }
             *iterator = out.next_shard_iterator().map(str::to_string);

@@ -1,5 +1,5 @@
 //! The feed relay: from the table's DynamoDB Stream to the global feed,
-//! the per-type listings and the notifications.
+//! the per-type listings and the announcements of appends.
 //!
 //! Entry point: [`Relay::process`], handed a batch of [`ChangeRecord`]s of
 //! one shard in stream order (what a Lambda gets from its event source
@@ -14,12 +14,14 @@
 //! the feed again. Listings are written before the page, idempotently, so a
 //! crash between the two is repaired by the replay.
 //!
-//! Announcing is a second phase: the caller publishes the notifications
-//! [`Relay::process`] returns, then calls [`Relay::acknowledge`], which
+//! Announcing is a second phase: the caller publishes the
+//! [`Announcement`]s [`Relay::process`] returns (this crate builds no
+//! message: `eventstore-aws` turns them into SNS notifications), then calls
+//! [`Relay::acknowledge`], which
 //! moves the shard's announcement mark (item `p = "A"`, `s` = shard). A
 //! delivery of records at or below the mark returns nothing; records above
 //! the mark but already in the feed (their first delivery died or failed
-//! between the feed write and the publishing) get their notifications
+//! between the feed write and the publishing) get their announcements
 //! again, rebuilt from the records and the positions their feed page
 //! holds. So every append is announced at least once, and twice only when
 //! a delivery failed or died before its acknowledgement.
@@ -29,12 +31,11 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
-use eventstore_api::Notification;
-use eventstore_core::{EventType, Position, Revision, StreamId, StreamKey, StreamType, Timestamp};
+use eventstore_core::{EventType, StreamKey, StreamType, Timestamp};
 
 use crate::codec;
 use crate::error::DynamoError;
-use crate::items::{self, Item, get_str, get_u64, n, pad, req_u64, s};
+use crate::items::{self, Item, cond, get_str, get_u64, n, pad, req_u64, s};
 pub use crate::items::{FeedEntry, parse_page, parse_type_feed_item};
 use crate::items::{Tip, attr};
 pub use crate::poller::{PollerHandle, spawn_poller, spawn_poller_with};
@@ -106,18 +107,28 @@ pub fn convert_value(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> Attr
     }
 }
 
+/// One append to announce: where the feed put it, and its event types.
+/// What a subscriber is told is for the publisher to build from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The append's stream, revisions and feed position.
+    pub entry: FeedEntry,
+    /// Its event types, in order (one per event).
+    pub event_types: Vec<EventType>,
+}
+
 /// What one batch produced.
 #[derive(Debug, Clone, Default)]
 pub struct RelayOutput {
     /// The appends this call put into the feed, in feed order (empty when
     /// every record of the batch was already in the feed).
     pub entries: Vec<FeedEntry>,
-    /// One notification per append of the batch not yet announced, in feed
+    /// One announcement per append of the batch not yet announced, in feed
     /// order: the appends of `entries`, preceded by the appends an earlier
     /// delivery of the same records put into the feed without their
     /// announcement being acknowledged ([`Relay::acknowledge`]).
-    pub notifications: Vec<Notification>,
-    /// Per shard, the last record the notifications account for.
+    pub announcements: Vec<Announcement>,
+    /// Per shard, the last record the announcements account for.
     covered: BTreeMap<String, String>,
 }
 
@@ -125,7 +136,7 @@ impl RelayOutput {
     /// Adds the output of a later batch (of the same or another shard).
     pub fn extend(&mut self, later: RelayOutput) {
         self.entries.extend(later.entries);
-        self.notifications.extend(later.notifications);
+        self.announcements.extend(later.announcements);
         for (shard, seq) in later.covered {
             let mark = self.covered.entry(shard).or_default();
             if mark.is_empty() || seq_gt(&seq, mark) {
@@ -169,6 +180,11 @@ struct Checkpoint {
 const PAGE_TYPES: usize = 64;
 /// Most bytes of entries on one feed page (items hold at most 400 KB).
 const PAGE_BYTES: usize = 256 * 1024;
+/// Feed pages per query of [`Relay::search_feed`].
+const SEARCH_PAGE: i32 = 25;
+/// Most queries the live relay spends looking for records behind its
+/// checkpoint ([`Relay::find_entries`]): 25,000 pages back.
+const STALE_SEARCH_PAGES: usize = 1000;
 
 struct TipChange {
     stream: StreamKey,
@@ -190,16 +206,9 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
     if sk != items::TIP_SK {
         return Ok(None);
     }
-    let Some(rest) = pk.strip_prefix("S#") else {
+    let Some(stream) = items::parse_stream_pk(pk)? else {
         return Ok(None);
     };
-    let Some((t, id)) = rest.split_once('#') else {
-        return Err(DynamoError::Corrupt(format!("stream key {pk}")));
-    };
-    let stream = StreamKey::new(
-        StreamType::parse(t).map_err(|e| DynamoError::Corrupt(e.to_string()))?,
-        StreamId::parse(id).map_err(|e| DynamoError::Corrupt(e.to_string()))?,
-    );
     let Some(tip) = Tip::from_item(image)? else {
         return Ok(None);
     };
@@ -286,7 +295,7 @@ impl Relay {
             let out = client
                 .query()
                 .table_name(self.store.table())
-                .key_condition_expression("p = :p")
+                .key_condition_expression(cond::PARTITION)
                 .expression_attribute_values(":p", s(items::FEED_PK))
                 .projection_expression(page_projection(&[attr::page::SHARD, attr::page::COVERS]))
                 .scan_index_forward(false)
@@ -311,7 +320,7 @@ impl Relay {
         }
     }
 
-    /// The last sequence number of `shard` whose notifications were
+    /// The last sequence number of `shard` whose appends were announced and
     /// acknowledged: read from the shard's mark item every time (one small
     /// consistent `GetItem`), never from memory, for the reason given at
     /// [`Relay::checkpoint`].
@@ -333,13 +342,13 @@ impl Relay {
         })
     }
 
-    /// Records that every notification of `output` has been published (or
+    /// Records that every announcement of `output` has been published (or
     /// handed to whoever announces them), so that a later delivery of the
     /// same records announces nothing again. Until then, each delivery of
-    /// those records returns their notifications anew.
+    /// those records returns their announcements anew.
     ///
     /// One small conditional `PutItem` per shard of the output that had
-    /// notifications; the mark only moves forward.
+    /// announcements; the mark only moves forward.
     pub async fn acknowledge(&self, output: &RelayOutput) -> Result<(), DynamoError> {
         for (shard, seq) in &output.covered {
             let mut item = items::key(items::ANNOUNCED_PK, shard.as_str());
@@ -353,8 +362,8 @@ impl Relay {
                 .table_name(self.store.table())
                 .set_item(Some(item))
                 .condition_expression(format!(
-                    "attribute_not_exists({}) OR {} < :k",
-                    items::PK,
+                    "{} OR {} < :k",
+                    cond::ABSENT,
                     attr::mark::SEQUENCE_KEY
                 ))
                 .expression_attribute_values(":k", s(seq_key(seq)))
@@ -374,12 +383,12 @@ impl Relay {
 
     /// Relays a batch of one shard's records, in stream order.
     ///
-    /// Records whose notifications were acknowledged are skipped; records
+    /// Records whose announcements were acknowledged are skipped; records
     /// already in the feed but not acknowledged (a delivery whose
     /// announcement failed or whose process died after the feed write) get
-    /// their notifications again, with the positions the feed holds for
+    /// their announcements again, with the positions the feed holds for
     /// them; the other records are put into the feed. The caller publishes
-    /// the notifications, then calls [`Relay::acknowledge`].
+    /// the announcements, then calls [`Relay::acknowledge`].
     pub async fn process(&self, records: &[ChangeRecord]) -> Result<RelayOutput, DynamoError> {
         let mut by_shard: BTreeMap<&str, Vec<&ChangeRecord>> = BTreeMap::new();
         for r in records {
@@ -508,28 +517,23 @@ impl Relay {
         if let Some(p) = &self.progress {
             p.relayed(&known);
         }
-        let notifications = all
+        let announcements = all
             .into_iter()
             .zip(types)
-            .filter_map(|(e, event_types)| {
-                let e = e?;
-                Some(Notification {
-                    stream_id: e.stream.stream_id.clone(),
-                    stream_type: e.stream.stream_type.clone(),
-                    stream_revision: Revision::new(e.first_revision + e.count - 1),
-                    first_revision: Revision::new(e.first_revision),
+            .filter_map(|(entry, event_types)| {
+                Some(Announcement {
+                    entry: entry?,
                     event_types,
-                    position: Some(Position::new(e.position)),
                 })
             })
             .collect::<Vec<_>>();
         let mut covered = BTreeMap::new();
-        if !notifications.is_empty() {
+        if !announcements.is_empty() {
             covered.insert(shard.to_string(), last_seq.to_string());
         }
         Ok(RelayOutput {
             entries: written,
-            notifications,
+            announcements,
             covered,
         })
     }
@@ -565,73 +569,19 @@ impl Relay {
     }
 
     /// The feed entries of appends whose records are already in the feed
-    /// (at or below the shard's checkpoint), from the shard's newest pages
-    /// back to the first page that covers only earlier records. A record
-    /// in no page (given up on by an earlier delivery, so never put into
-    /// the feed) is logged and has no entry.
+    /// (at or below the shard's checkpoint). A record in no page (given up
+    /// on by an earlier delivery, so never put into the feed) is logged and
+    /// has no entry.
     async fn find_entries(
         &self,
         shard: &str,
         stale: &[(&str, TipChange)],
     ) -> Result<Vec<Option<FeedEntry>>, DynamoError> {
-        let oldest = stale[0].0;
-        let mut wanted: HashMap<(StreamKey, u64), Vec<usize>> = HashMap::new();
-        for (i, (_, c)) in stale.iter().enumerate() {
-            wanted
-                .entry((c.stream.clone(), c.first_revision()))
-                .or_default()
-                .push(i);
-        }
-        let mut found: Vec<Option<FeedEntry>> = vec![None; stale.len()];
-        let mut missing = wanted.len();
-        let mut start: Option<Item> = None;
-        'pages: for _ in 0..1000 {
-            let out = self
-                .store
-                .client()
-                .query()
-                .table_name(self.store.table())
-                .key_condition_expression("p = :p")
-                .expression_attribute_values(":p", s(items::FEED_PK))
-                .projection_expression(page_projection(&[
-                    attr::page::SHARD,
-                    attr::page::COVERS,
-                    attr::page::ENTRIES,
-                ]))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(25)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
-            for page in out.items() {
-                if get_str(page, attr::page::SHARD).ok() != Some(shard) {
-                    continue;
-                }
-                if seq_gt(oldest, get_str(page, attr::page::COVERS)?) {
-                    // This page and the older ones hold earlier records only.
-                    break 'pages;
-                }
-                for e in parse_page(page)? {
-                    if let Some(at) = wanted.remove(&(e.stream.clone(), e.first_revision)) {
-                        for i in at {
-                            found[i] = Some(e.clone());
-                        }
-                        missing -= 1;
-                    }
-                }
-                if missing == 0 {
-                    break 'pages;
-                }
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
-        for (i, (seq, c)) in stale.iter().enumerate() {
-            if found[i].is_none() {
+        let found = self
+            .search_feed(shard, None, stale, Some(STALE_SEARCH_PAGES))
+            .await?;
+        for ((seq, c), f) in stale.iter().zip(&found) {
+            if f.is_none() {
                 tracing::warn!(
                     shard,
                     sequence_number = seq,
@@ -640,6 +590,82 @@ impl Relay {
                     first_revision = c.first_revision(),
                     "record behind the feed checkpoint but in no feed page: not announced"
                 );
+            }
+        }
+        Ok(found)
+    }
+
+    /// For each change (in stream order), its feed entry if the feed holds
+    /// its append: in a page the shard wrote or, with a `label`, one
+    /// written under that label (a replay of the shard). Pages are read
+    /// from the newest back to the shard's last page before the oldest
+    /// change (that page and older ones hold earlier records only), over at
+    /// most `max_queries` queries of [`SEARCH_PAGE`] pages when bounded.
+    async fn search_feed(
+        &self,
+        shard: &str,
+        label: Option<&str>,
+        changes: &[(&str, TipChange)],
+        max_queries: Option<usize>,
+    ) -> Result<Vec<Option<FeedEntry>>, DynamoError> {
+        let Some(oldest) = changes.first().map(|(seq, _)| *seq) else {
+            return Ok(Vec::new());
+        };
+        let mut wanted: HashMap<(StreamKey, u64), Vec<usize>> = HashMap::new();
+        for (i, (_, c)) in changes.iter().enumerate() {
+            wanted
+                .entry((c.stream.clone(), c.first_revision()))
+                .or_default()
+                .push(i);
+        }
+        let mut found: Vec<Option<FeedEntry>> = vec![None; changes.len()];
+        let mut start: Option<Item> = None;
+        let mut queries = 0usize;
+        'pages: while max_queries.is_none_or(|max| queries < max) {
+            queries += 1;
+            let out = self
+                .store
+                .client()
+                .query()
+                .table_name(self.store.table())
+                .key_condition_expression(cond::PARTITION)
+                .expression_attribute_values(":p", s(items::FEED_PK))
+                .projection_expression(page_projection(&[
+                    attr::page::SHARD,
+                    attr::page::COVERS,
+                    attr::page::ENTRIES,
+                    attr::page::LAST,
+                ]))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(SEARCH_PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
+            for page in out.items() {
+                let writer = get_str(page, attr::page::SHARD).ok();
+                let own = writer == Some(shard);
+                if !own && (label.is_none() || writer != label) {
+                    continue;
+                }
+                if own && seq_gt(oldest, get_str(page, attr::page::COVERS)?) {
+                    break 'pages;
+                }
+                for e in parse_page(page)? {
+                    if let Some(at) = wanted.remove(&(e.stream.clone(), e.first_revision)) {
+                        for i in at {
+                            found[i] = Some(e.clone());
+                        }
+                    }
+                }
+                if wanted.is_empty() {
+                    break 'pages;
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
             }
         }
         Ok(found)
@@ -817,7 +843,7 @@ impl Relay {
             let head = client
                 .query()
                 .table_name(table)
-                .key_condition_expression("p = :p")
+                .key_condition_expression(cond::PARTITION)
                 .expression_attribute_values(":p", s(items::FEED_PK))
                 .projection_expression(page_projection(&[attr::page::LAST]))
                 .scan_index_forward(false)
@@ -876,15 +902,15 @@ impl Relay {
             let mut cp = items::key(items::CHECKPOINT_PK, shard);
             cp.insert(attr::checkpoint::SEQUENCE.into(), s(covers));
             cp.insert(attr::checkpoint::PAGE.into(), n(next));
-            let absent = format!("attribute_not_exists({})", items::PK);
+            let absent = cond::ABSENT;
             let moved = format!("{} = :q", attr::checkpoint::SEQUENCE);
             let mut writes = vec![
-                put(page, Some((absent.as_str(), None)))?,
+                put(page, Some((absent, None)))?,
                 put(
                     cp,
                     Some(match &checkpoint.item {
                         Some(q) => (moved.as_str(), Some((":q", s(q)))),
-                        None => (absent.as_str(), None),
+                        None => (absent, None),
                     }),
                 )?,
             ];
@@ -982,7 +1008,10 @@ mod tests {
         let e = parse_page(&page).unwrap();
         assert_eq!((e[0].position, e[0].first_revision, e[0].count), (7, 3, 2));
         assert_eq!((e[1].position, e[1].stream.stream_id.as_str()), (9, "c:9"));
-        page.insert("g".into(), AttributeValue::L(vec![s("order|o-1|3")]));
+        page.insert(
+            attr::page::ENTRIES.into(),
+            AttributeValue::L(vec![s("order|o-1|3")]),
+        );
         assert!(parse_page(&page).is_err());
     }
 }

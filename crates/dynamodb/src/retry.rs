@@ -1,6 +1,6 @@
 //! Retries with jittered exponential backoff.
 //!
-//! The SDK's standard retry strategy (configured by [`crate::sdk_config_retry`])
+//! The SDK's standard retry strategy (set on every client by `eventstore-aws`)
 //! already retries throttling (`ThrottlingException`,
 //! `ProvisionedThroughputExceededException`, `RequestLimitExceeded`), 5xx and
 //! transport errors with jittered backoff. What it does not retry is a

@@ -20,7 +20,7 @@ use eventstore_core::{
 
 use crate::codec;
 use crate::error::DynamoError;
-use crate::items::{self, Chunk, Item, Listing, TIP_SK, Tip, pad, s};
+use crate::items::{self, Chunk, Item, Listing, TIP_SK, Tip, cond, pad, s};
 use crate::progress::RelayProgress;
 
 pub use crate::append::{CHUNK_BYTES, ID_CAP, ID_WINDOW, TIP_BYTES, request_token};
@@ -134,7 +134,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("p = :p AND s BETWEEN :lo AND :hi")
+                .key_condition_expression(cond::SORT_BETWEEN)
                 .expression_attribute_values(":p", s(&pk))
                 .expression_attribute_values(":lo", s(pad(1)))
                 .expression_attribute_values(":hi", s(pad(from)))
@@ -153,7 +153,7 @@ impl DynamoStore {
                         .client
                         .query()
                         .table_name(&self.table)
-                        .key_condition_expression("p = :p AND s BETWEEN :lo AND :hi")
+                        .key_condition_expression(cond::SORT_BETWEEN)
                         .expression_attribute_values(":p", s(&pk))
                         .expression_attribute_values(":lo", s(pad(from + 1)))
                         .expression_attribute_values(":hi", s(pad(hi)))
@@ -227,9 +227,9 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take());
             q = match &lower_exclusive {
                 Some(lo) => q
-                    .key_condition_expression("p = :p AND s > :lo")
+                    .key_condition_expression(cond::SORT_AFTER_LO)
                     .expression_attribute_values(":lo", s(lo)),
-                None => q.key_condition_expression("p = :p"),
+                None => q.key_condition_expression(cond::PARTITION),
             };
             if let Some(l) = limit {
                 q = q.limit(l - out.len() as i32);

@@ -10,6 +10,7 @@ use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue, NewEvent, Position,
     Revision, StoreError, StreamId, StreamKey, StreamRead, StreamType, Timestamp,
 };
+use eventstore_dynamodb::items;
 
 fn key(t: &str, id: &str) -> StreamKey {
     StreamKey::new(StreamType::parse(t).unwrap(), StreamId::parse(id).unwrap())
@@ -245,30 +246,23 @@ async fn a_throttled_store_answers_overloaded_not_a_backend_failure() {
 
 #[tokio::test]
 async fn an_unreadable_record_does_not_stop_the_feed_for_other_streams() {
-    use aws_sdk_dynamodb::types::AttributeValue;
     let h = support::harness("unreadable", None, true).await;
     // A tip whose event blob cannot be decoded (a format this version does
     // not know), as if written by a broken or future writer.
-    let n = |v: u64| AttributeValue::N(v.to_string());
+    let broken = items::Tip {
+        revision: 1,
+        base: 0,
+        created: 1,
+        updated: 1,
+        blobs: vec![b"not a blob!!".to_vec()],
+        fingerprints: Vec::new(),
+    }
+    .to_item(&key("order", "broken"), 0, 1);
     h.store
         .client()
         .put_item()
         .table_name(h.store.table())
-        .item("p", AttributeValue::S("S#order#broken".into()))
-        .item("s", AttributeValue::S("tip".into()))
-        .item("r", n(1))
-        .item("b", n(0))
-        .item("c", n(1))
-        .item("u", n(1))
-        .item("v", n(0))
-        .item("n", n(1))
-        .item("z", n(12))
-        .item(
-            "e",
-            AttributeValue::L(vec![AttributeValue::B(aws_smithy_types::Blob::new(
-                b"not a blob!!".to_vec(),
-            ))]),
-        )
+        .set_item(Some(broken))
         .send()
         .await
         .unwrap();
@@ -452,7 +446,7 @@ async fn the_poller_reads_shards_beyond_the_first_describe_stream_page() {
 /// its race case). The fidelity layer keeps the shard across rollbacks.
 #[tokio::test]
 async fn the_feed_keeps_filling_after_a_cancelled_transaction() {
-    use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
+    use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
     let h = support::harness("cancelled", None, true).await;
     let stream = key("order", "cancelled");
     let append = |n: usize| {
@@ -492,9 +486,8 @@ async fn the_feed_keeps_filling_after_a_cancelled_transaction() {
     // A transaction whose condition fails: cancelled, nothing written.
     let check = ConditionCheck::builder()
         .table_name(h.store.table())
-        .key("p", AttributeValue::S("nothing".into()))
-        .key("s", AttributeValue::S("here".into()))
-        .condition_expression("attribute_exists(p)")
+        .set_key(Some(items::key("nothing", "here")))
+        .condition_expression(format!("attribute_exists({})", items::PK))
         .build()
         .unwrap();
     let cancelled = h

@@ -16,7 +16,7 @@ use eventstore_core::{
     RecordedEvent, Revision, StreamId, StreamKey, StreamType,
 };
 use eventstore_dynamodb::cost::Recorder;
-use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay};
+use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay, items};
 use futures::future::join_all;
 
 fn event(kind: &str, i: usize) -> NewEvent {
@@ -227,14 +227,13 @@ async fn racing_relay_instances(faults: bool) {
     let mut shards: BTreeMap<String, Vec<ChangeRecord>> = BTreeMap::new();
     for batch in support::stream_batches(h.store.client(), &table, 1000).await {
         for mut r in batch {
-            let pk = r
+            let stream = r
                 .new_image
                 .as_ref()
-                .and_then(|i| i.get("p"))
+                .and_then(|i| i.get(items::PK))
                 .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            r.shard_id = if pk.starts_with("S#even#") {
+                .and_then(|pk| items::parse_stream_pk(pk).ok().flatten());
+            r.shard_id = if stream.is_some_and(|s| s.stream_type.as_str() == "even") {
                 "shard-even".into()
             } else {
                 "shard-odd".into()

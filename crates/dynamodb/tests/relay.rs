@@ -79,10 +79,10 @@ async fn relay_is_idempotent_and_ordered_under_replays_and_restarts_with(faults:
                     "a batch handed over twice adds nothing"
                 );
                 assert!(
-                    again.notifications.is_empty(),
+                    again.announcements.is_empty(),
                     "a batch handed over again after its acknowledgement announces nothing"
                 );
-                notifications.extend(first.notifications);
+                notifications.extend(first.announcements);
             }
             if round % 3 == 2 {
                 relay = Relay::new(DynamoStore::new(store.client().clone(), table.clone()));
@@ -97,7 +97,7 @@ async fn relay_is_idempotent_and_ordered_under_replays_and_restarts_with(faults:
     for records in support::stream_batches(store.client(), &table, 100).await {
         let out = fresh.process(&records).await.unwrap();
         fresh.acknowledge(&out).await.unwrap();
-        notifications.extend(out.notifications);
+        notifications.extend(out.announcements);
     }
     assert_eq!(
         notifications.len(),
@@ -133,14 +133,13 @@ async fn relay_is_idempotent_and_ordered_under_replays_and_restarts_with(faults:
             "feed order is revision order per stream"
         );
     }
-    // Notifications carry the appends' revisions, types and positions.
+    // Announcements carry the appends' revisions, types and positions.
     for n in &notifications {
-        let count = n.stream_revision.get() - n.first_revision.get() + 1;
-        assert_eq!(n.event_types.len() as u64, count);
-        let p = n.position.unwrap();
+        assert_eq!(n.event_types.len() as u64, n.entry.count);
+        let p = Position::new(n.entry.position);
         let e = seen.iter().find(|e| e.position == Some(p)).unwrap();
-        assert_eq!(e.revision, n.first_revision);
-        assert_eq!(e.stream_id, n.stream_id);
+        assert_eq!(e.revision, Revision::new(n.entry.first_revision));
+        assert_eq!(e.stream_id, n.entry.stream.stream_id);
     }
     // Listings and type counts were maintained by the relay.
     let types = store.stream_types().await.unwrap();
@@ -219,8 +218,8 @@ async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_r
     let mut first = Vec::new();
     for records in &batches {
         let out = crashed.process(records).await.unwrap();
-        assert!(!out.entries.is_empty() || out.notifications.is_empty());
-        first.extend(out.notifications);
+        assert!(!out.entries.is_empty() || out.announcements.is_empty());
+        first.extend(out.announcements);
     }
     assert_eq!(first.len(), 10, "one notification per append");
     let feed = whole_feed(&store).await;
@@ -232,7 +231,7 @@ async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_r
     for records in &batches {
         let out = crashed.process(records).await.unwrap();
         assert!(out.entries.is_empty(), "nothing is put into the feed twice");
-        again.extend(out.notifications);
+        again.extend(out.announcements);
     }
     assert_eq!(again, first, "unacknowledged appends are announced again");
 
@@ -248,7 +247,7 @@ async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_r
         let out = retry.process(records).await.unwrap();
         assert!(out.entries.is_empty(), "nothing is put into the feed twice");
         retry.acknowledge(&out).await.unwrap();
-        announced.extend(out.notifications);
+        announced.extend(out.announcements);
     }
     assert_eq!(
         announced, first,
@@ -261,7 +260,7 @@ async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_r
     for relay in [retry.clone(), fresh_relay()] {
         for records in &batches {
             let out = relay.process(records).await.unwrap();
-            assert!(out.entries.is_empty() && out.notifications.is_empty());
+            assert!(out.entries.is_empty() && out.announcements.is_empty());
         }
     }
 
@@ -276,11 +275,11 @@ async fn appends_whose_announcement_died_after_the_feed_write_are_announced_on_r
         .concat();
     let out = fresh_relay().process(&all).await.unwrap();
     assert_eq!(out.entries.len(), 1);
-    assert_eq!(out.notifications.len(), 1);
-    let n = &out.notifications[0];
+    assert_eq!(out.announcements.len(), 1);
+    let n = &out.announcements[0].entry;
     assert_eq!(
-        (n.stream_id.as_str(), n.first_revision, n.position),
-        ("o-0", Revision::new(5), Some(Position::new(21)))
+        (n.stream.stream_id.as_str(), n.first_revision, n.position),
+        ("o-0", 5, 21)
     );
     let feed = whole_feed(&store).await;
     assert_eq!(feed.len(), 21);
@@ -339,7 +338,7 @@ async fn a_batch_redelivered_to_an_instance_with_stale_memory_adds_nothing_with(
     let again = a.process(&batches[2]).await.unwrap();
     assert!(again.entries.is_empty(), "a redelivered batch adds nothing");
     assert!(
-        again.notifications.is_empty(),
+        again.announcements.is_empty(),
         "an acknowledged batch is not announced again"
     );
     let feed = whole_feed(&store).await;

@@ -16,7 +16,7 @@ use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue, NewEvent, Position,
     Revision, StreamId, StreamKey, StreamType,
 };
-use eventstore_dynamodb::{DynamoStore, spawn_poller};
+use eventstore_dynamodb::{DynamoStore, items, spawn_poller};
 use futures::future::join_all;
 
 fn event(i: usize) -> NewEvent {
@@ -177,7 +177,7 @@ async fn across_a_live_split(faults: bool) {
     for (id, _, records) in &by_shard {
         for r in records {
             if let Some(img) = &r.new_image
-                && let Some(pk) = img.get("p").and_then(|v| v.as_s().ok())
+                && let Some(pk) = img.get(items::PK).and_then(|v| v.as_s().ok())
             {
                 shards_of.entry(pk.clone()).or_default().insert(id.as_str());
             }

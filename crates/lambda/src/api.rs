@@ -19,11 +19,8 @@ use crate::telemetry::lambda_span;
 /// The router's state over the configured table; clients from the Lambda
 /// environment. Called once per cold start.
 pub async fn dynamodb_state(config: &ApiConfig) -> AppState {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let client =
-        aws_sdk_dynamodb::Client::from_conf(eventstore_dynamodb::dynamodb_config(&sdk).build());
+    let sdk = eventstore_aws::config::load().await;
+    let client = eventstore_aws::config::dynamodb_client(&sdk);
     AppState::new(Arc::new(DynamoStore::new(
         client,
         config.table_name.clone(),

@@ -9,21 +9,22 @@
 //! `lambda_http` ([`api`]) — and the relay function, which turns a batch of
 //! DynamoDB Stream records into feed positions through
 //! [`eventstore_dynamodb::Relay`] and publishes one SNS message per committed
-//! append ([`relay`], [`notify`]), and CloudWatch metrics in the Embedded
-//! Metric Format ([`emf`]).
+//! append ([`relay`]), and CloudWatch metrics in the Embedded Metric Format
+//! ([`emf`]).
 //!
 //! It must not implement HTTP handlers, storage or the feed itself: those
-//! live in `eventstore-http` and `eventstore-dynamodb`. It must not log
-//! payloads, keys or credentials.
+//! live in `eventstore-http` and `eventstore-dynamodb`; nor AWS plumbing
+//! shared with the binary (SDK settings, retries, the SNS publisher, the
+//! publish-then-acknowledge step): that is `eventstore-aws`. It must not
+//! log payloads, keys or credentials.
 //!
 //! Main types: [`config::ApiConfig`], [`config::RelayConfig`],
-//! [`relay::RelayFunction`], [`notify::SnsPublisher`], [`LambdaError`].
+//! [`relay::RelayFunction`], [`LambdaError`].
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod config;
 pub mod emf;
-pub mod notify;
 pub mod relay;
 pub mod telemetry;
 
@@ -40,7 +41,4 @@ pub enum LambdaError {
     /// The relay failed on a record.
     #[error("relay: {0}")]
     Relay(#[from] eventstore_dynamodb::DynamoError),
-    /// Publishing a notification failed after every retry.
-    #[error("publishing to SNS failed: {0}")]
-    Publish(String),
 }

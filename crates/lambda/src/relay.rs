@@ -1,6 +1,7 @@
 //! The relay function: a batch of the table's DynamoDB Stream records (one
 //! shard, in order) -> [`Relay::process`] (feed positions, listings) -> one
-//! SNS message per append not yet announced -> [`Relay::acknowledge`].
+//! SNS message per append not yet announced, then [`Relay::acknowledge`]
+//! (both by [`Announcer::announce`], shared with the binary).
 //!
 //! Failures are reported per record (`ReportBatchItemFailures`): when the
 //! batch fails as a whole, its records are relayed one by one in order up
@@ -19,17 +20,16 @@
 
 use aws_lambda_events::dynamodb::{EventRecord, TimeWindowEvent, TimeWindowEventResponse};
 use aws_lambda_events::streams::DynamoDbBatchItemFailure;
+use eventstore_aws::{Announcer, SnsPublisher, config};
 use eventstore_dynamodb::{ChangeRecord, DynamoStore, Relay, RelayOutput};
 
 use crate::LambdaError;
 use crate::config::RelayConfig;
-use crate::notify::SnsPublisher;
 
 /// The relay function's state, built once per cold start.
 #[derive(Clone)]
 pub struct RelayFunction {
-    relay: Relay,
-    publisher: SnsPublisher,
+    announcer: Announcer,
 }
 
 /// What one invocation did (for logs and tests).
@@ -46,32 +46,28 @@ pub struct BatchReport {
 }
 
 impl RelayFunction {
-    /// From a relay and a publisher.
-    pub fn new(relay: Relay, publisher: SnsPublisher) -> Self {
-        Self { relay, publisher }
+    /// From a relay and the announcer of its appends.
+    pub fn new(announcer: Announcer) -> Self {
+        Self { announcer }
     }
 
     /// Clients from the Lambda environment (credentials, region).
-    pub async fn from_config(config: &RelayConfig) -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        Self::from_sdk_config(&sdk, config)
+    pub async fn from_config(relay_config: &RelayConfig) -> Self {
+        Self::from_sdk_config(&config::load().await, relay_config)
     }
 
     /// Clients from given AWS settings.
-    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, config: &RelayConfig) -> Self {
-        let dynamo =
-            aws_sdk_dynamodb::Client::from_conf(eventstore_dynamodb::dynamodb_config(sdk).build());
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(sdk)
-                .retry_config(eventstore_dynamodb::sdk_config_retry())
-                .build(),
-        );
-        Self::new(
-            Relay::new(DynamoStore::new(dynamo, config.table_name.clone())),
-            SnsPublisher::new(sns, config.topic_arn.clone()),
-        )
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, relay_config: &RelayConfig) -> Self {
+        let relay = Relay::new(DynamoStore::new(
+            config::dynamodb_client(sdk),
+            relay_config.table_name.clone(),
+        ));
+        let publisher = SnsPublisher::new(config::sns_client(sdk), relay_config.topic_arn.clone());
+        Self::new(Announcer::new(relay, std::sync::Arc::new(publisher)))
+    }
+
+    fn relay(&self) -> &Relay {
+        self.announcer.relay()
     }
 
     /// Handles one invocation of the event source mapping.
@@ -121,7 +117,7 @@ impl RelayFunction {
         if records.is_empty() {
             return Ok((report, response));
         }
-        let output = match self.relay.process(&records).await {
+        let output = match self.relay().process(&records).await {
             Ok(out) => out,
             Err(e) => {
                 tracing::warn!(shard = %shard, error = %e, "batch failed; relaying its records one by one");
@@ -131,27 +127,10 @@ impl RelayFunction {
             }
         };
         crate::emf::positions_assigned(&output.entries);
-        let lost = self.publisher.publish_all(&output.notifications).await;
-        report.published = output.notifications.len() - lost.len();
-        report.unpublished = lost.len();
-        if lost.is_empty() {
-            if let Err(e) = self.relay.acknowledge(&output).await {
-                // Published but not marked: a later delivery of these
-                // records would announce them again, which at-least-once
-                // allows.
-                tracing::warn!(shard = %shard, error = %e, "notifications published but not acknowledged");
-            }
-        } else {
-            for n in &lost {
-                tracing::error!(
-                    stream_type = %n.stream_type,
-                    stream_id = %n.stream_id,
-                    first_revision = %n.first_revision,
-                    stream_revision = %n.stream_revision,
-                    position = n.position.map(|p| p.to_string()),
-                    "notification not published after every retry; the batch is retried"
-                );
-            }
+        let announced = self.announcer.announce(&output).await;
+        report.published = announced.published;
+        report.unpublished = announced.unpublished.len();
+        if !announced.complete() {
             // Nothing was acknowledged: Lambda delivers the whole batch
             // again and its appends are announced again.
             report.failed_at = Some(records[0].sequence_number.clone());
@@ -176,19 +155,18 @@ impl RelayFunction {
             records: records.len(),
             ..BatchReport::default()
         };
-        let output = match self.relay.replay(records).await {
-            Ok(out) => out,
+        match self.announcer.replay(records).await {
+            Ok((_, announced)) => {
+                report.published = announced.published;
+                report.unpublished = announced.unpublished.len();
+                if !announced.complete() {
+                    report.failed_at = records.first().map(|r| r.sequence_number.clone());
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "replay failed");
                 report.failed_at = records.first().map(|r| r.sequence_number.clone());
-                return report;
             }
-        };
-        let lost = self.publisher.publish_all(&output.notifications).await;
-        report.published = output.notifications.len() - lost.len();
-        report.unpublished = lost.len();
-        if !lost.is_empty() {
-            report.failed_at = records.first().map(|r| r.sequence_number.clone());
         }
         report
     }
@@ -197,7 +175,7 @@ impl RelayFunction {
     async fn one_by_one(&self, records: &[ChangeRecord]) -> (RelayOutput, Option<String>) {
         let mut output = RelayOutput::default();
         for r in records {
-            match self.relay.process(std::slice::from_ref(r)).await {
+            match self.relay().process(std::slice::from_ref(r)).await {
                 Ok(out) => output.extend(out),
                 Err(e) => {
                     tracing::error!(
@@ -239,21 +217,24 @@ pub fn change_records(
 mod tests {
     use super::*;
 
+    use eventstore_dynamodb::items::{PK, SK, TIP_SK, attr::tip};
+
     fn event(shard: Option<&str>) -> TimeWindowEvent {
         let mut v = serde_json::json!({
             "Records": [{
                 "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1",
                 "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
                 "dynamodb": {
-                    "Keys": {"p": {"S": "S#order#o-1"}, "s": {"S": "T"}},
-                    "NewImage": {"p": {"S": "S#order#o-1"}, "s": {"S": "T"}, "r": {"N": "2"},
-                                 "b": {"B": "AAEC"}, "l": {"L": [{"B": "Aw=="}]}},
+                    "Keys": {PK: {"S": "S#order#o-1"}, SK: {"S": TIP_SK}},
+                    "NewImage": {PK: {"S": "S#order#o-1"}, SK: {"S": TIP_SK},
+                                 tip::REVISION: {"N": "2"}, tip::BASE: {"N": "1"},
+                                 tip::EVENTS: {"L": [{"B": "AAEC"}, {"B": "Aw=="}]}},
                     "SequenceNumber": "100", "SizeBytes": 30, "StreamViewType": "NEW_AND_OLD_IMAGES"
                 }
             }, {
                 "eventID": "2", "eventName": "REMOVE", "eventVersion": "1.1",
                 "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                "dynamodb": {"Keys": {"p": {"S": "x"}, "s": {"S": "y"}}, "SequenceNumber": "101", "SizeBytes": 5}
+                "dynamodb": {"Keys": {PK: {"S": "x"}, SK: {"S": "y"}}, "SequenceNumber": "101", "SizeBytes": 5}
             }],
             "window": {"start": "2026-11-26T04:00:00Z", "end": "2026-11-26T04:15:00Z"},
             "state": {}, "isFinalInvokeForWindow": false, "isWindowTerminatedEarly": false
@@ -286,9 +267,10 @@ mod tests {
         assert_eq!(records[0].sequence_number, "100");
         assert_eq!(records[0].shard_id, "shardId-1");
         let image = records[0].new_image.as_ref().unwrap();
-        assert_eq!(image["b"].as_b().unwrap().as_ref(), &[0, 1, 2]);
-        assert_eq!(image["l"].as_l().unwrap()[0].as_b().unwrap().as_ref(), &[3]);
-        assert_eq!(image["r"].as_n().unwrap(), "2");
+        let blobs = image[tip::EVENTS].as_l().unwrap();
+        assert_eq!(blobs[0].as_b().unwrap().as_ref(), &[0, 1, 2]);
+        assert_eq!(blobs[1].as_b().unwrap().as_ref(), &[3]);
+        assert_eq!(image[tip::REVISION].as_n().unwrap(), "2");
         assert!(records[1].new_image.is_none(), "a delete has no new image");
     }
 

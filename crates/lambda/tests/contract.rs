@@ -16,7 +16,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use eventstore_dynamodb::{DynamoStore, PollerHandle, Relay, spawn_poller};
 use eventstore_testkit::contract::{Profile, Target};
 use eventstore_testkit::moto;
@@ -101,18 +100,9 @@ fn start_function(port: u16, table: &str, log: &Path) -> Proc {
     Proc(cmd.spawn().expect("start the API function"))
 }
 
-async fn sdk() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto::endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await
-}
-
 /// The function on a fresh table, the emulator, and the relay.
 async fn lambda() -> Target {
-    let sdk = sdk().await;
+    let sdk = moto::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let table = moto::table_name("lambda");
     eventstore_dynamodb::create_table(&dynamo, &table)

@@ -12,36 +12,28 @@
 //! injected faults reach it: batches fail part way and are redelivered.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
 use base64::Engine as _;
+use eventstore_aws::{Announcer, SnsPublisher};
 use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue, NewEvent, Position,
     Revision, StreamId, StreamKey, StreamType,
 };
 use eventstore_dynamodb::{DynamoStore, FailedBatch, Relay, create_table, read_failed_batch};
-use eventstore_lambda::notify::SnsPublisher;
 use eventstore_lambda::relay::RelayFunction;
 use eventstore_testkit::moto;
+use eventstore_testkit::sns::{Messaging, Queue};
 use serde_json::{Value, json};
-
-async fn sdk() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto::endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await
-}
 
 /// A DynamoDB client with `attempts` SDK attempts per request and no retry
 /// quota (the injected fault rates would empty any).
 fn dynamo(sdk: &aws_config::SdkConfig, attempts: u32) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition, TokenBucket};
-    let conf = eventstore_dynamodb::dynamodb_config(sdk)
+    let conf = eventstore_aws::config::dynamodb_config(sdk)
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(attempts)
@@ -368,60 +360,27 @@ struct World {
     table: String,
     store: DynamoStore,
     topic: String,
-    announced: String,
-    failures: String,
+    announced: Queue,
+    failures: Queue,
+    messaging: Messaging,
     sqs: aws_sdk_sqs::Client,
 }
 
 async fn world(tag: &str) -> World {
-    let sdk = sdk().await;
+    let sdk = moto::sdk_config().await;
     let table = table_name(tag);
     let store_client = dynamo(&sdk, 8);
     create_table(&store_client, &table).await.unwrap();
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let topic = sns
-        .create_topic()
-        .name(&table)
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let queue = |name: String| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.create_queue()
-                .queue_name(name)
-                .send()
-                .await
-                .unwrap()
-                .queue_url()
-                .unwrap()
-                .to_string()
-        }
-    };
-    let announced = queue(format!("{table}-announced")).await;
-    let failures = queue(format!("{table}-failures")).await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&announced)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let messaging = Messaging::new(&sdk);
+    let topic = messaging.topic(&table).await;
+    let announced = messaging
+        .subscribed_queue(
+            &topic,
+            &format!("{table}-announced"),
+            eventstore_testkit::sns::Delivery::RAW,
+        )
+        .await;
+    let failures = messaging.queue(&format!("{table}-failures")).await;
     World {
         store: DynamoStore::new(store_client, table.clone()),
         sdk,
@@ -429,7 +388,8 @@ async fn world(tag: &str) -> World {
         topic,
         announced,
         failures,
-        sqs,
+        sqs: messaging.sqs.clone(),
+        messaging,
     }
 }
 
@@ -437,12 +397,15 @@ impl World {
     fn instances(&self, n: usize) -> Vec<RelayFunction> {
         (0..n)
             .map(|_| {
-                RelayFunction::new(
+                RelayFunction::new(Announcer::new(
                     // One attempt per request: the injected faults reach
                     // the relay.
                     Relay::new(DynamoStore::new(dynamo(&self.sdk, 1), self.table.clone())),
-                    SnsPublisher::new(aws_sdk_sns::Client::new(&self.sdk), self.topic.clone()),
-                )
+                    Arc::new(SnsPublisher::new(
+                        aws_sdk_sns::Client::new(&self.sdk),
+                        self.topic.clone(),
+                    )),
+                ))
             })
             .collect()
     }
@@ -466,7 +429,7 @@ impl World {
             batch_size: 7,
             retry_attempts,
             sqs: self.sqs.clone(),
-            failure_queue: self.failures.clone(),
+            failure_queue: self.failures.url.clone(),
             instances: self.instances(3),
             shards: BTreeMap::new(),
             stats: Stats::default(),
@@ -531,35 +494,17 @@ impl World {
     /// Every notification the topic delivered so far: (stream, first
     /// revision) of each.
     async fn announcements(&self) -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        loop {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.announced)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .unwrap();
-            if got.messages().is_empty() {
-                return out;
-            }
-            for m in got.messages() {
-                let v: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                out.push((
-                    v["StreamId"].as_str().unwrap().to_string(),
-                    v["FirstRevision"].as_str().unwrap().parse().unwrap(),
-                ));
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.announced)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        self.messaging
+            .drain(&self.announced.url, 0)
+            .await
+            .into_iter()
+            .map(|m| {
+                (
+                    m.body["StreamId"].as_str().unwrap().to_string(),
+                    m.body["FirstRevision"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
     }
 
     fn faults(&self, name: &str, rules: &[(&str, &str, f64, Option<u32>)]) {
@@ -717,7 +662,7 @@ async fn dead_lettered_batches_are_replayed_from_the_stream_once() {
         let got = w
             .sqs
             .receive_message()
-            .queue_url(&w.failures)
+            .queue_url(&w.failures.url)
             .max_number_of_messages(10)
             .send()
             .await
@@ -737,7 +682,7 @@ async fn dead_lettered_batches_are_replayed_from_the_stream_once() {
             assert_eq!(report.failed_at, None, "{report:?}");
             w.sqs
                 .delete_message()
-                .queue_url(&w.failures)
+                .queue_url(&w.failures.url)
                 .receipt_handle(m.receipt_handle().unwrap())
                 .send()
                 .await

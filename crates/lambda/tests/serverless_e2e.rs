@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
-use aws_sdk_sns::config::{Credentials, Region};
 use base64::Engine as _;
+use eventstore_testkit::sns::{Delivery, Messaging};
 use serde_json::{Value, json};
 
 const API: &str = "event-store-api";
@@ -138,15 +138,6 @@ fn start_function(binary: &str, name: &str, port: u16, env: &[(&str, &str)], log
         cmd.spawn()
             .unwrap_or_else(|e| panic!("start {binary}: {e}")),
     )
-}
-
-async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-        .load()
-        .await
 }
 
 /// DynamoDB JSON of a stream attribute value, as Lambda writes it into events.
@@ -283,101 +274,17 @@ impl StreamReader {
     }
 }
 
-struct Queues {
-    sqs: aws_sdk_sqs::Client,
-}
-
-impl Queues {
-    /// A queue subscribed to the topic with an optional filter policy.
-    async fn subscribed(
-        &self,
-        sns: &aws_sdk_sns::Client,
-        topic: &str,
-        name: &str,
-        filter: Option<&str>,
-        raw: bool,
-    ) -> String {
-        let url = self
-            .sqs
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_string();
-        let arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
-        let mut sub = sns
-            .subscribe()
-            .topic_arn(topic)
-            .protocol("sqs")
-            .endpoint(arn);
-        if let Some(f) = filter {
-            sub = sub.attributes("FilterPolicy", f);
-        }
-        if raw {
-            sub = sub.attributes("RawMessageDelivery", "true");
-        }
-        sub.send().await.unwrap();
-        url
-    }
-
-    /// Every message the queue holds now (bodies and attributes), deleted.
-    async fn drain(&self, url: &str) -> Vec<(Value, HashMap<String, (String, String)>)> {
-        let mut out = Vec::new();
-        loop {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_attribute_names("All")
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            if got.messages().is_empty() {
-                return out;
-            }
-            for m in got.messages() {
-                let attrs = m
-                    .message_attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.clone(),
-                                    (
-                                        v.data_type().to_string(),
-                                        v.string_value().unwrap_or_default().to_string(),
-                                    ),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((serde_json::from_str(m.body().unwrap()).unwrap(), attrs));
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-    }
+/// Every message the queue holds now (bodies and attributes), deleted.
+async fn drain(
+    messaging: &Messaging,
+    url: &str,
+) -> Vec<(Value, HashMap<String, (String, String)>)> {
+    messaging
+        .drain(url, 1)
+        .await
+        .into_iter()
+        .map(|m| (m.body, m.attributes))
+        .collect()
 }
 
 struct Http {
@@ -421,47 +328,31 @@ async fn invoke_relay(http: &reqwest::Client, port: u16, event: &Value) -> Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_through_the_function_url_are_relayed_and_announced() {
     let (_moto, endpoint) = start_moto();
-    let sdk = sdk_config(&endpoint).await;
+    let sdk = eventstore_aws::config::for_emulator(&endpoint).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let queues = Queues {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-    };
+    let messaging = Messaging::new(&sdk);
 
     let table = format!("es-e2e-{}", std::process::id());
     eventstore_dynamodb::create_table(&dynamo, &table)
         .await
         .expect("create the table");
-    let topic = sns
-        .create_topic()
-        .name("es-e2e")
-        .send()
+    let topic = messaging.topic("es-e2e").await;
+    let filtered = |policy| Delivery {
+        raw: true,
+        filter_policy: Some(policy),
+    };
+    let orders = messaging
+        .subscribed_queue(&topic, "orders", filtered(r#"{"StreamType":["order"]}"#))
         .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let orders = queues
-        .subscribed(
-            &sns,
-            &topic,
-            "orders",
-            Some(r#"{"StreamType":["order"]}"#),
-            true,
-        )
-        .await;
-    let paid = queues
-        .subscribed(
-            &sns,
-            &topic,
-            "paid",
-            Some(r#"{"EventTypes":["OrderPaid"]}"#),
-            true,
-        )
-        .await;
-    let everything = queues
-        .subscribed(&sns, &topic, "everything", None, false)
-        .await;
+        .url;
+    let paid = messaging
+        .subscribed_queue(&topic, "paid", filtered(r#"{"EventTypes":["OrderPaid"]}"#))
+        .await
+        .url;
+    let everything = messaging
+        .subscribed_queue(&topic, "everything", Delivery::default())
+        .await
+        .url;
 
     let port = free_port();
     let _emulator = start_emulator(port);
@@ -543,7 +434,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
             "a windowed response must carry state: {r}"
         );
     }
-    let got = queues.drain(&orders).await;
+    let got = drain(&messaging, &orders).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
         got[0].0,
@@ -563,7 +454,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["stream"]["revision"], 2);
     let (events_2, _) = relay_all().await;
-    let got = queues.drain(&orders).await;
+    let got = drain(&messaging, &orders).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0["StreamRevision"], "2");
     assert_eq!(got[0].0["FirstRevision"], "2");
@@ -576,7 +467,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         got[0].1.get("EventTypes").map(|a| a.0.as_str()),
         Some("String.Array")
     );
-    let paid_msgs = queues.drain(&paid).await;
+    let paid_msgs = drain(&messaging, &paid).await;
     assert_eq!(
         paid_msgs.len(),
         1,
@@ -600,10 +491,10 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
     assert_eq!(status, 201);
     relay_all().await;
     assert!(
-        queues.drain(&orders).await.is_empty(),
+        drain(&messaging, &orders).await.is_empty(),
         "the filter policy keeps other types out"
     );
-    let all = queues.drain(&everything).await;
+    let all = drain(&messaging, &everything).await;
     assert_eq!(all.len(), 3, "every append was published once: {all:?}");
     let invoice = all
         .iter()
@@ -643,17 +534,23 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         feed["eventPage"]["events"]
     );
     assert!(
-        queues.drain(&everything).await.is_empty(),
+        drain(&messaging, &everything).await.is_empty(),
         "a clean redelivery announces nothing twice"
     );
-    assert!(queues.drain(&orders).await.is_empty());
+    assert!(drain(&messaging, &orders).await.is_empty());
 
     // A delivery that writes the feed but cannot publish (the topic is gone
     // for a while; the same as a relay dying after the feed write): the
     // function reports the batch from its first record, so Lambda delivers
     // it again. The retry adds nothing to the feed and announces every
     // append of the batch; a further redelivery announces nothing.
-    sns.delete_topic().topic_arn(&topic).send().await.unwrap();
+    messaging
+        .sns
+        .delete_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
     let mut parcels = Vec::new();
     for n in 0..2 {
         let (status, body) = api
@@ -678,19 +575,12 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         );
     }
     // The topic is back (same name, same ARN), with the unfiltered queue.
-    let again = sns
-        .create_topic()
-        .name("es-e2e")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let again = messaging.topic("es-e2e").await;
     assert_eq!(again, topic);
-    let everything = queues
-        .subscribed(&sns, &topic, "everything", None, false)
-        .await;
+    let everything = messaging
+        .subscribed_queue(&topic, "everything", Delivery::default())
+        .await
+        .url;
     let (_, feed_crashed) = api.call(reqwest::Method::GET, "/events", None).await;
     let feed_crashed = feed_crashed["eventPage"]["events"]
         .as_array()
@@ -702,7 +592,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         "the parcels are in the feed: {feed_crashed:?}"
     );
     assert!(
-        queues.drain(&everything).await.is_empty(),
+        drain(&messaging, &everything).await.is_empty(),
         "nothing was published"
     );
     for event in &parcel_events {
@@ -715,7 +605,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         &feed_crashed,
         "the retry adds nothing to the feed"
     );
-    let got = queues.drain(&everything).await;
+    let got = drain(&messaging, &everything).await;
     let announced: Vec<(String, String)> = got
         .iter()
         .map(|(m, _)| {
@@ -748,7 +638,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         assert_eq!(r["batchItemFailures"], json!([]), "{r}");
     }
     assert!(
-        queues.drain(&everything).await.is_empty(),
+        drain(&messaging, &everything).await.is_empty(),
         "once announced and acknowledged, a redelivery announces nothing"
     );
 
@@ -814,7 +704,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         from = at + 1;
     }
     assert_eq!(reported, bad, "exactly the unreadable records are reported");
-    let got = queues.drain(&everything).await;
+    let got = drain(&messaging, &everything).await;
     let announced: Vec<String> = got
         .iter()
         .map(|(m, _)| {

@@ -1,7 +1,10 @@
 //! What the event store's tests share, so that no test copies it.
 //!
 //! - [`moto`]: the AWS emulator (moto, `scripts/moto/server.py`) started
-//!   once per test process, and its fault-injection control API;
+//!   once per test process, AWS settings for it, and its fault-injection
+//!   control API;
+//! - `sns` (feature `aws`): topics, subscribed queues and the messages they
+//!   receive, on the emulator;
 //! - [`process`]: a server binary started on port 0, its URL read from its
 //!   `listening on` line;
 //! - [`http`]: the router over any [`EventStore`](eventstore_core::EventStore)
@@ -19,3 +22,5 @@ pub mod difffuzz;
 pub mod http;
 pub mod moto;
 pub mod process;
+#[cfg(feature = "aws")]
+pub mod sns;

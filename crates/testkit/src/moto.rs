@@ -101,6 +101,13 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// AWS settings for the emulator: its endpoint, a region and dummy
+/// credentials ([`eventstore_aws::config::for_emulator`]; feature `aws`).
+#[cfg(feature = "aws")]
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    eventstore_aws::config::for_emulator(&endpoint()).await
+}
+
 /// A unique table name with a tag (DynamoDB: 3–255 characters).
 pub fn table_name(tag: &str) -> String {
     format!("es-{tag}-{}", uuid::Uuid::now_v7().simple())

@@ -22,7 +22,7 @@
 //! current tip, in a transaction conditioned on that tip (a newer append
 //! is the live relay's to list), and the entries of the replayed appends'
 //! older `updatedAt`s are deleted. The announcement mark is not moved:
-//! the caller publishes the returned notifications and is done.
+//! the caller publishes the returned announcements and is done.
 //!
 //! A replayed append lands after appends of its stream that the live
 //! relay put into the feed meanwhile: the feed is complete again, but for
@@ -177,11 +177,11 @@ pub async fn read_failed_batch(
 impl Relay {
     /// Puts the appends of records a relay gave up on (one shard's, in
     /// stream order; see [`read_failed_batch`]) into the feed, except
-    /// those already there, and returns one notification per append, with
+    /// those already there, and returns one announcement per append, with
     /// its position; its `entries` are the appends it put into the feed.
     /// Idempotent: a replay run again adds nothing to the feed (and
-    /// returns the same notifications). Announcement marks are
-    /// not touched: publish the notifications and be done.
+    /// returns the same announcements). Announcement marks are
+    /// not touched: publish the announcements and be done.
     pub async fn replay(&self, records: &[ChangeRecord]) -> Result<RelayOutput, DynamoError> {
         let Some(shard) = records.first().map(|r| r.shard_id.as_str()) else {
             return Ok(RelayOutput::default());
@@ -210,7 +210,9 @@ impl Relay {
         }
         let mut backoff = crate::retry::Backoff::default();
         let (entries, written): (Vec<FeedEntry>, Vec<FeedEntry>) = loop {
-            let found = self.find_in_feed(shard, &label, &changes).await?;
+            let found = self
+                .search_feed(shard, Some(&label), &changes, None)
+                .await?;
             let fresh: Vec<&TipChange> = changes
                 .iter()
                 .zip(&found)
@@ -239,85 +241,16 @@ impl Relay {
         if let Some(p) = &self.progress {
             p.relayed(&entries);
         }
-        let notifications = entries
-            .iter()
+        let announcements = entries
+            .into_iter()
             .zip(types)
-            .map(|(e, event_types)| Notification {
-                stream_id: e.stream.stream_id.clone(),
-                stream_type: e.stream.stream_type.clone(),
-                stream_revision: Revision::new(e.first_revision + e.count - 1),
-                first_revision: Revision::new(e.first_revision),
-                event_types,
-                position: Some(Position::new(e.position)),
-            })
+            .map(|(entry, event_types)| Announcement { entry, event_types })
             .collect();
         Ok(RelayOutput {
             entries: written,
-            notifications,
+            announcements,
             covered: BTreeMap::new(),
         })
-    }
-
-    /// For each change, its entry if the feed holds its append: in a page
-    /// of the shard or of an earlier replay of it, read from the newest
-    /// page back to the shard's last page before the oldest change.
-    async fn find_in_feed(
-        &self,
-        shard: &str,
-        label: &str,
-        changes: &[(&str, TipChange)],
-    ) -> Result<Vec<Option<FeedEntry>>, DynamoError> {
-        let oldest = changes[0].0;
-        let mut wanted: HashMap<(StreamKey, u64), usize> = HashMap::new();
-        for (i, (_, c)) in changes.iter().enumerate() {
-            wanted.insert((c.stream.clone(), c.first_revision()), i);
-        }
-        let mut found: Vec<Option<FeedEntry>> = vec![None; changes.len()];
-        let mut start: Option<Item> = None;
-        'pages: loop {
-            let out = self
-                .store
-                .client()
-                .query()
-                .table_name(self.store.table())
-                .key_condition_expression("p = :p")
-                .expression_attribute_values(":p", s(items::FEED_PK))
-                .projection_expression(super::page_projection(&[
-                    attr::page::SHARD,
-                    attr::page::COVERS,
-                    attr::page::ENTRIES,
-                    attr::page::LAST,
-                ]))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(25)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| DynamoError::request("Query", DisplayErrorContext(e)))?;
-            for page in out.items() {
-                let h = get_str(page, attr::page::SHARD).ok();
-                if h != Some(shard) && h != Some(label) {
-                    continue;
-                }
-                if h == Some(shard) && seq_gt(oldest, get_str(page, attr::page::COVERS)?) {
-                    break 'pages;
-                }
-                for e in parse_page(page)? {
-                    if let Some(i) = wanted.remove(&(e.stream.clone(), e.first_revision)) {
-                        found[i] = Some(e);
-                    }
-                }
-                if wanted.is_empty() {
-                    break 'pages;
-                }
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(found)
     }
 
     /// Sets each replayed stream's listing entry from its current tip

@@ -9,28 +9,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use eventstore_dynamodb::cost::Recorder;
 use eventstore_dynamodb::{
     DynamoStore, PollerHandle, Relay, RelayProgress, create_table, spawn_poller,
 };
 
-pub use eventstore_testkit::moto::{endpoint, fidelity};
-
-/// Shared AWS settings for the emulator (dummy credentials).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await
-}
-
-/// A unique table name.
-pub fn table_name(tag: &str) -> String {
-    format!("es-{tag}-{}", uuid::Uuid::now_v7().simple())
-}
+pub use eventstore_testkit::moto::{endpoint, fidelity, sdk_config, table_name};
 
 /// A client, optionally recording its requests.
 pub async fn client(recorder: Option<&Recorder>) -> aws_sdk_dynamodb::Client {
@@ -49,7 +33,7 @@ pub async fn client_with(
 ) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
     let sdk = sdk_config().await;
-    let mut conf = eventstore_dynamodb::dynamodb_config(&sdk);
+    let mut conf = eventstore_aws::config::dynamodb_config(&sdk);
     if unlimited_retries {
         conf = conf.retry_partition(
             RetryPartition::custom("tests-with-faults")
@@ -65,7 +49,7 @@ pub async fn client_with(
 
 /// The DynamoDB Streams client.
 pub async fn streams_client() -> aws_sdk_dynamodbstreams::Client {
-    aws_sdk_dynamodbstreams::Client::new(&sdk_config().await)
+    eventstore_aws::config::streams_client(&sdk_config().await)
 }
 
 /// A store over a fresh table, with its relay polling in the background.
