@@ -16,7 +16,7 @@ use std::sync::Arc;
 use eventstore_core::Timestamp;
 
 use crate::EmbeddedError;
-use crate::index::{Delta, FEED_ENTRY_LEN, Index, TAG_IDS};
+use crate::index::{BLOOM_TAGS, Delta, FEED_ENTRY_LEN, Index};
 use crate::run::{BlockCache, Merge, Run, RunWriter};
 use crate::vfs::{FileSystem, StorageFile};
 
@@ -190,7 +190,7 @@ impl IndexFiles {
     ) -> Result<Arc<Run>, EmbeddedError> {
         let seq = self.next_run;
         let path = run_path(&self.dir, seq);
-        let mut w = RunWriter::create(&*self.fs, &path, TAG_IDS, frozen.id_count())?;
+        let mut w = RunWriter::create(&*self.fs, &path, BLOOM_TAGS, frozen.bloom_keys())?;
         for (k, v) in frozen.entries() {
             w.add(&k, v.as_deref())?;
         }
@@ -250,7 +250,7 @@ impl IndexFiles {
         let seq = self.next_run;
         let path = run_path(&self.dir, seq);
         let ids: u64 = inputs.iter().map(|r| r.bloom_keys()).sum();
-        let mut w = RunWriter::create(&*self.fs, &path, TAG_IDS, ids)?;
+        let mut w = RunWriter::create(&*self.fs, &path, BLOOM_TAGS, ids)?;
         let drop_tombstones = from == 0;
         let mut iters: Vec<_> = inputs.iter().rev().map(|r| r.iter_from(&[])).collect();
         let mut error = None;

@@ -37,6 +37,9 @@ pub(crate) const TAG_TYPE_FEED: u8 = 4;
 pub(crate) const TAG_LISTING: u8 = 5;
 pub(crate) const TAG_TYPES: u8 = 6;
 pub(crate) const TAG_IDS: u8 = 7;
+/// The tables whose keys a run's Bloom filter holds: a new stream's and a
+/// new event id's look-ups (every append makes them) read no block.
+pub(crate) const BLOOM_TAGS: &[u8] = &[TAG_STREAMS, TAG_IDS];
 
 /// Bytes of one `feed.idx` entry.
 pub(crate) const FEED_ENTRY_LEN: u64 = 16;
@@ -145,9 +148,9 @@ impl Delta {
         &self.feed
     }
 
-    /// How many event ids it holds (the Bloom filter's size).
-    pub(crate) fn id_count(&self) -> u64 {
-        self.ids.len() as u64
+    /// How many keys its run's Bloom filter takes (event ids and streams).
+    pub(crate) fn bloom_keys(&self) -> u64 {
+        (self.ids.len() + self.streams.len()) as u64
     }
 
     fn stream_by_number(&self, number: u32) -> Option<&DStream> {

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Integers are little-endian; keys compare as bytes. The Bloom filter
-//! holds the keys of one table (event ids: see [`crate::index`]), so that a
-//! retry's look-up of a new event id reads no block.
+//! holds the keys of the tables of streams and of event ids (see
+//! [`crate::index`]), so that looking up a new stream or a new event id
+//! reads no block.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -162,8 +163,8 @@ impl BlockCache {
 pub(crate) struct RunWriter {
     file: Arc<dyn StorageFile>,
     path: PathBuf,
-    /// Which keys go into the Bloom filter.
-    bloom_tag: u8,
+    /// Which keys go into the Bloom filter (by their first byte).
+    bloom_tags: &'static [u8],
     bloom: Bloom,
     out: Vec<u8>,
     written: u64,
@@ -176,11 +177,11 @@ pub(crate) struct RunWriter {
 
 impl RunWriter {
     /// Creates (or empties) the run file at `path`; `bloom_keys` bounds how
-    /// many keys starting with `bloom_tag` will be added.
+    /// many keys starting with one of `bloom_tags` will be added.
     pub(crate) fn create(
         fs: &dyn FileSystem,
         path: &Path,
-        bloom_tag: u8,
+        bloom_tags: &'static [u8],
         bloom_keys: u64,
     ) -> Result<Self, EmbeddedError> {
         let file = fs
@@ -190,7 +191,7 @@ impl RunWriter {
         Ok(Self {
             file,
             path: path.to_path_buf(),
-            bloom_tag,
+            bloom_tags,
             bloom: Bloom::new(bloom_keys),
             out: Vec::with_capacity(WRITE_CHUNK + BLOCK_BYTES),
             written: 0,
@@ -206,7 +207,7 @@ impl RunWriter {
     pub(crate) fn add(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), EmbeddedError> {
         debug_assert!(self.last_key.as_deref().is_none_or(|k| k < key));
         debug_assert!(key.len() < usize::from(u16::MAX));
-        if key.first() == Some(&self.bloom_tag) {
+        if key.first().is_some_and(|t| self.bloom_tags.contains(t)) {
             self.bloom.insert(key);
         }
         if self.block_first.is_none() {
@@ -408,7 +409,11 @@ impl Run {
 
     /// The entry of `key`: `Some(None)` for a tombstone.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, EmbeddedError> {
-        if key.first() == Some(&crate::index::TAG_IDS) && !self.bloom.may_contain(key) {
+        if key
+            .first()
+            .is_some_and(|t| crate::index::BLOOM_TAGS.contains(t))
+            && !self.bloom.may_contain(key)
+        {
             return Ok(None);
         }
         let Some(i) = self.block_for(key) else {
