@@ -540,6 +540,70 @@ pub async fn retries_are_idempotent(store: &dyn EventStore, settings: Settings) 
         );
     }
 
+    // An append refused for its expectation (ahead of the stream, or
+    // behind it) is stored by a later resend with `any`, once, whatever
+    // came between; a further resend is recognised. (Batches of ten
+    // 100-byte events: over what a DynamoDB tip holds, so they claim
+    // their append-id item before their transaction.)
+    for (wrong, later) in [(7u64, 20u64), (0, 20)] {
+        let k5 = key("payment", &format!("p-5-{wrong}"));
+        append(store, &k5, Expectation::NoStream, events(1, "first"))
+            .await
+            .unwrap();
+        let big: Vec<NewEvent> = (0..10)
+            .map(|i| {
+                event(
+                    "happened",
+                    &format!(r#"{{"i":{i},"pad":"{}"}}"#, "p".repeat(100)),
+                )
+            })
+            .collect();
+        let refused = append(
+            store,
+            &k5,
+            Expectation::Exact(Revision::new(wrong)),
+            big.clone(),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(StoreError::WrongExpectedRevision(_))),
+            "expecting {wrong} on a stream at 1 is a conflict, got {refused:?}"
+        );
+        let mut revision = 1;
+        for i in 0..later {
+            revision = append(
+                store,
+                &k5,
+                Expectation::Exact(Revision::new(revision)),
+                events(1, &format!("between-{i}")),
+            )
+            .await
+            .unwrap()
+            .last_revision
+            .get();
+        }
+        let stored = append(store, &k5, Expectation::Any, big.clone())
+            .await
+            .expect("a refused append resent with any is stored");
+        assert!(
+            settings.responses_may_be_lost || !stored.already_appended,
+            "a refused append was not stored before"
+        );
+        assert_eq!(stored.first_revision, Revision::new(revision + 1));
+        for _ in 0..2 {
+            let again = append(store, &k5, Expectation::Any, big.clone())
+                .await
+                .unwrap();
+            assert!(again.already_appended, "its resend is recognised");
+            assert_eq!(again.first_revision, stored.first_revision);
+        }
+        assert_eq!(
+            read_all(store, &k5).await.len() as u64,
+            revision + 10,
+            "stored once"
+        );
+    }
+
     // Concurrent retries of the same append: one write, the rest recognised.
     let k2 = key("payment", "p-2");
     let batch = events(3, "concurrent");

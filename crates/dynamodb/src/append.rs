@@ -387,9 +387,10 @@ impl DynamoStore {
     /// is believed only when the stream holds exactly these ids there
     /// ([`Self::holds`]); otherwise the ids are stored nowhere — events
     /// with these ids are only ever written at the revisions the item
-    /// names when the writer decides, and the item only moves away from
-    /// revisions that other events took — and the item is moved to this
-    /// attempt's revisions with a `PutItem` conditioned on what was read.
+    /// names when the writer decides, and the item never moves away from
+    /// the stream's next revision (a twin may be about to write there) —
+    /// and the item is moved to this attempt's revisions with a `PutItem`
+    /// conditioned on what was read.
     /// A twin of this request in flight to the same revisions is settled
     /// by the tip's condition in the transaction: one wins, the other
     /// finds its ids among the tip's fingerprints.
@@ -473,6 +474,15 @@ impl DynamoStore {
                     last: l0,
                 });
             }
+            if f0 == tip.as_ref().map_or(0, |t| t.revision) + 1 {
+                // It names the stream's next revision: a twin may be on its
+                // way to write there, so the item stays; this attempt was
+                // built on an older tip and starts again from a fresh one.
+                return Ok(Claim::Conflict);
+            }
+            // Other events took those revisions (or the claim was made for
+            // an expectation ahead of the stream, which failed): the ids
+            // are stored nowhere, and the item moves to this attempt.
             condition = format!("{FIRST} = :f0");
             named = Some(f0);
         }
