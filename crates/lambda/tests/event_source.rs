@@ -11,13 +11,12 @@
 //! The relay's own DynamoDB requests are made without SDK retries, so the
 //! injected faults reach it: batches fail part way and are redelivered.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
-use base64::Engine as _;
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use eventstore_aws::{Announcer, SnsPublisher};
 use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, FeedFilter, JsonValue, NewEvent, Position,
@@ -25,9 +24,9 @@ use eventstore_core::{
 };
 use eventstore_dynamodb::{DynamoStore, FailedBatch, Relay, create_table, read_failed_batch};
 use eventstore_lambda::relay::RelayFunction;
-use eventstore_testkit::moto;
 use eventstore_testkit::sns::{Messaging, Queue};
-use serde_json::{Value, json};
+use eventstore_testkit::{lambda_event, moto};
+use serde_json::json;
 
 /// A DynamoDB client with `attempts` SDK attempts per request and no retry
 /// quota (the injected fault rates would empty any).
@@ -53,34 +52,6 @@ fn table_name(tag: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("es-{tag}-{n}")
-}
-
-/// DynamoDB JSON of a stream attribute value, as Lambda writes it into events.
-fn dynamodb_json(v: &StreamValue) -> Value {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    match v {
-        StreamValue::S(s) => json!({ "S": s }),
-        StreamValue::N(n) => json!({ "N": n }),
-        StreamValue::B(b) => json!({ "B": b64(b.as_ref()) }),
-        StreamValue::Bool(b) => json!({ "BOOL": b }),
-        StreamValue::Null(b) => json!({ "NULL": b }),
-        StreamValue::L(l) => json!({ "L": l.iter().map(dynamodb_json).collect::<Vec<_>>() }),
-        StreamValue::M(m) => json!({ "M": image_json(m) }),
-        StreamValue::Ss(s) => json!({ "SS": s }),
-        StreamValue::Ns(s) => json!({ "NS": s }),
-        StreamValue::Bs(s) => {
-            json!({ "BS": s.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() })
-        }
-        other => panic!("unexpected attribute value {other:?}"),
-    }
-}
-
-fn image_json(m: &HashMap<String, StreamValue>) -> Value {
-    Value::Object(
-        m.iter()
-            .map(|(k, v)| (k.clone(), dynamodb_json(v)))
-            .collect(),
-    )
 }
 
 /// Where a shard's next batch starts.
@@ -222,43 +193,12 @@ impl EventSource {
         if page.records().is_empty() {
             return (state.start.clone(), closed_and_read, state.attempts, false);
         }
-        let records: Vec<Value> = page
-            .records()
-            .iter()
-            .map(|r| {
-                let d = r.dynamodb().unwrap();
-                json!({
-                    "eventID": r.event_id(),
-                    "eventName": r.event_name().map(|n| n.as_str()),
-                    "eventVersion": "1.1",
-                    "eventSource": "aws:dynamodb",
-                    "awsRegion": "us-east-1",
-                    "eventSourceARN": self.arn,
-                    "dynamodb": {
-                        "ApproximateCreationDateTime": 1_795_673_518.0,
-                        "Keys": image_json(d.keys().unwrap()),
-                        "NewImage": d.new_image().map(image_json),
-                        "SequenceNumber": d.sequence_number(),
-                        "SizeBytes": d.size_bytes().unwrap_or(1),
-                        "StreamViewType": d.stream_view_type().map(|v| v.as_str()),
-                    }
-                })
-            })
-            .collect();
         let seqs: Vec<String> = page
             .records()
             .iter()
             .map(|r| r.dynamodb().unwrap().sequence_number().unwrap().to_string())
             .collect();
-        let event = json!({
-            "Records": records,
-            "window": {"start": "2026-11-26T04:00:00Z", "end": "2026-11-26T04:15:00Z"},
-            "state": {},
-            "shardId": shard,
-            "eventSourceARN": self.arn,
-            "isFinalInvokeForWindow": false,
-            "isWindowTerminatedEarly": false,
-        });
+        let event = lambda_event::windowed(&self.arn, shard, page.records());
         // Any instance may get any batch: Lambda does not pin a shard to
         // an execution environment.
         let turn = self.turn.fetch_add(1, Ordering::SeqCst) as usize;

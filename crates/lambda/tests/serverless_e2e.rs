@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
-use base64::Engine as _;
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use eventstore_testkit::lambda_event;
 use eventstore_testkit::sns::{Delivery, Messaging};
 use serde_json::{Value, json};
 
@@ -140,34 +140,6 @@ fn start_function(binary: &str, name: &str, port: u16, env: &[(&str, &str)], log
     )
 }
 
-/// DynamoDB JSON of a stream attribute value, as Lambda writes it into events.
-fn dynamodb_json(v: &StreamValue) -> Value {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    match v {
-        StreamValue::S(s) => json!({ "S": s }),
-        StreamValue::N(n) => json!({ "N": n }),
-        StreamValue::B(b) => json!({ "B": b64(b.as_ref()) }),
-        StreamValue::Bool(b) => json!({ "BOOL": b }),
-        StreamValue::Null(b) => json!({ "NULL": b }),
-        StreamValue::L(l) => json!({ "L": l.iter().map(dynamodb_json).collect::<Vec<_>>() }),
-        StreamValue::M(m) => json!({ "M": image_json(m) }),
-        StreamValue::Ss(s) => json!({ "SS": s }),
-        StreamValue::Ns(s) => json!({ "NS": s }),
-        StreamValue::Bs(s) => {
-            json!({ "BS": s.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() })
-        }
-        other => panic!("unexpected attribute value {other:?}"),
-    }
-}
-
-fn image_json(m: &HashMap<String, StreamValue>) -> Value {
-    Value::Object(
-        m.iter()
-            .map(|(k, v)| (k.clone(), dynamodb_json(v)))
-            .collect(),
-    )
-}
-
 /// Reads the table's stream in moto, as Lambda's event source mapping does,
 /// and hands the new records to the relay function as one windowed event per shard.
 struct StreamReader {
@@ -235,39 +207,8 @@ impl StreamReader {
                 .await
                 .unwrap();
             *iterator = out.next_shard_iterator().map(str::to_string);
-            let records: Vec<Value> = out
-                .records()
-                .iter()
-                .map(|r| {
-                    let d = r.dynamodb().unwrap();
-                    json!({
-                        "eventID": r.event_id(),
-                        "eventName": r.event_name().map(|n| n.as_str()),
-                        "eventVersion": "1.1",
-                        "eventSource": "aws:dynamodb",
-                        "awsRegion": "us-east-1",
-                        "eventSourceARN": self.arn,
-                        "dynamodb": {
-                            "ApproximateCreationDateTime": 1_795_673_518.0,
-                            "Keys": image_json(d.keys().unwrap()),
-                            "NewImage": d.new_image().map(image_json),
-                            "SequenceNumber": d.sequence_number(),
-                            "SizeBytes": d.size_bytes().unwrap_or(1),
-                            "StreamViewType": d.stream_view_type().map(|v| v.as_str()),
-                        }
-                    })
-                })
-                .collect();
-            if !records.is_empty() {
-                events.push(json!({
-                    "Records": records,
-                    "window": {"start": "2026-11-26T04:00:00Z", "end": "2026-11-26T04:15:00Z"},
-                    "state": {},
-                    "shardId": shard,
-                    "eventSourceARN": self.arn,
-                    "isFinalInvokeForWindow": false,
-                    "isWindowTerminatedEarly": false,
-                }));
+            if !out.records().is_empty() {
+                events.push(lambda_event::windowed(&self.arn, shard, out.records()));
             }
         }
         events

@@ -5,6 +5,8 @@
 //!   control API;
 //! - `sns` (feature `aws`): topics, subscribed queues and the messages they
 //!   receive, on the emulator;
+//! - `lambda_event` (feature `aws`): the events Lambda's DynamoDB event
+//!   source mapping sends, built from records of the Streams API;
 //! - [`process`]: a server binary started on port 0, its URL read from its
 //!   `listening on` line;
 //! - [`http`]: the router over any [`EventStore`](eventstore_core::EventStore)
@@ -24,3 +26,5 @@ pub mod moto;
 pub mod process;
 #[cfg(feature = "aws")]
 pub mod sns;
+#[cfg(feature = "aws")]
+pub mod lambda_event;
