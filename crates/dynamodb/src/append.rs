@@ -406,7 +406,7 @@ impl DynamoStore {
             count: ids.len() as u64,
         }
         .to_item(stream, ids);
-        let mut condition = "attribute_not_exists(p)".to_string();
+        let mut condition = items::cond::ABSENT.to_string();
         let mut named: Option<u64> = None;
         for _ in 0..12 {
             let mut put = self
@@ -456,7 +456,7 @@ impl DynamoStore {
             let Some((f0, l0)) = existing else {
                 // Gone between the put and the read (it is never deleted,
                 // so only a test's table reset does that): claim afresh.
-                condition = "attribute_not_exists(p)".to_string();
+                condition = items::cond::ABSENT.to_string();
                 named = None;
                 continue;
             };
@@ -717,7 +717,7 @@ impl DynamoStore {
                     .condition_expression(format!("{REVISION} = :r AND {BASE} = :b"))
                     .expression_attribute_values(":r", n(t.revision))
                     .expression_attribute_values(":b", n(t.base)),
-                None => cond.condition_expression(format!("attribute_not_exists({})", items::PK)),
+                None => cond.condition_expression(items::cond::ABSENT),
             };
             TransactWriteItem::builder()
                 .put(
