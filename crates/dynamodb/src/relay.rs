@@ -747,6 +747,13 @@ impl Relay {
                 .unwrap_or_default();
             seen.insert(key)
         });
+        self.write_batches(&writes).await
+    }
+
+    /// Writes `writes` in `BatchWriteItem` calls of 25, retrying the
+    /// unprocessed ones with backoff.
+    async fn write_batches(&self, writes: &[WriteRequest]) -> Result<(), DynamoError> {
+        let table = self.store.table();
         for chunk in writes.chunks(25) {
             let mut pending = chunk.to_vec();
             let mut backoff = crate::retry::Backoff::default();
@@ -755,13 +762,13 @@ impl Relay {
                     .store
                     .client()
                     .batch_write_item()
-                    .request_items(self.store.table(), pending)
+                    .request_items(table, pending)
                     .send()
                     .await
                     .map_err(|e| DynamoError::request("BatchWriteItem", DisplayErrorContext(e)))?;
                 pending = out
                     .unprocessed_items()
-                    .and_then(|m| m.get(self.store.table()))
+                    .and_then(|m| m.get(table))
                     .cloned()
                     .unwrap_or_default();
                 if !pending.is_empty() && !backoff.wait().await {

@@ -340,28 +340,7 @@ impl Relay {
                         .map_err(|e| DynamoError::request("BatchWriteItem", e))
                 })
                 .collect::<Result<_, _>>()?;
-            for chunk in deletes.chunks(25) {
-                let mut pending = chunk.to_vec();
-                let mut backoff = crate::retry::Backoff::default();
-                while !pending.is_empty() {
-                    let out = client
-                        .batch_write_item()
-                        .request_items(self.store.table(), pending)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            DynamoError::request("BatchWriteItem", DisplayErrorContext(e))
-                        })?;
-                    pending = out
-                        .unprocessed_items()
-                        .and_then(|m| m.get(self.store.table()))
-                        .cloned()
-                        .unwrap_or_default();
-                    if !pending.is_empty() && !backoff.wait().await {
-                        return Err(DynamoError::Contention(backoff.attempts()));
-                    }
-                }
-            }
+            self.write_batches(&deletes).await?;
         }
         Ok(())
     }
