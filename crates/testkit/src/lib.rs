@@ -22,9 +22,9 @@
 pub mod contract;
 pub mod difffuzz;
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda_event;
 pub mod moto;
 pub mod process;
 #[cfg(feature = "aws")]
 pub mod sns;
-#[cfg(feature = "aws")]
-pub mod lambda_event;
