@@ -28,6 +28,15 @@ async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// `POST /streams/order` with one event.
+async fn create(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    c.post(format!("{url}/streams/order"))
+        .json(&serde_json::json!({"initialEvent": {"eventType": "Placed", "payload": 1}}))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn ready_gauge(metrics: &str) -> String {
     metrics
         .lines()
@@ -58,12 +67,7 @@ async fn a_store_that_is_still_opening_is_not_ready_and_answers_503_then_serves(
     assert_eq!(get(&c, &format!("{url}/liveness-check")).await.0, 200);
     let metrics = get(&c, &format!("{url}/metrics")).await.1;
     assert_eq!(ready_gauge(&metrics), "eventstore_ready 0");
-    let append = c
-        .post(format!("{url}/streams/order"))
-        .json(&serde_json::json!({"initialEvent": {"eventType": "Placed", "payload": 1}}))
-        .send()
-        .await
-        .unwrap();
+    let append = create(&c, &url).await;
     assert_eq!(append.status(), 503);
     assert!(append.headers().contains_key("x-request-id"));
     let body: serde_json::Value = append.json().await.unwrap();
@@ -93,12 +97,7 @@ async fn a_store_that_is_still_opening_is_not_ready_and_answers_503_then_serves(
     assert_eq!(get(&c, &format!("{url}/readiness-check")).await.0, 200);
     let metrics = get(&c, &format!("{url}/metrics")).await.1;
     assert_eq!(ready_gauge(&metrics), "eventstore_ready 1");
-    let append = c
-        .post(format!("{url}/streams/order"))
-        .json(&serde_json::json!({"initialEvent": {"eventType": "Placed", "payload": 1}}))
-        .send()
-        .await
-        .unwrap();
+    let append = create(&c, &url).await;
     assert_eq!(append.status(), 201);
     task.abort();
     store.close().await;

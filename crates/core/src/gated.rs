@@ -54,13 +54,6 @@ impl GatedStore {
         }
     }
 
-    /// A gate that is open from the start.
-    pub fn open(store: Arc<dyn EventStore>) -> Self {
-        let gated = Self::new("opening the store");
-        gated.install(store);
-        gated
-    }
-
     /// Puts the store behind the gate; from now on every call reaches it.
     /// A second call is ignored (the first store stays).
     pub fn install(&self, store: Arc<dyn EventStore>) {
@@ -197,7 +190,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_outside_verdict_withholds_readiness_but_not_calls() {
-        let gated = GatedStore::open(Arc::new(MemoryStore::new()));
+        let gated = GatedStore::new("opening");
+        gated.install(Arc::new(MemoryStore::new()));
         assert_eq!(gated.set_not_ready(Some("table gone".into())), None);
         assert_eq!(gated.readiness(), Err("table gone".to_owned()));
         gated.append(request()).await.unwrap();

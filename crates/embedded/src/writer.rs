@@ -100,11 +100,8 @@ impl Reply {
     }
 
     /// A span for the commit's write and `fdatasync`, under the caller's
-    /// span; nothing when tracing does not record the caller.
+    /// span.
     fn commit_span(&self, appends: usize, bytes: usize) -> tracing::Span {
-        if self.span.is_disabled() {
-            return tracing::Span::none();
-        }
         tracing::debug_span!(parent: &self.span, "fdatasync", appends, write_bytes = bytes)
     }
 }
@@ -343,8 +340,11 @@ impl Writer {
             rest.extend(batch);
         }
         if !self.buf.is_empty() {
+            // Only traced callers get a span: nothing is allocated when
+            // tracing does not record them.
             let spans: Vec<tracing::Span> = replies
                 .iter()
+                .filter(|r| !r.span.is_disabled())
                 .map(|r| r.commit_span(replies.len(), self.buf.len()))
                 .collect();
             let written = self
