@@ -53,22 +53,11 @@ impl DynamoStore {
         let mut wanted: Vec<(FeedEntry, u64)> = Vec::new(); // entry, offset in it
         let consider =
             |page: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
-                for entry in parse_page(page)? {
-                    if let FeedFilter::StreamType(t) = filter
-                        && &entry.stream.stream_type != t
-                    {
-                        continue;
-                    }
-                    for off in 0..entry.count {
-                        if entry.position.saturating_add(off) >= start {
-                            wanted.push((entry.clone(), off));
-                            if wanted.len() > limit {
-                                return Ok(true);
-                            }
-                        }
-                    }
-                }
-                Ok(false)
+                let entries = parse_page(page)?.into_iter().filter(|entry| match filter {
+                    FeedFilter::StreamType(t) => &entry.stream.stream_type == t,
+                    FeedFilter::All => true,
+                });
+                Ok(take_events(entries, start, limit, wanted))
             };
         let mut full = false;
         for page in first.items() {
@@ -159,17 +148,8 @@ impl DynamoStore {
         let mut wanted: Vec<(FeedEntry, u64)> = Vec::new();
         let consider =
             |item: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
-                for entry in parse_type_feed_item(stream_type, item)? {
-                    for off in 0..entry.count {
-                        if entry.position.saturating_add(off) >= start {
-                            wanted.push((entry.clone(), off));
-                            if wanted.len() > limit {
-                                return Ok(true);
-                            }
-                        }
-                    }
-                }
-                Ok(false)
+                let entries = parse_type_feed_item(stream_type, item)?;
+                Ok(take_events(entries, start, limit, wanted))
             };
         let holding = self
             .client
@@ -258,4 +238,26 @@ impl DynamoStore {
             last_position,
         })
     }
+}
+
+/// Adds the events of `entries` at or after position `start` to `wanted`
+/// (an entry and the offset of one of its events); true once `wanted`
+/// holds more than `limit`, which tells the reader a page is full.
+fn take_events(
+    entries: impl IntoIterator<Item = FeedEntry>,
+    start: u64,
+    limit: usize,
+    wanted: &mut Vec<(FeedEntry, u64)>,
+) -> bool {
+    for entry in entries {
+        for off in 0..entry.count {
+            if entry.position.saturating_add(off) >= start {
+                wanted.push((entry.clone(), off));
+                if wanted.len() > limit {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
