@@ -21,7 +21,7 @@ use crate::run::{BlockCache, Merge, Run, RunWriter};
 use crate::vfs::{FileSystem, StorageFile};
 
 const MANIFEST_MAGIC: &[u8; 8] = b"EVIDXMF1";
-const MANIFEST_VERSION: u32 = 1;
+const MANIFEST_VERSION: u32 = 2;
 /// Runs of one tier merged into one of the next.
 pub(crate) const FANOUT: usize = 8;
 
@@ -196,8 +196,8 @@ impl IndexFiles {
         }
         w.finish()?;
         let mut feed = Vec::with_capacity(frozen.feed().len() * FEED_ENTRY_LEN as usize);
-        for f in frozen.feed() {
-            f.encode(&mut feed);
+        for (i, f) in frozen.feed().iter().enumerate() {
+            f.encode(frozen.first_position() + i as u64, &mut feed);
         }
         let feed_path = self.dir.join(FEED);
         self.feed
@@ -519,13 +519,18 @@ fn try_load(
         let mut e = [0u8; FEED_ENTRY_LEN as usize];
         feed.read_exact_at(&mut e, covered - FEED_ENTRY_LEN)
             .map_err(io(format!("reading {}", feed_path.display())))?;
-        let f = crate::index::FeedEntry::decode(&e);
+        let Some(f) = crate::index::FeedEntry::decode(&e, c.last_position) else {
+            return Ok(Err(format!(
+                "feed.idx's entry of position {} does not match its CRC",
+                c.last_position
+            )));
+        };
         let within = f.stream == crate::index::LOST
-            || (f.offset > c.last_frame && f.offset + u64::from(f.len) <= c.log_end);
+            || (f.span.offset > c.last_frame && f.span.offset + u64::from(f.span.len) <= c.log_end);
         if !within {
             return Ok(Err(format!(
                 "feed.idx says position {} lies at byte {}, outside the checkpoint's last frame",
-                c.last_position, f.offset
+                c.last_position, f.span.offset
             )));
         }
     }

@@ -174,6 +174,10 @@ pub(crate) struct RecordSpan {
     pub offset: u64,
     /// Length of the record without its length prefix.
     pub len: u32,
+    /// CRC-32 of the record's bytes (`len` bytes from `offset`): the index
+    /// keeps it so that every read verifies what it loads, also under a
+    /// checkpoint, where open no longer reads the log.
+    pub crc: u32,
 }
 
 /// What a frame says besides its events.
@@ -220,6 +224,7 @@ pub(crate) fn encode_frame(
         spans.push(RecordSpan {
             offset: base + record_start as u64,
             len,
+            crc: crc32fast::hash(&out[record_start..]),
         });
     }
     let body_len = (out.len() - body_start) as u32;
@@ -354,7 +359,14 @@ pub(crate) fn decode_frame(body: &[u8], count: u32) -> Result<DecodedFrame, Stri
         if event.created_at != commit_time {
             return Err(format!("record {i} has another time than its frame"));
         }
-        events.push((event.event_id, RecordSpan { offset, len }));
+        events.push((
+            event.event_id,
+            RecordSpan {
+                offset,
+                len,
+                crc: crc32fast::hash(record),
+            },
+        ));
     }
     if r.pos != body.len() {
         return Err("trailing bytes after the last record".into());

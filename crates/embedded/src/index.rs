@@ -10,6 +10,7 @@
 //! `docs/storage-engine.md`, "The on-disk index".
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use eventstore_core::{
@@ -41,32 +42,73 @@ pub(crate) const TAG_IDS: u8 = 7;
 /// new event id's look-ups (every append makes them) read no block.
 pub(crate) const BLOOM_TAGS: &[u8] = &[TAG_STREAMS, TAG_IDS];
 
-/// Bytes of one `feed.idx` entry.
-pub(crate) const FEED_ENTRY_LEN: u64 = 16;
+/// Bytes of one `feed.idx` entry (and of a type feed entry's value).
+pub(crate) const FEED_ENTRY_LEN: u64 = 24;
 
 /// Where the event at a position lies, and its stream.
+///
+/// Encoded as `offset:u64 len:u32 crc:u32 stream:u32 entry_crc:u32`
+/// (little-endian), where `crc` is the record's CRC-32 and `entry_crc` the
+/// CRC-32 of the position (8 bytes) followed by the first 20 bytes: a
+/// changed byte of `feed.idx`, or an entry read at another position, is
+/// found on read instead of sending a reader to another record or stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FeedEntry {
-    pub offset: u64,
-    pub len: u32,
+    pub span: RecordSpan,
     pub stream: u32,
 }
 
 impl FeedEntry {
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
+    /// A position lost to damage: no record, no stream.
+    const LOST: Self = Self {
+        span: NO_RECORD,
+        stream: LOST,
+    };
+
+    /// Appends the entry of `position` to `out`.
+    pub(crate) fn encode(&self, position: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.span.offset.to_le_bytes());
+        out.extend_from_slice(&self.span.len.to_le_bytes());
+        out.extend_from_slice(&self.span.crc.to_le_bytes());
         out.extend_from_slice(&self.stream.to_le_bytes());
+        let crc = Self::entry_crc(position, &out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
     }
 
-    pub(crate) fn decode(b: &[u8]) -> Self {
-        Self {
-            offset: u64::from_le_bytes(b[0..8].try_into().expect("8")),
-            len: u32::from_le_bytes(b[8..12].try_into().expect("4")),
-            stream: u32::from_le_bytes(b[12..16].try_into().expect("4")),
+    /// Decodes the entry of `position` from the first [`FEED_ENTRY_LEN`]
+    /// bytes of `b`; `None` when they are too few or their CRC does not
+    /// hold.
+    pub(crate) fn decode(b: &[u8], position: u64) -> Option<Self> {
+        let b = b.get(..FEED_ENTRY_LEN as usize)?;
+        let word = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4"));
+        if Self::entry_crc(position, &b[..20]) != word(20) {
+            return None;
         }
+        Some(Self {
+            span: RecordSpan {
+                offset: u64::from_le_bytes(b[0..8].try_into().expect("8")),
+                len: word(8),
+                crc: word(12),
+            },
+            stream: word(16),
+        })
+    }
+
+    fn entry_crc(position: u64, fields: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&position.to_le_bytes());
+        h.update(fields);
+        h.finalize()
     }
 }
+
+/// The span of a revision or position lost to damage.
+const NO_RECORD: RecordSpan = RecordSpan {
+    offset: 0,
+    len: 0,
+    crc: 0,
+};
 
 /// A stream's number and summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +123,15 @@ pub(crate) struct StreamState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RevEntry {
     position: u64,
-    offset: u64,
-    len: u32,
+    span: RecordSpan,
+}
+
+impl RevEntry {
+    /// A revision lost to damage.
+    const LOST: Self = Self {
+        position: 0,
+        span: NO_RECORD,
+    };
 }
 
 /// A stream touched since the delta started.
@@ -194,8 +243,8 @@ impl Delta {
             out.push((key_type(t), Some(v)));
             for &p in &d.positions {
                 let f = self.feed_entry(p).expect("a position of this delta");
-                let mut v = Vec::with_capacity(16);
-                f.encode(&mut v);
+                let mut v = Vec::with_capacity(FEED_ENTRY_LEN as usize);
+                f.encode(p, &mut v);
                 out.push((key_type_feed(t, p), Some(v)));
             }
             for (&at, &number) in &d.listing {
@@ -310,21 +359,25 @@ fn decode_stream_key(v: &[u8]) -> Option<StreamKey> {
 }
 
 fn encode_rev(r: &RevEntry) -> Vec<u8> {
-    let mut v = Vec::with_capacity(20);
+    let mut v = Vec::with_capacity(24);
     v.extend_from_slice(&r.position.to_le_bytes());
-    v.extend_from_slice(&r.offset.to_le_bytes());
-    v.extend_from_slice(&r.len.to_le_bytes());
+    v.extend_from_slice(&r.span.offset.to_le_bytes());
+    v.extend_from_slice(&r.span.len.to_le_bytes());
+    v.extend_from_slice(&r.span.crc.to_le_bytes());
     v
 }
 
 fn decode_rev(v: &[u8]) -> Option<RevEntry> {
-    if v.len() != 20 {
+    if v.len() != 24 {
         return None;
     }
     Some(RevEntry {
         position: u64::from_le_bytes(v[0..8].try_into().ok()?),
-        offset: u64::from_le_bytes(v[8..16].try_into().ok()?),
-        len: u32::from_le_bytes(v[16..20].try_into().ok()?),
+        span: RecordSpan {
+            offset: u64::from_le_bytes(v[8..16].try_into().ok()?),
+            len: u32::from_le_bytes(v[16..20].try_into().ok()?),
+            crc: u32::from_le_bytes(v[20..24].try_into().ok()?),
+        },
     })
 }
 
@@ -393,6 +446,13 @@ impl Index {
             last_time,
             pending_lost: HashMap::new(),
         }
+    }
+
+    /// `feed.idx`'s path, beside the runs (for error messages).
+    fn feed_path(&self) -> std::path::PathBuf {
+        let dir = self.runs.first().and_then(|r| r.path.parent());
+        dir.map_or_else(|| "index".into(), Path::to_path_buf)
+            .join("feed.idx")
     }
 
     /// An index in memory only (for `check`'s analysis of a log).
@@ -625,11 +685,7 @@ impl Index {
             if n > MAX_LOST_POSITIONS {
                 return Err(format!("{n} lost positions"));
             }
-            self.active.feed.extend((0..n).map(|_| FeedEntry {
-                offset: 0,
-                len: 0,
-                stream: LOST,
-            }));
+            self.active.feed.extend((0..n).map(|_| FeedEntry::LOST));
         }
         for (key, first, last) in &lost.streams {
             let merged = match self.pending_lost.get(key) {
@@ -649,14 +705,8 @@ impl Index {
                 && state.revision + 1 == first
             {
                 let d = self.touch(&k, state);
-                d.revs.resize(
-                    (last + 1 - d.first_rev) as usize,
-                    RevEntry {
-                        position: 0,
-                        offset: 0,
-                        len: 0,
-                    },
-                );
+                d.revs
+                    .resize((last + 1 - d.first_rev) as usize, RevEntry::LOST);
                 d.state.revision = last;
             }
         }
@@ -756,14 +806,7 @@ impl Index {
         let d = self.touch(&key, state);
         if lost_before > 0 {
             let n = d.revs.len() + lost_before as usize;
-            d.revs.resize(
-                n,
-                RevEntry {
-                    position: 0,
-                    offset: 0,
-                    len: 0,
-                },
-            );
+            d.revs.resize(n, RevEntry::LOST);
             d.state.revision += lost_before;
         }
         let old_updated = d.state.updated_at;
@@ -773,8 +816,7 @@ impl Index {
         for (i, (_, span)) in c.events.iter().enumerate() {
             d.revs.push(RevEntry {
                 position: first_position + i as u64,
-                offset: span.offset,
-                len: span.len,
+                span: *span,
             });
         }
         d.state.revision += c.events.len() as u64;
@@ -794,8 +836,7 @@ impl Index {
         for (i, (id, span)) in c.events.iter().enumerate() {
             let position = first_position + i as u64;
             self.active.feed.push(FeedEntry {
-                offset: span.offset,
-                len: span.len,
+                span: *span,
                 stream: number,
             });
             entry.positions.push(position);
@@ -821,10 +862,16 @@ impl Index {
             let mut buf = vec![0u8; ((upto - p) * FEED_ENTRY_LEN) as usize];
             file.read_exact_at(&mut buf, (p - 1) * FEED_ENTRY_LEN)
                 .map_err(|e| EmbeddedError::io("reading the index's feed.idx", e))?;
-            out.extend(
-                buf.chunks_exact(FEED_ENTRY_LEN as usize)
-                    .map(FeedEntry::decode),
-            );
+            for (i, b) in buf.chunks_exact(FEED_ENTRY_LEN as usize).enumerate() {
+                let at = p + i as u64;
+                out.push(FeedEntry::decode(b, at).ok_or_else(|| EmbeddedError::Corrupt {
+                    path: self.feed_path(),
+                    offset: (at - 1) * FEED_ENTRY_LEN,
+                    reason: format!(
+                        "the entry of position {at} does not match its CRC: run `event-store check`"
+                    ),
+                })?);
+            }
             p = upto;
         }
         while p < to {
@@ -903,10 +950,7 @@ impl Index {
             .values()
             .filter(|r| r.position != 0)
             .map(|r| Item {
-                span: RecordSpan {
-                    offset: r.offset,
-                    len: r.len,
-                },
+                span: r.span,
                 position: r.position,
                 stream: key.clone(),
             })
@@ -950,10 +994,7 @@ impl Index {
                         p += 1;
                         if f.stream != LOST {
                             items.push(Item {
-                                span: RecordSpan {
-                                    offset: f.offset,
-                                    len: f.len,
-                                },
+                                span: f.span,
                                 position: p,
                                 stream: key_of(f.stream)?,
                             });
@@ -986,10 +1027,11 @@ impl Index {
                             break;
                         }
                         let p = u64::from_be_bytes(k[prefix_len..].try_into().expect("8"));
-                        let v = v
-                            .filter(|v| v.len() == 16)
+                        let f = v
+                            .filter(|v| v.len() == FEED_ENTRY_LEN as usize)
+                            .and_then(|v| FeedEntry::decode(&v, p))
                             .ok_or_else(|| damaged(run, "the type feed"))?;
-                        found.insert(p, FeedEntry::decode(&v));
+                        found.insert(p, f);
                         n += 1;
                         if n == want {
                             break;
@@ -1003,10 +1045,7 @@ impl Index {
                 let mut items = Vec::with_capacity(limit.min(found.len()));
                 for (p, f) in found.into_iter().take(limit) {
                     items.push(Item {
-                        span: RecordSpan {
-                            offset: f.offset,
-                            len: f.len,
-                        },
+                        span: f.span,
                         position: p,
                         stream: key_of(f.stream)?,
                     });
@@ -1269,19 +1308,28 @@ pub(crate) fn compare(disk: &Index, reference: &Index) -> IoResult<(u64, Option<
     let mut p = 1;
     while p <= last {
         let chunk = 65_536.min(last + 1 - p);
-        let x = disk.feed_entries(p, chunk)?;
+        let x = match disk.feed_entries(p, chunk) {
+            Ok(x) => x,
+            // A changed entry is damage to report, not a failed check.
+            Err(EmbeddedError::Corrupt { reason, .. }) => {
+                return Ok((n, Some(format!("feed.idx: {reason}"))));
+            }
+            Err(e) => return Err(e),
+        };
         let y = reference.feed_entries(p, chunk)?;
         if let Some(i) = x.iter().zip(&y).position(|(x, y)| x != y) {
             return Ok((
                 n,
                 Some(format!(
-                    "feed.idx says position {} lies at byte {} ({} bytes, stream number {}); the log says byte {} ({} bytes, stream number {})",
+                    "feed.idx says position {} lies at byte {} ({} bytes, CRC {:08x}, stream number {}); the log says byte {} ({} bytes, CRC {:08x}, stream number {})",
                     p + i as u64,
-                    x[i].offset,
-                    x[i].len,
+                    x[i].span.offset,
+                    x[i].span.len,
+                    x[i].span.crc,
                     x[i].stream,
-                    y[i].offset,
-                    y[i].len,
+                    y[i].span.offset,
+                    y[i].span.len,
+                    y[i].span.crc,
                     y[i].stream
                 )),
             ));

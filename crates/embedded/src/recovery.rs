@@ -288,7 +288,7 @@ fn apply_frame(index: &mut Index, f: &FrameAt, body: &[u8]) -> Result<(), String
                             id,
                             RecordSpan {
                                 offset: body_offset + span.offset,
-                                len: span.len,
+                                ..span
                             },
                         )
                     })

@@ -316,7 +316,22 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// Decodes a record read from the log, after checking its bytes against
+    /// the CRC the index took when the record was written or replayed: a
+    /// byte changed since then (also under a checkpoint, where open no
+    /// longer reads the log) fails the read instead of being served.
     fn decode(&self, item: &Item, bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
+        let found = crc32fast::hash(bytes);
+        if found != item.span.crc {
+            return Err(StoreError::backend(EmbeddedError::Corrupt {
+                path: self.shared.path.clone(),
+                offset: item.span.offset,
+                reason: format!(
+                    "the event at position {} ({} bytes) has CRC {found:08x}, the index recorded {:08x} when it was written: the log was damaged since (run `event-store check`)",
+                    item.position, item.span.len, item.span.crc
+                ),
+            }));
+        }
         let r = format::decode_record(bytes).map_err(|reason| {
             StoreError::backend(EmbeddedError::Corrupt {
                 path: self.shared.path.clone(),
