@@ -20,7 +20,7 @@ use eventstore_core::{
 
 use crate::EmbeddedError;
 use crate::format::RecordSpan;
-use crate::run::{Entry, Merge, Run};
+use crate::run::{Entry, Merge, ReadErrors, Run};
 use crate::vfs::StorageFile;
 
 /// The stream number of a position lost to damage (see `apply_lost`).
@@ -1057,12 +1057,13 @@ impl Index {
 
     /// The listing entries of a type from `lower` on, newest layer first,
     /// as sorted sources.
-    fn listing_sources(
-        &self,
+    fn listing_sources<'a>(
+        &'a self,
         t: &StreamType,
         lower: Timestamp,
-    ) -> Vec<Box<dyn Iterator<Item = Entry> + '_>> {
-        let mut sources: Vec<Box<dyn Iterator<Item = Entry> + '_>> = Vec::new();
+        errors: &'a ReadErrors,
+    ) -> Vec<Box<dyn Iterator<Item = Entry> + 'a>> {
+        let mut sources: Vec<Box<dyn Iterator<Item = Entry> + 'a>> = Vec::new();
         for d in self.deltas() {
             if let Some(dt) = d.types.get(t) {
                 let mut v: Vec<Entry> = dt
@@ -1083,7 +1084,7 @@ impl Index {
         }
         let from = key_listing(t, lower);
         for run in self.runs.iter().rev() {
-            sources.push(Box::new(run.iter_from(&from)));
+            sources.push(Box::new(errors.watch(run.iter_from(&from))));
         }
         sources
     }
@@ -1112,7 +1113,8 @@ impl Index {
         };
         let mut streams: Vec<StreamInfo> = Vec::new();
         let mut more = false;
-        for (k, v) in Merge::new(self.listing_sources(stream_type, lower)) {
+        let errors = ReadErrors::default();
+        for (k, v) in Merge::new(self.listing_sources(stream_type, lower, &errors)) {
             if k.len() != prefix.len() + 8 || k[..prefix.len()] != prefix[..] {
                 break;
             }
@@ -1140,6 +1142,7 @@ impl Index {
             };
             streams.push(Self::info(&key, &state));
         }
+        errors.check()?;
         let next = if more {
             streams.last().map(|s| StreamCursor {
                 updated_at: s.updated_at,
@@ -1154,11 +1157,12 @@ impl Index {
     /// Every type with its number of streams.
     pub(crate) fn stream_types(&self) -> IoResult<Vec<StreamTypeCount>> {
         let mut types: BTreeMap<StreamType, u64> = BTreeMap::new();
+        let errors = ReadErrors::default();
         let sources: Vec<_> = self
             .runs
             .iter()
             .rev()
-            .map(|r| r.iter_from(&[TAG_TYPES]))
+            .map(|r| errors.watch(r.iter_from(&[TAG_TYPES])))
             .collect();
         for (k, v) in Merge::new(sources) {
             if k.first() != Some(&TAG_TYPES) {
@@ -1176,6 +1180,7 @@ impl Index {
                 types.insert(t, u64::from_le_bytes(v[0..8].try_into().expect("8")));
             }
         }
+        errors.check()?;
         for d in self.deltas().collect::<Vec<_>>().into_iter().rev() {
             for (t, dt) in &d.types {
                 types.insert(t.clone(), dt.count);
@@ -1192,8 +1197,14 @@ impl Index {
 
     /// Every entry of the runs in key order, the newest of each key
     /// (what `check` compares).
-    fn merged_runs(&self) -> Merge<crate::run::RunIter> {
-        Merge::new(self.runs.iter().rev().map(|r| r.iter_from(&[])).collect())
+    fn merged_runs<'a>(&'a self, errors: &'a ReadErrors) -> Merge<crate::run::Watched<'a>> {
+        Merge::new(
+            self.runs
+                .iter()
+                .rev()
+                .map(|r| errors.watch(r.iter_from(&[])))
+                .collect(),
+        )
     }
 }
 
@@ -1251,11 +1262,19 @@ fn describe(k: &[u8], v: Option<&[u8]>) -> String {
 /// `feed.idx` entry by entry: the number of entries compared and the first
 /// difference.
 pub(crate) fn compare(disk: &Index, reference: &Index) -> IoResult<(u64, Option<String>)> {
-    let mut a = disk.merged_runs().filter(|(_, v)| v.is_some());
-    let mut b = reference.merged_runs().filter(|(_, v)| v.is_some());
+    let (disk_errors, reference_errors) = (ReadErrors::default(), ReadErrors::default());
+    let mut a = disk.merged_runs(&disk_errors).filter(|(_, v)| v.is_some());
+    let mut b = reference
+        .merged_runs(&reference_errors)
+        .filter(|(_, v)| v.is_some());
     let mut n = 0u64;
     loop {
-        match (a.next(), b.next()) {
+        let (x, y) = (a.next(), b.next());
+        reference_errors.check()?;
+        if let Err(e) = disk_errors.check() {
+            return Ok((n, Some(format!("a run of the index does not read: {e}"))));
+        }
+        match (x, y) {
             (None, None) => break,
             (Some((k, v)), None) => {
                 return Ok((

@@ -583,6 +583,44 @@ impl Iterator for RunIter {
     }
 }
 
+/// Where the run iterators of one merge leave their first read error, so
+/// that a merge ended by an unreadable block fails instead of looking like
+/// the end of the entries.
+#[derive(Default)]
+pub(crate) struct ReadErrors(std::cell::RefCell<Option<EmbeddedError>>);
+
+impl ReadErrors {
+    /// A run iterator that leaves its read error here.
+    pub(crate) fn watch(&self, iter: RunIter) -> Watched<'_> {
+        Watched { iter, errors: self }
+    }
+
+    /// The first read error of the watched iterators, if any.
+    pub(crate) fn check(&self) -> Result<(), EmbeddedError> {
+        self.0.borrow_mut().take().map_or(Ok(()), Err)
+    }
+}
+
+/// A run iterator whose read error goes to a [`ReadErrors`].
+pub(crate) struct Watched<'a> {
+    iter: RunIter,
+    errors: &'a ReadErrors,
+}
+
+impl Iterator for Watched<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        let next = self.iter.next();
+        if next.is_none()
+            && let Some(e) = self.iter.error.take()
+        {
+            self.errors.0.borrow_mut().get_or_insert(e);
+        }
+        next
+    }
+}
+
 /// Merges sorted sources into one sorted stream: for a key in several
 /// sources the first source (the newest) wins; tombstones are kept (the
 /// caller drops them where the oldest layer is included).

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use common::{event, key, read_all, read_feed_all};
 use eventstore_core::{
-    AppendRequest, EventId, EventStore, Expectation, FeedFilter, Revision, StreamKey,
+    AppendRequest, EventId, EventStore, Expectation, FeedFilter, Position, Revision, StreamKey,
+    StreamRead, StreamType,
 };
 use eventstore_embedded::vfs::SimFs;
 use eventstore_embedded::{EmbeddedError, EmbeddedOptions, EmbeddedStore, check_with, repair_with};
@@ -575,7 +576,6 @@ fn a_damaged_index_is_found_by_check_and_rebuilt_by_repair() {
 /// errors kept: each stream forward and backward, its details, the global
 /// and per-type feeds, the listings and the type counts.
 async fn everything(store: &EmbeddedStore, keys: &[StreamKey]) -> Result<String, String> {
-    use eventstore_core::{Position, StreamRead, StreamType};
     use std::fmt::Write as _;
     let e = |e: eventstore_core::StoreError| e.to_string();
     let mut out = String::new();
@@ -605,6 +605,17 @@ async fn everything(store: &EmbeddedStore, keys: &[StreamKey]) -> Result<String,
             }
         }
     }
+    out.push_str(&listings(store, keys).await?);
+    Ok(out)
+}
+
+/// The listings of the keys' types and the type counts.
+async fn listings(store: &EmbeddedStore, keys: &[StreamKey]) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let e = |e: eventstore_core::StoreError| e.to_string();
+    let mut types: Vec<StreamType> = keys.iter().map(|k| k.stream_type.clone()).collect();
+    types.dedup();
+    let mut out = String::new();
     for t in &types {
         let page = store.list_streams(t, None, None, 100).await.map_err(e)?;
         writeln!(out, "{page:?}").unwrap();
@@ -613,25 +624,15 @@ async fn everything(store: &EmbeddedStore, keys: &[StreamKey]) -> Result<String,
     Ok(out)
 }
 
-/// The reads that a store under a checkpoint answers without replaying
-/// its log at open: every single-byte change of any file of the data
-/// directory (the log under the checkpoint, `feed.idx`, the runs, the
-/// MANIFEST) is refused by open, makes open rebuild the index, fails the
-/// reads that meet it, or changes nothing a reader sees. A changed byte is
-/// never served.
-#[test]
-fn no_changed_byte_under_a_checkpoint_is_ever_served() {
-    let rt = runtime();
+/// A checkpointed store of three streams of two types (several runs and
+/// `feed.idx`): its files and keys.
+fn checkpointed_files(
+    rt: &tokio::runtime::Runtime,
+) -> (BTreeMap<PathBuf, Vec<u8>>, Vec<StreamKey>) {
     let fs = SimFs::new(13);
-    let options = |fs: &SimFs| EmbeddedOptions {
-        fs: Arc::new(fs.clone()),
-        // Several runs and a merge-free layout of a few checkpoints.
-        checkpoint_events: 3,
-        ..EmbeddedOptions::default()
-    };
     let keys = vec![key("alpha", "a-1"), key("alpha", "a-2"), key("beta", "b-1")];
-    let original = rt.block_on(async {
-        let store = EmbeddedStore::open_with(dir(), options(&fs)).unwrap();
+    rt.block_on(async {
+        let store = EmbeddedStore::open_with(dir(), small_checkpoints(&fs)).unwrap();
         for round in 0..3 {
             for (i, k) in keys.iter().enumerate() {
                 store
@@ -647,9 +648,7 @@ fn no_changed_byte_under_a_checkpoint_is_ever_served() {
                     .unwrap();
             }
         }
-        let seen = everything(&store, &keys).await.unwrap();
         store.close().await;
-        seen
     });
     let files: BTreeMap<PathBuf, Vec<u8>> = fs
         .list()
@@ -659,18 +658,53 @@ fn no_changed_byte_under_a_checkpoint_is_ever_served() {
         .collect();
     assert!(files.keys().any(|p| p.ends_with("feed.idx")), "{files:?}");
     assert!(
-        files
-            .keys()
-            .filter(|p| p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("run-")))
-            .count()
-            >= 2,
+        files.keys().filter(|p| is_run(p)).count() >= 2,
         "{:?}",
         files.keys()
     );
+    (files, keys)
+}
+
+fn is_run(p: &std::path::Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+}
+
+/// Checkpoints every 3 events: several runs.
+fn small_checkpoints(fs: &SimFs) -> EmbeddedOptions {
+    EmbeddedOptions {
+        fs: Arc::new(fs.clone()),
+        checkpoint_events: 3,
+        ..EmbeddedOptions::default()
+    }
+}
+
+/// Changes each byte of the files `which` selects, one at a time, opens
+/// the store and reads with `read`: open refuses, the read fails, or it
+/// sees what it saw before the change. Returns (refused, failed, unchanged).
+fn flip_every_byte<F>(which: impl Fn(&std::path::Path) -> bool, read: F) -> (u32, u32, u32)
+where
+    F: for<'a> Fn(
+        &'a EmbeddedStore,
+        &'a [StreamKey],
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, String>> + 'a>,
+    >,
+{
+    let rt = runtime();
+    let (files, keys) = checkpointed_files(&rt);
+    let original = rt.block_on(async {
+        let fs = SimFs::new(14);
+        for (p, b) in &files {
+            fs.set_contents(p, b.clone());
+        }
+        let store = EmbeddedStore::open_with(dir(), small_checkpoints(&fs)).unwrap();
+        let seen = read(&store, &keys).await.unwrap();
+        store.close().await;
+        seen
+    });
     let (mut refused, mut failed_reads, mut unchanged) = (0, 0, 0);
-    for (path, bytes) in &files {
+    for (path, bytes) in files.iter().filter(|(p, _)| which(p)) {
         for at in 0..bytes.len() {
             let fs = SimFs::new(14);
             for (p, b) in &files {
@@ -680,11 +714,11 @@ fn no_changed_byte_under_a_checkpoint_is_ever_served() {
                 }
                 fs.set_contents(p, b);
             }
-            let Ok(store) = EmbeddedStore::open_with(dir(), options(&fs)) else {
+            let Ok(store) = EmbeddedStore::open_with(dir(), small_checkpoints(&fs)) else {
                 refused += 1;
                 continue;
             };
-            match rt.block_on(everything(&store, &keys)) {
+            match rt.block_on(read(&store, &keys)) {
                 Err(_) => failed_reads += 1,
                 Ok(seen) => {
                     assert_eq!(
@@ -699,9 +733,96 @@ fn no_changed_byte_under_a_checkpoint_is_ever_served() {
             rt.block_on(store.close());
         }
     }
+    (refused, failed_reads, unchanged)
+}
+
+/// The reads that a store under a checkpoint answers without replaying
+/// its log at open: every single-byte change of any file of the data
+/// directory (the log under the checkpoint, `feed.idx`, the runs, the
+/// MANIFEST) is refused by open, makes open rebuild the index, fails the
+/// reads that meet it, or changes nothing a reader sees. A changed byte is
+/// never served.
+#[test]
+fn no_changed_byte_under_a_checkpoint_is_ever_served() {
+    let (refused, failed_reads, unchanged) =
+        flip_every_byte(|_| true, |store, keys| Box::pin(everything(store, keys)));
     eprintln!(
-        "{} bytes changed: open refused {refused}, reads failed {failed_reads}, nothing visible changed {unchanged}",
-        files.values().map(Vec::len).sum::<usize>()
+        "open refused {refused}, reads failed {failed_reads}, nothing visible changed {unchanged}"
     );
     assert!(failed_reads > 0 && unchanged > 0);
+}
+
+/// Listings and type counts merge the runs: an unreadable block fails
+/// them instead of ending the listing early. One run of many blocks (300
+/// streams), a byte changed every 509 bytes of it, one change at a time.
+#[test]
+fn a_listing_over_a_damaged_run_fails_rather_than_ends_early() {
+    let rt = runtime();
+    let fs = SimFs::new(15);
+    let keys: Vec<StreamKey> = (0..300)
+        .map(|i| key("many", &format!("m-{i:03}")))
+        .collect();
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            store
+                .append(
+                    AppendRequest::new(k.clone(), Expectation::NoStream, vec![event(i)]).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let original = {
+        let store = open(&fs).unwrap();
+        let seen = rt.block_on(list_many(&store)).unwrap();
+        rt.block_on(store.close());
+        seen
+    };
+    let files: BTreeMap<PathBuf, Vec<u8>> = fs
+        .list()
+        .into_iter()
+        .filter_map(|p| fs.contents(&p).map(|b| (p, b)))
+        .filter(|(p, _)| !p.ends_with("LOCK"))
+        .collect();
+    let run = files.keys().find(|p| is_run(p)).unwrap().clone();
+    let mut failed = 0;
+    for at in (0..files[&run].len()).step_by(509) {
+        let fs = SimFs::new(16);
+        for (p, b) in &files {
+            let mut b = b.clone();
+            if *p == run {
+                b[at] ^= 0x10;
+            }
+            fs.set_contents(p, b);
+        }
+        let Ok(store) = open(&fs) else { continue };
+        match rt.block_on(list_many(&store)) {
+            Err(_) => failed += 1,
+            Ok(seen) => assert_eq!(seen, original, "byte {at} of the run changed the listing"),
+        }
+        rt.block_on(store.close());
+    }
+    assert!(failed > 0);
+}
+
+/// Every stream of type "many", paged, and the type counts.
+async fn list_many(store: &EmbeddedStore) -> Result<String, String> {
+    let t = StreamType::parse("many").unwrap();
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_streams(&t, None, cursor, 40)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.extend(page.streams.into_iter().map(|s| s.stream_id));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let types = store.stream_types().await.map_err(|e| e.to_string())?;
+    Ok(format!("{out:?} {types:?}"))
 }
