@@ -45,6 +45,9 @@ const LONG_STREAMS: u64 = 100;
 const LOADERS: u64 = 512;
 /// The most feed events read over HTTP.
 const FEED_EVENTS: u64 = 200_000;
+/// HTTP clients of the append-rate comparison, and how long each side runs.
+const RATE_CLIENTS: u64 = 64;
+const RATE_TIME: Duration = Duration::from_secs(3);
 
 /// A fast, well-mixed hash (SplitMix64) standing in for a random source:
 /// the same N always loads the same store.
@@ -282,6 +285,38 @@ async fn load(dir: &Path, events: u64) -> anyhow::Result<(u64, Vec<String>, Dura
     Ok((appends, ids, elapsed))
 }
 
+/// Durable single-event appends per second over HTTP from
+/// [`RATE_CLIENTS`] clients for [`RATE_TIME`], each to its own stream.
+async fn append_rate(http: &reqwest::Client, url: &str, tag: &str) -> anyhow::Result<f64> {
+    let stop = Instant::now() + RATE_TIME;
+    let mut clients = Vec::new();
+    for c in 0..RATE_CLIENTS {
+        let (http, url) = (
+            http.clone(),
+            format!("{url}/streams/{TYPE}/rate-{tag}-{c}/events"),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < stop {
+                let body = json!({"expectedRevision": "any", "events": [
+                    {"eventType": "scale-event", "payload": {"n": n, "client": c}}]});
+                let r = http.post(&url).json(&body).send().await?;
+                if !r.status().is_success() {
+                    bail!("append answered {}", r.status());
+                }
+                n += 1;
+            }
+            Ok(n)
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    for c in clients {
+        total += c.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
@@ -448,6 +483,38 @@ pub async fn run(dir: &Path, events: u64, pages: u64, as_json: bool) -> anyhow::
         format!("server resident memory after the reads: {rss_reads:.0} MiB"),
     );
     server.stop()?;
+
+    // Appends to this store against appends to an empty one, in the same
+    // run (the machine's noise is shared).
+    let server = Server::start(dir, &http).await?;
+    let full_rate = append_rate(&http, &server.url, "full").await?;
+    server.stop()?;
+    let empty = dir.with_file_name(format!(
+        ".{}-empty-{}",
+        dir.file_name()
+            .map_or("scale".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let server = Server::start(&empty, &http).await?;
+    let empty_rate = append_rate(&http, &server.url, "empty").await;
+    server.stop()?;
+    std::fs::remove_dir_all(&empty)?;
+    let empty_rate = empty_rate?;
+    f.add(
+        "appendsPerSecond",
+        json!(full_rate),
+        format!(
+            "appends to this store (HTTP, {RATE_CLIENTS} clients, single events, durable): {full_rate:.0}/s"
+        ),
+    );
+    f.add(
+        "emptyStoreAppendsPerSecond",
+        json!(empty_rate),
+        format!(
+            "  to an empty store, same run: {empty_rate:.0}/s (this store at {:.0} % of it)",
+            100.0 * full_rate / empty_rate
+        ),
+    );
 
     // Open after SIGKILL: kill while appends are in flight.
     let server = Server::start(dir, &http).await?;
