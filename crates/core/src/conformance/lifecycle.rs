@@ -122,12 +122,14 @@ pub async fn deletion_is_final(store: &dyn EventStore, settings: Settings) {
 
 /// Truncation: bad bounds are 400 and a wrong expectation 409, with nothing
 /// changed; then reads start at the bound both ways, revisions are never
-/// renumbered, appends go on, the details and the listing show the first
+/// renumbered, a late retry of a truncated append is answered "already
+/// appended", appends go on, the details and the listing show the first
 /// kept revision, the feeds drop the removed events, and a lower bound
 /// later changes nothing.
 pub async fn truncation_keeps_revisions(store: &dyn EventStore, settings: Settings) {
     let k = key("ledger", "l-1");
-    append(store, &k, Expectation::NoStream, events(10, "l"))
+    let first = events(10, "l");
+    append(store, &k, Expectation::NoStream, first.clone())
         .await
         .unwrap();
     for before in [0, 11, 100] {
@@ -182,6 +184,14 @@ pub async fn truncation_keeps_revisions(store: &dyn EventStore, settings: Settin
         }
     }
     assert_eq!(revisions(&backward), (4..=10).rev().collect::<Vec<_>>());
+
+    // A late retry of the truncated append is recognised, not stored again.
+    let retry = append(store, &k, Expectation::NoStream, first)
+        .await
+        .expect("a retry of a truncated append");
+    assert!(retry.already_appended, "{retry:?}");
+    assert_eq!(retry.first_revision, Revision::new(1));
+    assert_eq!(retry.last_revision, Revision::new(10));
 
     let appended = append(
         store,
