@@ -46,7 +46,7 @@ fn batch(round: usize) -> Vec<NewEvent> {
 }
 
 fn log_mib(dir: &std::path::Path) -> f64 {
-    std::fs::metadata(dir.join("events.log")).map_or(0.0, |m| m.len() as f64) / (1 << 20) as f64
+    std::fs::metadata(dir.join("events.log")).map_or(0.0, |m| m.len() as f64) / 1_048_576.0
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +58,7 @@ async fn main() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
 
     // Fill: 8 writers, each appending batches round-robin over its streams.
-    let per_append = (BATCH * (PAYLOAD + 120)) as f64 / (1 << 20) as f64;
+    let per_append = (BATCH * (PAYLOAD + 120)) as f64 / 1_048_576.0;
     let appends = (mib / per_append).ceil() as usize;
     let started = Instant::now();
     let writers: Vec<_> = (0..8)
