@@ -584,6 +584,74 @@ pub(crate) fn finish_journal(
         .map_err(io(format!("syncing the directory {}", dir.display())))
 }
 
+/// The log as it reads once a valid journal is applied, without writing
+/// anything (what `check` reads): `log` itself when there is no valid
+/// journal.
+pub(crate) fn with_journal(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    log: Arc<dyn StorageFile>,
+) -> Result<Arc<dyn StorageFile>, EmbeddedError> {
+    let path = dir.join(JOURNAL);
+    if !fs.exists(&path) {
+        return Ok(log);
+    }
+    let f = fs
+        .open(&path, false)
+        .map_err(io(format!("opening {}", path.display())))?;
+    let len = f
+        .len()
+        .map_err(io(format!("reading the size of {}", path.display())))?;
+    let mut b = vec![0u8; len as usize];
+    f.read_exact_at(&mut b, 0)
+        .map_err(io(format!("reading {}", path.display())))?;
+    Ok(match decode_journal(&b) {
+        Some((_, images)) => Arc::new(Overlay { log, images }),
+        None => log,
+    })
+}
+
+/// A log read with a journal's images laid over it; read only.
+#[derive(Debug)]
+struct Overlay {
+    log: Arc<dyn StorageFile>,
+    images: Images,
+}
+
+impl StorageFile for Overlay {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.log.read_exact_at(buf, offset)?;
+        let end = offset + buf.len() as u64;
+        for (&at, image) in self.images.range(..end) {
+            let image_end = at + image.len() as u64;
+            if image_end <= offset {
+                continue;
+            }
+            let from = at.max(offset);
+            let to = image_end.min(end);
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&image[(from - at) as usize..(to - at) as usize]);
+        }
+        Ok(())
+    }
+
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("the log is read only here"))
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("the log is read only here"))
+    }
+
+    fn len(&self) -> std::io::Result<u64> {
+        self.log.len()
+    }
+}
+
 /// At open, after the replay: the deletions and truncations after the
 /// mark, as tasks (erased again from their stream's first revision: erased
 /// records are skipped).

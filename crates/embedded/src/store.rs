@@ -714,6 +714,9 @@ pub fn check_with<F: FileSystem + Clone>(
         .open(&path, false)
         .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
     check_header(&*file, &path)?;
+    // An erasure a crash interrupted: the log is read as open will leave
+    // it, with the journal's frames in place (nothing is written).
+    let file = erase::with_journal(fs, dir, file)?;
     let mut report = recovery::analyze(&*file, &path)?.report;
     if report.is_intact() {
         let fs: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -813,7 +816,11 @@ fn check_index(
             ));
             return Ok(());
         }
-        let (n, diff) = index::compare(&disk.index, &reference)?;
+        let erased = |span: format::RecordSpan| {
+            let mut b = vec![0u8; span.len as usize];
+            file.read_exact_at(&mut b, span.offset).is_ok() && format::is_erased(&b)
+        };
+        let (n, diff) = index::compare(&disk.index, &reference, &erased)?;
         out.entries = n;
         out.problem = diff;
         Ok(())
@@ -935,6 +942,9 @@ fn repair_log<F: FileSystem + Clone>(fs: &F, dir: &Path) -> Result<RepairReport,
         .open(&path, false)
         .map_err(|e| io(format!("opening {}", path.display()), e))?;
     check_header(&*file, &path)?;
+    // Finish an erasure a crash interrupted first: its half-rewritten
+    // frames are not damage.
+    erase::finish_journal(fs, dir, &*file, &path)?;
     let mut analysis = recovery::analyze(&*file, &path)?;
     if analysis.report.is_intact() {
         let shared: Arc<dyn FileSystem> = Arc::new(fs.clone());

@@ -388,6 +388,11 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
                 2 => fs.power_cut(PowerCut::TornPrefix),
                 _ => fs.power_cut(PowerCut::TornSectors),
             }
+            // check reads the log as open will leave it: an erasure cut
+            // short is not damage.
+            if let Ok(report) = eventstore_embedded::check_with(&fs, &dir) {
+                assert!(report.is_intact(), "{what}: check before reopen: {report}");
+            }
             rt.block_on(async {
                 let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
                 let kept = key("other", "kept");
