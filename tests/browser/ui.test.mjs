@@ -338,6 +338,48 @@ describe('stream browser', () => {
     });
   });
 
+  test('truncate and delete a stream behind a confirmation that names it', async () => {
+    await withServer({}, async (server) => {
+      const events = Array.from({ length: 6 }, (_, i) => ({ eventType: 'Entry', payload: { n: i + 1, secret: `marker-${i + 1}` } }));
+      await appendEvents(server, 'Ledger', 'ledger-1', 'no-stream', events);
+      const page = await newPage(browser);
+      await page.goto(`${server.uiUrl}#/streams/Ledger/ledger-1`);
+      await page.locator('#stream-revision').waitFor();
+
+      // Truncate: the action stays disabled until the stream id is typed.
+      await page.locator('#truncate-stream').click();
+      const dialog = page.locator('dialog.confirm-dialog');
+      await dialog.waitFor();
+      assert.match(await dialog.textContent(), /Ledger \/ ledger-1/);
+      const go = dialog.getByRole('button', { name: 'Truncate' });
+      assert.equal(await go.isDisabled(), true);
+      await dialog.getByLabel('First revision to keep').fill('4');
+      await dialog.getByLabel(/Type the stream id/).fill('ledger-2');
+      assert.equal(await go.isDisabled(), true, 'another id does not confirm');
+      await dialog.getByLabel(/Type the stream id/).fill('ledger-1');
+      await shot(page, 'truncate-dialog');
+      await go.click();
+      await page.locator('#stream-first-revision').waitFor();
+      assert.equal(await page.locator('#stream-first-revision').textContent(), '4');
+      assert.deepEqual(await column(page, 'Revision'), ['4', '5', '6']);
+      const details = await http(server, 'GET', 'streams/Ledger/ledger-1/details');
+      assert.equal(details.body.stream.firstRevision, 4);
+
+      // Delete: cancelling changes nothing; confirming erases the stream.
+      await page.locator('#delete-stream').click();
+      await dialog.waitFor();
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      assert.equal((await http(server, 'GET', 'streams/Ledger/ledger-1/details')).status, 200);
+      await page.locator('#delete-stream').click();
+      await dialog.getByLabel(/Type the stream id/).fill('ledger-1');
+      await dialog.getByRole('button', { name: 'Delete stream' }).click();
+      await page.getByText('This stream was deleted').waitFor();
+      assert.equal((await http(server, 'GET', 'streams/Ledger/ledger-1/details')).status, 410);
+      assert.deepEqual(page.pageErrors, []);
+      await page.context().close();
+    });
+  });
+
   test('server errors show their message and request id', async () => {
     await withServer({}, async (server) => {
       await seedShop(server);

@@ -153,6 +153,17 @@ pub struct BatchAppendBody {
     pub events: Vec<NewEventBody>,
 }
 
+/// Body of `POST /streams/{streamType}/{streamId}/truncate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TruncateBody {
+    /// The first revision to keep: every event below it is removed
+    /// (1 to the stream's revision).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub before_revision: Revision,
+}
+
 /// `{"stream": Stream}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -291,6 +302,11 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 401.
     Unauthorized,
+    /// 403: the key may not do this (deletion and truncation need an admin
+    /// key when admin keys are configured).
+    Forbidden,
+    /// 410: the stream was deleted; its id is never used again.
+    StreamDeleted,
     /// 405.
     MethodNotAllowed,
     /// 503.

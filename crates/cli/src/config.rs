@@ -30,6 +30,16 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_keys: Vec<String>,
+    /// Admin key: accepted wherever an API key is, and once any is given,
+    /// the only keys that may delete or truncate streams (others get 403).
+    /// Repeat for several; the variable takes a comma-separated list.
+    #[arg(
+        long = "admin-api-key",
+        env = "EVENT_STORE_ADMIN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_api_keys: Vec<String>,
     /// Storage backend: `embedded` (durable, in --data-dir), `memory`
     /// (nothing is kept after the process ends; for demos and tests) or
     /// `dynamodb` (the table named by --table).
@@ -285,8 +295,10 @@ pub struct ServeSettings {
     pub port: u16,
     /// Data directory of the embedded backend.
     pub data_dir: PathBuf,
-    /// API keys (empty: authentication off).
+    /// API keys (empty, with no admin keys either: authentication off).
     pub api_keys: Vec<String>,
+    /// Admin keys: the only keys that may delete or truncate, when any.
+    pub admin_api_keys: Vec<String>,
     /// Storage backend.
     pub backend: Backend,
     /// Checkpoints and cache of the embedded store's index.
@@ -381,25 +393,31 @@ impl DynamoSettings {
     }
 }
 
+/// Trimmed, non-empty keys; each printable ASCII without spaces.
+fn keys(given: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let keys: Vec<String> = given
+        .into_iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(bad) = keys
+        .iter()
+        .find(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        anyhow::bail!(
+            "an API key must be printable ASCII without spaces (got one of {} characters)",
+            bad.len()
+        );
+    }
+    Ok(keys)
+}
+
 impl ServeSettings {
     /// Validates the parsed options.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
         let embedded = EmbeddedSettings::from_args(&args)?;
-        let api_keys: Vec<String> = args
-            .api_keys
-            .into_iter()
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .collect();
-        if let Some(bad) = api_keys
-            .iter()
-            .find(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            anyhow::bail!(
-                "an API key must be printable ASCII without spaces (got one of {} characters)",
-                bad.len()
-            );
-        }
+        let api_keys = keys(args.api_keys)?;
+        let admin_api_keys = keys(args.admin_api_keys)?;
         let dynamodb = DynamoSettings::from_args(args.backend, args.dynamodb)?;
         let protection = Protection::from_args(args.protection)?;
         Ok(Self {
@@ -407,6 +425,7 @@ impl ServeSettings {
             port: args.port,
             data_dir: args.data_dir,
             api_keys,
+            admin_api_keys,
             backend: args.backend,
             embedded,
             dynamodb,
@@ -424,6 +443,10 @@ impl fmt::Debug for ServeSettings {
             .field(
                 "api_keys",
                 &format_args!("[{} hidden]", self.api_keys.len()),
+            )
+            .field(
+                "admin_api_keys",
+                &format_args!("[{} hidden]", self.admin_api_keys.len()),
             )
             .field("backend", &self.backend)
             .field("embedded", &self.embedded)

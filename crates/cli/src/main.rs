@@ -72,6 +72,11 @@ enum Command {
     /// server must be stopped).
     #[command(after_help = storage_cmd::STORAGE_EXIT_CODES)]
     Repair(storage_cmd::StorageArgs),
+    /// Erase now, in the embedded store's files, the events that deletions
+    /// and truncations removed, and wait until nothing is left to erase (a
+    /// running server does this by itself; the server must be stopped).
+    #[command(after_help = storage_cmd::COMPACT_EXIT_CODES)]
+    Compact(storage_cmd::StorageArgs),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -96,6 +101,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             Command::Relay(command) => relay_cmd::run(command).await,
             Command::Check(args) => storage_cmd::check(args),
             Command::Repair(args) => storage_cmd::repair(args),
+            Command::Compact(args) => storage_cmd::compact(args).await,
         }
     });
     if let Err(err) = &result {

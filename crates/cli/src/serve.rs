@@ -93,6 +93,7 @@ pub async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let protection = &settings.protection;
     let state = AppState::new(gate.clone())
         .with_api_keys(settings.api_keys.iter().cloned())
+        .with_admin_api_keys(settings.admin_api_keys.iter().cloned())
         .with_long_poll_limit(protection.max_long_polls)
         .with_body_timeout(protection.body_timeout)
         .with_request_timeout(protection.request_timeout)

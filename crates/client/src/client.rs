@@ -12,6 +12,7 @@ use eventstore_api::{
     AppendEventBody, BatchAppendBody, BatchAppendResponse, CreateStreamBody, EventPage,
     EventPageEnvelope, ExpectedRevision, FeedPage, FeedPageEnvelope, Liveness, NewEventBody,
     StreamEnvelope, StreamPage, StreamPageEnvelope, StreamTypeEntry, StreamTypesResponse,
+    TruncateBody,
 };
 use eventstore_core::{
     AppendOutcome, Direction, Expectation, FeedFilter, NewEvent, Position, RecordedEvent, Revision,
@@ -454,6 +455,48 @@ impl Client {
     ) -> Result<StreamInfo> {
         let path = format!("{}/details", stream_path(stream_type, stream_id));
         let (_, env): (_, StreamEnvelope) = self.call(Call::get(path)).await?;
+        Ok(env.stream)
+    }
+
+    /// Deletes the stream (`DELETE /streams/{type}/{id}`), optionally only
+    /// when it is at `expected` ([`Error::WrongExpectedRevision`]
+    /// otherwise). Deleting a deleted stream succeeds again. Afterwards
+    /// reads and appends fail with [`Error::StreamDeleted`].
+    pub async fn delete_stream(
+        &self,
+        stream_type: &StreamType,
+        stream_id: &StreamId,
+        expected: Option<Revision>,
+    ) -> Result<()> {
+        let mut call = Call::get(stream_path(stream_type, stream_id));
+        call.method = Method::DELETE;
+        if let Some(e) = expected {
+            call = call.query("expected-revision", e);
+        }
+        self.execute(&call).await?;
+        Ok(())
+    }
+
+    /// Removes the stream's events below `before`
+    /// (`POST /streams/{type}/{id}/truncate`), optionally only when it is at
+    /// `expected`. Revisions are never renumbered; the answer's
+    /// `first_revision` is the first kept one.
+    pub async fn truncate_stream(
+        &self,
+        stream_type: &StreamType,
+        stream_id: &StreamId,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo> {
+        let body = TruncateBody {
+            before_revision: before,
+        };
+        let path = format!("{}/truncate", stream_path(stream_type, stream_id));
+        let mut call = Call::with_body(Method::POST, path, &body)?;
+        if let Some(e) = expected {
+            call = call.query("expected-revision", e);
+        }
+        let (_, env): (_, StreamEnvelope) = self.call(call).await?;
         Ok(env.stream)
     }
 

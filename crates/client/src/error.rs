@@ -40,6 +40,24 @@ pub enum Error {
         /// The request's id.
         request_id: Option<String>,
     },
+    /// 410 `stream-deleted`: the stream was deleted; its id is never used
+    /// again.
+    #[error("stream deleted: {message}")]
+    StreamDeleted {
+        /// The server's message.
+        message: String,
+        /// The request's id.
+        request_id: Option<String>,
+    },
+    /// 403 `forbidden`: the key may not do this (deleting and truncating
+    /// need an admin key when the server has admin keys).
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// The server's message.
+        message: String,
+        /// The request's id.
+        request_id: Option<String>,
+    },
     /// 400 from the server, or input the client rejected before sending it.
     #[error("invalid input: {message}")]
     InvalidInput {
@@ -102,6 +120,8 @@ fn code_str(code: ErrorCode) -> &'static str {
         ErrorCode::PayloadTooLarge => "payload-too-large",
         ErrorCode::UnsupportedMediaType => "unsupported-media-type",
         ErrorCode::Unauthorized => "unauthorized",
+        ErrorCode::Forbidden => "forbidden",
+        ErrorCode::StreamDeleted => "stream-deleted",
         ErrorCode::MethodNotAllowed => "method-not-allowed",
         ErrorCode::Unavailable => "unavailable",
         ErrorCode::Internal => "internal",
@@ -135,6 +155,8 @@ impl Error {
             Error::WrongExpectedRevision { request_id, .. }
             | Error::DuplicateEvent { request_id, .. }
             | Error::NotFound { request_id, .. }
+            | Error::StreamDeleted { request_id, .. }
+            | Error::Forbidden { request_id, .. }
             | Error::InvalidInput { request_id, .. }
             | Error::Unauthorized { request_id, .. }
             | Error::TooLarge { request_id, .. }
@@ -196,6 +218,14 @@ impl Error {
                 request_id,
             },
             (404, _) | (_, Some(ErrorCode::NotFound)) => Error::NotFound {
+                message,
+                request_id,
+            },
+            (_, Some(ErrorCode::StreamDeleted)) => Error::StreamDeleted {
+                message,
+                request_id,
+            },
+            (_, Some(ErrorCode::Forbidden)) => Error::Forbidden {
                 message,
                 request_id,
             },

@@ -563,3 +563,66 @@ async fn a_retry_after_a_lost_answer_reuses_the_ids_and_writes_nothing_twice() {
         .unwrap_err();
     assert!(matches!(err, Error::Transport(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn streams_are_deleted_and_truncated_with_typed_errors() {
+    let url = serve(
+        AppState::new(Arc::new(MemoryStore::new()))
+            .with_api_keys(["user"])
+            .with_admin_api_keys(["admin"]),
+    )
+    .await;
+    let user = Client::builder(&url).api_key("user").build().unwrap();
+    let admin = Client::builder(&url).api_key("admin").build().unwrap();
+    let (t, id) = (st("ledger"), sid("l-1"));
+    user.append(&t, &id, Expectation::NoStream, (0..5).map(event).collect())
+        .await
+        .unwrap();
+
+    match user.delete_stream(&t, &id, None).await {
+        Err(Error::Forbidden { .. }) => {}
+        other => panic!("a user key may not delete: {other:?}"),
+    }
+    match admin
+        .truncate_stream(&t, &id, Revision::new(3), Some(Revision::new(4)))
+        .await
+    {
+        Err(Error::WrongExpectedRevision { actual, .. }) => {
+            assert_eq!(actual, Some(Revision::new(5)));
+        }
+        other => panic!("a wrong expectation: {other:?}"),
+    }
+    match admin.truncate_stream(&t, &id, Revision::new(9), None).await {
+        Err(Error::InvalidInput { .. }) => {}
+        other => panic!("beyond the end: {other:?}"),
+    }
+    let info = admin
+        .truncate_stream(&t, &id, Revision::new(3), Some(Revision::new(5)))
+        .await
+        .unwrap();
+    assert_eq!(info.first_revision, Revision::new(3));
+    let kept: Vec<_> = user
+        .read_stream(&t, &id, StreamRead::forward())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(kept.first().map(|e| e.revision), Some(Revision::new(3)));
+
+    admin
+        .delete_stream(&t, &id, Some(Revision::new(5)))
+        .await
+        .unwrap();
+    admin.delete_stream(&t, &id, None).await.unwrap();
+    match user.stream_details(&t, &id).await {
+        Err(Error::StreamDeleted { request_id, .. }) => assert!(request_id.is_some()),
+        other => panic!("details of a deleted stream: {other:?}"),
+    }
+    match user.append(&t, &id, Expectation::Any, vec![event(9)]).await {
+        Err(Error::StreamDeleted { .. }) => {}
+        other => panic!("an append to a deleted stream: {other:?}"),
+    }
+    match admin.delete_stream(&t, &sid("never"), None).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("an unknown stream: {other:?}"),
+    }
+}

@@ -22,6 +22,12 @@ use crate::ids::{EventId, EventType, Position, Revision, StreamId, StreamKey, St
 use crate::json::{JsonObject, JsonValue};
 use crate::store::{AppendOutcome, AppendRequest, EventStore, FeedFilter, StoreError, StreamRead};
 
+mod lifecycle;
+pub use lifecycle::{
+    deletion_during_a_feed_read, deletion_is_final, deletion_races_appends,
+    truncation_keeps_revisions, truncation_races_appends,
+};
+
 /// Settings of a run; slower backends (an emulator over HTTP) may lower the
 /// counts, but never below what the design requires.
 #[derive(Debug, Clone, Copy)]
@@ -957,6 +963,31 @@ macro_rules! conformance_tests {
             async fn feed_reader_resumes_while_writers_write() {
                 let $held = ($make)().await;
                 c::feed_reader_resumes_while_writers_write($store, $settings).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deletion_is_final() {
+                let $held = ($make)().await;
+                c::deletion_is_final($store, $settings).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn truncation_keeps_revisions() {
+                let $held = ($make)().await;
+                c::truncation_keeps_revisions($store, $settings).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deletion_races_appends() {
+                let $held = ($make)().await;
+                c::deletion_races_appends($store, $settings).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn truncation_races_appends() {
+                let $held = ($make)().await;
+                c::truncation_races_appends($store, $settings).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deletion_during_a_feed_read() {
+                let $held = ($make)().await;
+                c::deletion_during_a_feed_read($store, $settings).await;
             }
         }
     };

@@ -83,8 +83,12 @@ pub struct StreamInfo {
     pub stream_id: StreamId,
     /// The stream's type.
     pub stream_type: StreamType,
-    /// The stream's current revision (= number of events).
+    /// The stream's current revision (the number of events appended to it).
     pub revision: Revision,
+    /// The first revision a read returns: 1, or the `beforeRevision` of the
+    /// stream's latest truncation.
+    #[serde(default = "Revision::first")]
+    pub first_revision: Revision,
     /// When the last event was committed.
     pub updated_at: Timestamp,
     /// When the first event was committed.

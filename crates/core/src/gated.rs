@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 
 use crate::store::{
-    AppendOutcome, AppendRequest, EventStore, FeedFilter, FeedPage, StoreError, StreamCursor,
-    StreamListPage, StreamRead, StreamSlice, StreamTypeCount,
+    AppendOutcome, AppendRequest, DeleteOutcome, EventStore, FeedFilter, FeedPage, StoreError,
+    StreamCursor, StreamListPage, StreamRead, StreamSlice, StreamTypeCount,
 };
-use crate::{Position, StreamInfo, StreamKey, StreamType, Timestamp};
+use crate::{Position, Revision, StreamInfo, StreamKey, StreamType, Timestamp};
 
 /// A store that answers 503 until the real one is installed.
 ///
@@ -133,6 +133,25 @@ impl EventStore for GatedStore {
         after: Position,
     ) -> Result<(), StoreError> {
         self.store()?.wait_for_type_feed(stream_type, after).await
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.store()?.delete_stream(stream, expected).await
+    }
+
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError> {
+        self.store()?
+            .truncate_stream(stream, before, expected)
+            .await
     }
 
     fn readiness(&self) -> Result<(), String> {

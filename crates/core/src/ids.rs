@@ -307,6 +307,16 @@ number_newtype!(
     Revision
 );
 
+impl Revision {
+    /// Revision 1, a stream's first event.
+    pub const FIRST: Self = Self(1);
+
+    /// Revision 1 (for serde defaults).
+    pub const fn first() -> Self {
+        Self::FIRST
+    }
+}
+
 number_newtype!(
     /// An event's place in the global feed: positive, strictly increasing in
     /// feed order; gaps are allowed. `Position::ZERO` means "before the

@@ -48,7 +48,8 @@ pub use ids::{EventId, EventType, IdError, Position, Revision, StreamId, StreamK
 pub use json::{JsonError, JsonObject, JsonValue};
 pub use memory::MemoryStore;
 pub use store::{
-    AppendOutcome, AppendRequest, Direction, EventStore, FeedFilter, FeedPage, Limits, StoreError,
-    StreamCursor, StreamListPage, StreamRead, StreamSlice, StreamTypeCount,
+    AppendOutcome, AppendRequest, DeleteOutcome, Direction, EventStore, FeedFilter, FeedPage,
+    Limits, STREAM_DELETED, StoreError, StreamCursor, StreamListPage, StreamRead, StreamSlice,
+    StreamTypeCount,
 };
 pub use time::Timestamp;

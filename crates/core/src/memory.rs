@@ -14,23 +14,49 @@ use crate::event::{RecordedEvent, StreamInfo};
 use crate::idempotency::{Decision, decide};
 use crate::ids::{EventId, Position, Revision, StreamKey, StreamType};
 use crate::store::{
-    AppendOutcome, AppendRequest, Direction, EventStore, FeedFilter, FeedPage, StoreError,
-    StreamCursor, StreamListPage, StreamRead, StreamSlice, StreamTypeCount,
+    AppendOutcome, AppendRequest, DeleteOutcome, Direction, EventStore, FeedFilter, FeedPage,
+    STREAM_DELETED, StoreError, StreamCursor, StreamListPage, StreamRead, StreamSlice,
+    StreamTypeCount, check_expected, check_truncation,
 };
 use crate::time::Timestamp;
 
-#[derive(Default)]
 struct Stream {
+    /// Every event appended, by revision - 1 (truncated ones included: the
+    /// model only hides them).
     events: Vec<RecordedEvent>,
     ids: HashMap<EventId, Revision>,
     created_at: Option<Timestamp>,
+    /// The first revision reads return (raised by truncation).
+    first: Revision,
+    /// Set once the stream is deleted.
+    deleted: bool,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Self {
+            events: Vec::new(),
+            ids: HashMap::new(),
+            created_at: None,
+            first: Revision::FIRST,
+            deleted: false,
+        }
+    }
+}
+
+/// One place of the global feed.
+enum FeedEntry {
+    /// An appended event: (stream, revision).
+    Event(StreamKey, Revision),
+    /// A `$stream-deleted` entry.
+    Deleted(RecordedEvent),
 }
 
 #[derive(Default)]
 struct State {
     streams: HashMap<StreamKey, Stream>,
-    /// (stream, revision) by position - 1.
-    feed: Vec<(StreamKey, Revision)>,
+    /// The feed, by position - 1.
+    feed: Vec<FeedEntry>,
     /// Per type: set of (updated_at micros, stream id) for listings.
     by_update: BTreeMap<StreamType, BTreeSet<(Timestamp, crate::ids::StreamId)>>,
     /// Per type: the position of its last event.
@@ -99,6 +125,16 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Wakes the feed's waiters and those of `stream_type`'s feed.
+    fn wake(&self, stream_type: &StreamType) {
+        self.committed.notify(usize::MAX);
+        // Notified under the lock: a waiter's entry is only ever counted by
+        // its waiters and the map (see `TypeWaiter`).
+        if let Some(event) = self.type_waiters.lock().expect("poisoned").get(stream_type) {
+            event.notify(usize::MAX);
+        }
+    }
 }
 
 impl State {
@@ -109,11 +145,38 @@ impl State {
             stream_id: key.stream_id.clone(),
             stream_type: key.stream_type.clone(),
             revision: last.revision,
+            first_revision: s.first,
             updated_at: last.created_at,
             created_at: s
                 .created_at
                 .expect("a stream with events has a creation time"),
         })
+    }
+
+    /// The live stream `key`: not found, or deleted, are errors.
+    fn live(&self, key: &StreamKey) -> Result<&Stream, StoreError> {
+        match self.streams.get(key) {
+            None => Err(StoreError::StreamNotFound(key.clone())),
+            Some(s) if s.deleted => Err(StoreError::StreamDeleted(key.clone())),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// The feed entry at `index` (position - 1), unless it was deleted or
+    /// truncated away.
+    fn feed_entry(&self, index: usize) -> Option<&RecordedEvent> {
+        match &self.feed[index] {
+            FeedEntry::Deleted(e) => Some(e),
+            FeedEntry::Event(key, rev) => {
+                let s = &self.streams[key];
+                (!s.deleted && *rev >= s.first).then(|| &s.events[rev.get() as usize - 1])
+            }
+        }
+    }
+
+    fn notify_type(&mut self, stream_type: &StreamType) {
+        let head = Position::new(self.feed.len() as u64);
+        self.type_heads.insert(stream_type.clone(), head);
     }
 
     /// A commit time that never goes backwards, so listings stay ordered.
@@ -136,6 +199,7 @@ impl EventStore for MemoryStore {
         let key = request.stream().clone();
         let ids = request.event_ids();
         let (current, found) = match st.streams.get(&key) {
+            Some(s) if s.deleted => return Err(StoreError::StreamDeleted(key)),
             Some(s) => (
                 s.events.last().map_or(Revision::ZERO, |e| e.revision),
                 ids.iter().map(|id| s.ids.get(id).copied()).collect(),
@@ -163,7 +227,7 @@ impl EventStore for MemoryStore {
                 let mut recorded = Vec::with_capacity(events.len());
                 for e in events {
                     revision = revision.next();
-                    st.feed.push((key.clone(), revision));
+                    st.feed.push(FeedEntry::Event(key.clone(), revision));
                     recorded.push(RecordedEvent {
                         stream_id: key.stream_id.clone(),
                         stream_type: key.stream_type.clone(),
@@ -187,21 +251,10 @@ impl EventStore for MemoryStore {
                     listing.remove(&(old, key.stream_id.clone()));
                 }
                 listing.insert((now, key.stream_id.clone()));
-                let head = Position::new(st.feed.len() as u64);
-                st.type_heads.insert(key.stream_type.clone(), head);
+                st.notify_type(&key.stream_type);
                 let info = st.info(&key).expect("just written");
                 drop(st);
-                self.committed.notify(usize::MAX);
-                // Notified under the lock: a waiter's entry is only ever
-                // counted by its waiters and the map (see `TypeWaiter`).
-                if let Some(event) = self
-                    .type_waiters
-                    .lock()
-                    .expect("poisoned")
-                    .get(&key.stream_type)
-                {
-                    event.notify(usize::MAX);
-                }
+                self.wake(&key.stream_type);
                 Ok(AppendOutcome {
                     stream: info,
                     first_revision: current.next(),
@@ -214,7 +267,11 @@ impl EventStore for MemoryStore {
     }
 
     async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
-        Ok(self.state.lock().expect("poisoned").info(stream))
+        let st = self.state.lock().expect("poisoned");
+        if st.streams.get(stream).is_some_and(|s| s.deleted) {
+            return Err(StoreError::StreamDeleted(stream.clone()));
+        }
+        Ok(st.info(stream))
     }
 
     async fn read_stream(
@@ -223,16 +280,15 @@ impl EventStore for MemoryStore {
         read: StreamRead,
     ) -> Result<StreamSlice, StoreError> {
         let st = self.state.lock().expect("poisoned");
-        let s = st
-            .streams
-            .get(stream)
-            .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
+        let s = st.live(stream)?;
         let total = s.events.len() as u64;
         let limit = read.limit as u64;
+        // Revisions below `kept_from` were truncated away.
+        let kept_from = s.first.get() - 1;
         match read.direction {
             Direction::Forward => {
                 let after = read.from.unwrap_or(Revision::ZERO).get();
-                let start = after.min(total);
+                let start = after.max(kept_from).min(total);
                 let end = (start + limit).min(total);
                 let events = s.events[start as usize..end as usize].to_vec();
                 Ok(StreamSlice {
@@ -246,14 +302,15 @@ impl EventStore for MemoryStore {
             Direction::Backward => {
                 let before = read.from.map_or(total + 1, |r| r.get());
                 let end = before.saturating_sub(1).min(total); // last revision to include
-                let start = end.saturating_sub(limit); // exclusive lower bound
+                let start = end.saturating_sub(limit).max(kept_from); // exclusive lower bound
+                let end = end.max(start);
                 let mut events = s.events[start as usize..end as usize].to_vec();
                 events.reverse();
                 Ok(StreamSlice {
                     last_evaluated_revision: events
                         .last()
                         .map_or(Revision::new(before), |e| e.revision),
-                    has_more: start > 0,
+                    has_more: start > kept_from,
                     events,
                 })
             }
@@ -324,9 +381,12 @@ impl EventStore for MemoryStore {
         let st = self.state.lock().expect("poisoned");
         let mut events = Vec::new();
         let mut has_more = false;
-        for (key, rev) in st.feed.iter().skip(after.get() as usize) {
+        for index in (after.get() as usize).min(st.feed.len())..st.feed.len() {
+            let Some(event) = st.feed_entry(index) else {
+                continue;
+            };
             if let FeedFilter::StreamType(t) = filter
-                && &key.stream_type != t
+                && &event.stream_type != t
             {
                 continue;
             }
@@ -334,7 +394,7 @@ impl EventStore for MemoryStore {
                 has_more = true;
                 break;
             }
-            events.push(st.streams[key].events[rev.get() as usize - 1].clone());
+            events.push(event.clone());
         }
         let last_position = events
             .last()
@@ -345,6 +405,74 @@ impl EventStore for MemoryStore {
             has_more,
             last_position,
         })
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let mut st = self.state.lock().expect("poisoned");
+        let s = st
+            .streams
+            .get(stream)
+            .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
+        let last = s.events.last().map_or(Revision::ZERO, |e| e.revision);
+        if s.deleted {
+            return Ok(DeleteOutcome {
+                last_revision: last,
+                position: None,
+                already_deleted: true,
+            });
+        }
+        check_expected(expected, last)?;
+        let now = st.commit_time();
+        let updated = st.info(stream).map(|i| i.updated_at);
+        let position = Position::new(st.feed.len() as u64 + 1);
+        let entry = RecordedEvent {
+            stream_id: stream.stream_id.clone(),
+            stream_type: stream.stream_type.clone(),
+            revision: last.next(),
+            event_type: crate::ids::EventType::parse(STREAM_DELETED).expect("a valid type"),
+            payload: crate::json::JsonValue::from_text("{}").expect("valid JSON"),
+            created_at: now,
+            event_id: EventId::generate(),
+            metadata: crate::json::JsonObject::empty(),
+            position: Some(position),
+        };
+        st.feed.push(FeedEntry::Deleted(entry));
+        st.streams.get_mut(stream).expect("found above").deleted = true;
+        if let Some(updated) = updated {
+            let listing = st.by_update.entry(stream.stream_type.clone()).or_default();
+            listing.remove(&(updated, stream.stream_id.clone()));
+            if listing.is_empty() {
+                st.by_update.remove(&stream.stream_type);
+            }
+        }
+        st.notify_type(&stream.stream_type);
+        drop(st);
+        self.wake(&stream.stream_type);
+        Ok(DeleteOutcome {
+            last_revision: last,
+            position: Some(position),
+            already_deleted: false,
+        })
+    }
+
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError> {
+        let mut st = self.state.lock().expect("poisoned");
+        let s = st.live(stream)?;
+        let last = s.events.last().map_or(Revision::ZERO, |e| e.revision);
+        check_expected(expected, last)?;
+        check_truncation(before, last)?;
+        let s = st.streams.get_mut(stream).expect("live above");
+        s.first = s.first.max(before);
+        Ok(st.info(stream).expect("a live stream has events"))
     }
 
     async fn wait_for_feed(&self, after: Position) -> Result<(), StoreError> {

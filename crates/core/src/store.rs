@@ -44,6 +44,10 @@ pub enum StoreError {
     /// The stream does not exist (404 `not-found`).
     #[error("stream {0} not found")]
     StreamNotFound(StreamKey),
+    /// The stream was deleted; its id is never used again (410
+    /// `stream-deleted`).
+    #[error("stream {0} was deleted")]
+    StreamDeleted(StreamKey),
     /// The request is malformed (400 `bad-request`).
     #[error("{0}")]
     InvalidRequest(String),
@@ -171,6 +175,48 @@ pub struct AppendOutcome {
     /// same append and nothing was written (HTTP 200 instead of 201).
     pub already_appended: bool,
 }
+
+/// The answer to a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The revision the stream had when it was deleted.
+    pub last_revision: Revision,
+    /// The feed position of the `$stream-deleted` entry, where the backend
+    /// assigns it at commit.
+    pub position: Option<Position>,
+    /// True when the stream was already deleted and nothing was done.
+    pub already_deleted: bool,
+}
+
+/// Checks a deletion's or truncation's expected revision against the
+/// stream's revision `actual` (every backend calls this).
+pub fn check_expected(expected: Option<Revision>, actual: Revision) -> Result<(), StoreError> {
+    match expected {
+        Some(e) if e != actual => Err(StoreError::WrongExpectedRevision(ExpectationFailed {
+            expected: Expectation::Exact(e),
+            actual,
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a truncation's `before` against the stream's revision `last`:
+/// it must lie in `1..=last` (every backend calls this).
+pub fn check_truncation(before: Revision, last: Revision) -> Result<(), StoreError> {
+    if before.get() < 1 || before > last {
+        return Err(StoreError::InvalidRequest(format!(
+            "beforeRevision must be between 1 and the stream's revision {last}; it was {before}"
+        )));
+    }
+    Ok(())
+}
+
+/// The event type of the feed entry that announces a deletion.
+pub const STREAM_DELETED: &str = "$stream-deleted";
+
+/// The prefix of event types the store reserves for its own entries;
+/// appends may not use it.
+pub const RESERVED_EVENT_TYPE_PREFIX: char = '$';
 
 /// Reading direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -349,6 +395,34 @@ pub trait EventStore: Send + Sync + 'static {
         self.wait_for_feed(after).await
     }
 
+    /// Deletes the stream: its events leave the stream reads, the feeds
+    /// and the listing, the feeds carry one [`STREAM_DELETED`] entry (at
+    /// revision `last_revision + 1`), and the id answers
+    /// [`StoreError::StreamDeleted`] from then on. `expected` is the
+    /// revision the stream must be at ([`StoreError::WrongExpectedRevision`]
+    /// otherwise). Deleting a deleted stream is `already_deleted`, whatever
+    /// `expected` says; a stream that never existed is
+    /// [`StoreError::StreamNotFound`].
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError>;
+
+    /// Removes the stream's events below revision `before`: reads start at
+    /// `before`, revisions are never renumbered, appends go on at the
+    /// current revision, the feeds no longer carry the removed events, and
+    /// the stream's `first_revision` becomes `before` (a truncation below an
+    /// earlier one changes nothing). `before` must lie in `1..=revision`
+    /// ([`StoreError::InvalidRequest`] otherwise). Answers the stream as it
+    /// is after the truncation.
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError>;
+
     /// Whether the store can take writes: `Err` with the reason when it
     /// stopped acknowledging appends (for instance after a failed disk
     /// write), for a readiness probe. The default is always ready.
@@ -403,6 +477,21 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
         after: Position,
     ) -> Result<(), StoreError> {
         (**self).wait_for_type_feed(stream_type, after).await
+    }
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        (**self).delete_stream(stream, expected).await
+    }
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError> {
+        (**self).truncate_stream(stream, before, expected).await
     }
     fn readiness(&self) -> Result<(), String> {
         (**self).readiness()

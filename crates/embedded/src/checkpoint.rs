@@ -547,13 +547,16 @@ fn try_load(
             .and_then(|()| feed.sync_data())
             .map_err(io(format!("truncating {}", feed_path.display())))?;
     }
-    let index = Index::with_base(
+    let mut index = Index::with_base(
         open,
         Some(feed.clone()),
         c.last_position,
         c.next_stream,
         c.last_time,
     );
+    if let Err(e) = index.load_removals() {
+        return Ok(Err(format!("the removals table: {e}")));
+    }
     Ok(Ok((
         index,
         IndexFiles {

@@ -24,9 +24,11 @@ use eventstore_core::{
 
 /// Magic bytes at the start of the file.
 pub(crate) const FILE_MAGIC: &[u8; 8] = b"EVSTLOG\0";
-/// The format version this code writes. Version 1 files (frames of the
-/// first layout only) are read and upgraded in place at open.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The format version this code writes. Version 1 and 2 files are read and
+/// upgraded in place at open (their header's version is rewritten before
+/// any frame or record of a newer kind is written): version 3 adds the
+/// deletion and truncation frames and erased records.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 /// Length of the file header.
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
 /// Magic number that opens every frame of the first layout.
@@ -61,6 +63,23 @@ pub(crate) enum FrameKind {
     /// Positions (and stream revisions) lost to damage, written by repair
     /// so that they are never given out again.
     Lost,
+    /// A stream's deletion: laid out like an append of one record, the
+    /// `$stream-deleted` feed entry (format version 3).
+    Delete,
+    /// A stream's truncation: the events below a revision are removed; it
+    /// takes no position (format version 3).
+    Truncate,
+}
+
+impl FrameKind {
+    fn byte(self) -> u8 {
+        match self {
+            FrameKind::Append => 1,
+            FrameKind::Lost => 2,
+            FrameKind::Delete => 3,
+            FrameKind::Truncate => 4,
+        }
+    }
 }
 
 /// A frame's header fields.
@@ -107,6 +126,8 @@ impl FrameHeader {
                 let kind = match bytes[4] {
                     1 => FrameKind::Append,
                     2 => FrameKind::Lost,
+                    3 => FrameKind::Delete,
+                    4 => FrameKind::Truncate,
                     _ => return None,
                 };
                 let commit_start = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
@@ -138,7 +159,7 @@ impl FrameHeader {
     }
 }
 
-fn frame_crc(count: u32, body: &[u8]) -> u32 {
+pub(crate) fn frame_crc(count: u32, body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&count.to_le_bytes());
     h.update(body);
@@ -154,10 +175,7 @@ pub(crate) fn write_header(
     crc: u32,
 ) {
     out[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out[4] = match kind {
-        FrameKind::Append => 1,
-        FrameKind::Lost => 2,
-    };
+    out[4] = kind.byte();
     out[5..8].fill(0);
     out[8..12].copy_from_slice(&body_len.to_le_bytes());
     out[12..16].copy_from_slice(&count.to_le_bytes());
@@ -198,6 +216,33 @@ pub(crate) fn encode_frame(
     meta: &FrameMeta<'_>,
     events: &[NewEvent],
 ) -> Vec<RecordSpan> {
+    encode_frame_of(out, base, meta, events, FrameKind::Append)
+}
+
+/// Appends a frame of kind [`FrameKind::Delete`]: one record, the
+/// `$stream-deleted` entry (revision = the stream's last + 1, payload `{}`).
+pub(crate) fn encode_delete(
+    out: &mut Vec<u8>,
+    base: u64,
+    meta: &FrameMeta<'_>,
+    entry: &NewEvent,
+) -> RecordSpan {
+    encode_frame_of(
+        out,
+        base,
+        meta,
+        std::slice::from_ref(entry),
+        FrameKind::Delete,
+    )[0]
+}
+
+fn encode_frame_of(
+    out: &mut Vec<u8>,
+    base: u64,
+    meta: &FrameMeta<'_>,
+    events: &[NewEvent],
+    kind: FrameKind,
+) -> Vec<RecordSpan> {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
     let body_start = out.len();
@@ -232,13 +277,111 @@ pub(crate) fn encode_frame(
     let crc = frame_crc(count, &out[body_start..]);
     write_header(
         &mut out[start..body_start],
-        FrameKind::Append,
+        kind,
         body_len,
         count,
         meta.commit_start,
         crc,
     );
     spans
+}
+
+/// What a truncation frame records: the stream's events below `before`
+/// are removed. `next_position` is the position the next event will take
+/// (a truncation takes none), so that the frame, like every other, says
+/// which position precedes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Truncation {
+    pub next_position: u64,
+    pub stream: StreamKey,
+    pub before: u64,
+}
+
+/// Appends a frame of kind [`FrameKind::Truncate`].
+pub(crate) fn encode_truncate(out: &mut Vec<u8>, commit_start: u64, t: &Truncation) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let body_start = out.len();
+    out.extend_from_slice(&t.next_position.to_le_bytes());
+    out.extend_from_slice(&t.before.to_le_bytes());
+    put_short(out, t.stream.stream_type.as_str());
+    put_short(out, t.stream.stream_id.as_str());
+    let body_len = (out.len() - body_start) as u32;
+    let crc = frame_crc(1, &out[body_start..]);
+    write_header(
+        &mut out[start..body_start],
+        FrameKind::Truncate,
+        body_len,
+        1,
+        commit_start,
+        crc,
+    );
+}
+
+/// Takes a CRC-checked truncation body apart.
+pub(crate) fn decode_truncate(body: &[u8]) -> Result<Truncation, String> {
+    let mut r = Reader::new(body);
+    let next_position = r.u64()?;
+    let before = r.u64()?;
+    let stream_type = r.short_str()?;
+    let stream_id = r.short_str()?;
+    let stream = StreamKey::new(
+        StreamType::parse(stream_type).map_err(|e| e.to_string())?,
+        StreamId::parse(stream_id).map_err(|e| e.to_string())?,
+    );
+    if r.pos != body.len() {
+        return Err("trailing bytes after a truncation".into());
+    }
+    if next_position == 0 || before < 2 {
+        return Err(format!(
+            "a truncation before revision {before} at position {next_position}"
+        ));
+    }
+    Ok(Truncation {
+        next_position,
+        stream,
+        before,
+    })
+}
+
+/// The event-type length that marks an erased record: such a record keeps
+/// its revision, time and event id, and every byte after this marker is
+/// [`ERASED_FILL`] (the event type, payload and metadata are gone). Event
+/// types are at most a few hundred bytes, so no live record has it.
+pub(crate) const ERASED_MARK: u16 = 0xFFFF;
+/// What an erased record's removed bytes are overwritten with: not zero,
+/// so that an intact frame still holds no run of zeroes that the torn-tail
+/// rule could take for an unwritten sector, and not text.
+pub(crate) const ERASED_FILL: u8 = 0xFF;
+/// Bytes of a record before its event-type length.
+const RECORD_HEAD_LEN: usize = 8 + 8 + 16;
+
+/// Whether the record (the bytes after its length prefix) is erased.
+pub(crate) fn is_erased(record: &[u8]) -> bool {
+    record.len() >= RECORD_HEAD_LEN + 2
+        && u16::from_le_bytes([record[RECORD_HEAD_LEN], record[RECORD_HEAD_LEN + 1]]) == ERASED_MARK
+}
+
+/// Turns a record (the bytes after its length prefix) into its erased stub
+/// of the same length: revision, time and event id kept, the rest replaced.
+pub(crate) fn erase_record(record: &mut [u8]) {
+    record[RECORD_HEAD_LEN..RECORD_HEAD_LEN + 2].copy_from_slice(&ERASED_MARK.to_le_bytes());
+    record[RECORD_HEAD_LEN + 2..].fill(ERASED_FILL);
+}
+
+/// Recomputes the checksums of a frame (`frame` = header and body) after
+/// its body changed: the body CRC, and for the current layout the
+/// header's own CRC. The header's other fields stay as they are.
+pub(crate) fn reseal(frame: &mut [u8], header: &FrameHeader) {
+    let body = &frame[header.header_len..];
+    let crc = frame_crc(header.count, body);
+    if header.header_len == FRAME_HEADER_LEN {
+        frame[24..28].copy_from_slice(&crc.to_le_bytes());
+        let hcrc = crc32fast::hash(&frame[..28]);
+        frame[28..32].copy_from_slice(&hcrc.to_le_bytes());
+    } else {
+        frame[8..12].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 /// What a lost-frame records: positions that were lost to damage, and the
@@ -395,6 +538,17 @@ fn record_head(bytes: &[u8]) -> Result<RecordHead, String> {
     let created_at = Timestamp::from_micros(r.i64()?);
     let id: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
     let type_len = r.u16()?;
+    if type_len == ERASED_MARK {
+        // An erased stub: the rest is fill.
+        if bytes[r.pos..].iter().any(|&b| b != ERASED_FILL) {
+            return Err("an erased record holds other bytes than its fill".into());
+        }
+        return Ok(RecordHead {
+            revision,
+            created_at,
+            event_id: EventId::from(uuid::Uuid::from_bytes(id)),
+        });
+    }
     r.take(type_len as usize)?;
     let payload_len = r.u32()?;
     r.take(payload_len as usize)?;
@@ -428,6 +582,11 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
     let id: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
     let event_id = EventId::from(uuid::Uuid::from_bytes(id));
     let type_len = r.u16()?;
+    if type_len == ERASED_MARK {
+        return Err(format!(
+            "revision {revision} was erased (a read of a removed event; the index should have skipped it)"
+        ));
+    }
     let event_type = EventType::parse(r.str(type_len as usize)?).map_err(|e| e.to_string())?;
     let payload_len = r.u32()?;
     let payload = JsonValue::from_text(r.str(payload_len as usize)?).map_err(|e| e.to_string())?;

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 mod checkpoint;
+mod erase;
 mod format;
 mod index;
 pub mod metrics;

@@ -96,3 +96,11 @@ pub(crate) fn replayed(frames: u64, events: u64) {
     metrics::gauge!(OPEN_REPLAYED_FRAMES).set(frames as f64);
     metrics::gauge!(OPEN_REPLAYED_EVENTS).set(events as f64);
 }
+
+/// Frames rewritten in place by erasure (counter).
+pub const ERASED_FRAMES: &str = "eventstore_erased_frames_total";
+
+/// An erasure batch rewrote this many frames.
+pub(crate) fn erased(frames: u64) {
+    metrics::counter!(ERASED_FRAMES).increment(frames);
+}

@@ -268,6 +268,31 @@ pub(crate) struct Replayed {
 fn apply_frame(index: &mut Index, f: &FrameAt, body: &[u8]) -> Result<(), String> {
     match f.header.kind {
         FrameKind::Lost => index.apply_lost(&format::decode_lost(body)?),
+        FrameKind::Truncate => index
+            .apply_truncate(&format::decode_truncate(body)?)
+            .map(|_| ()),
+        FrameKind::Delete => {
+            let frame = format::decode_frame(body, f.header.count)?;
+            let [(_, span)] = frame.events[..] else {
+                return Err("a deletion frame holds one record".into());
+            };
+            let stream = match index.stream(&frame.stream).map_err(|e| e.to_string())? {
+                Some((k, _)) => k,
+                None => Arc::new(frame.stream),
+            };
+            index
+                .apply_delete(&crate::index::DeleteCommit {
+                    stream,
+                    commit_time: frame.commit_time,
+                    revision: frame.first_revision,
+                    position: frame.first_position,
+                    span: RecordSpan {
+                        offset: f.body_offset() + span.offset,
+                        ..span
+                    },
+                })
+                .map(|_| ())
+        }
         FrameKind::Append => {
             let frame = format::decode_frame(body, f.header.count)?;
             let body_offset = f.body_offset();
@@ -309,10 +334,11 @@ pub(crate) fn probe_frame(file: &dyn StorageFile, path: &Path, offset: u64) -> O
     let mut r = LogReader::new(file, len);
     let (f, body) = frame_at(&mut r, offset, path).ok()??;
     let last = match f.header.kind {
-        FrameKind::Append => {
+        FrameKind::Append | FrameKind::Delete => {
             let d = format::decode_frame(&body, f.header.count).ok()?;
             d.first_position + u64::from(f.header.count) - 1
         }
+        FrameKind::Truncate => format::decode_truncate(&body).ok()?.next_position - 1,
         FrameKind::Lost => {
             let l = format::decode_lost(&body).ok()?;
             if l.first_position <= l.last_position {
@@ -323,6 +349,39 @@ pub(crate) fn probe_frame(file: &dyn StorageFile, path: &Path, offset: u64) -> O
         }
     };
     Some((f.end(), last))
+}
+
+/// Deletion and truncation frames with their bodies and ends.
+pub(crate) type LifecycleFrames = Vec<(FrameKind, Vec<u8>, u64)>;
+
+/// The deletion and truncation frames between `from` (the start of a
+/// frame) and `end` (the end of one), with their bodies and ends: what
+/// open hands the erasure thread; and where the frames stopped being
+/// readable, if they did before `end`.
+pub(crate) fn frames_between(
+    file: &dyn StorageFile,
+    path: &Path,
+    from: u64,
+    end: u64,
+) -> Result<(LifecycleFrames, Option<u64>), EmbeddedError> {
+    let mut r = LogReader::new(file, end);
+    let mut offset = from;
+    let mut out = Vec::new();
+    while offset < end {
+        let found = if end - offset >= format::FRAME_HEADER_LEN_V1 as u64 {
+            frame_at(&mut r, offset, path)?
+        } else {
+            None
+        };
+        let Some((f, body)) = found else {
+            return Ok((out, Some(offset)));
+        };
+        if matches!(f.header.kind, FrameKind::Delete | FrameKind::Truncate) {
+            out.push((f.header.kind, body, f.end()));
+        }
+        offset = f.end();
+    }
+    Ok((out, None))
 }
 
 /// Where a replay starts: after a checkpoint's last frame.
@@ -516,8 +575,12 @@ fn frame_positions(
 /// The first position and stream of a frame, from its body.
 fn positions_of(f: &FrameAt, body: &[u8]) -> (u64, Option<StreamKey>) {
     match f.header.kind {
-        FrameKind::Append => match format::decode_frame(body, f.header.count) {
+        FrameKind::Append | FrameKind::Delete => match format::decode_frame(body, f.header.count) {
             Ok(d) => (d.first_position, Some(d.stream)),
+            Err(_) => (0, None),
+        },
+        FrameKind::Truncate => match format::decode_truncate(body) {
+            Ok(t) => (t.next_position, Some(t.stream)),
             Err(_) => (0, None),
         },
         FrameKind::Lost => match format::decode_lost(body) {

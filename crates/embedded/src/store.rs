@@ -9,19 +9,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use eventstore_core::{
-    AppendOutcome, AppendRequest, EventStore, FeedFilter, FeedPage, Position, RecordedEvent,
-    StoreError, StreamCursor, StreamInfo, StreamKey, StreamListPage, StreamRead, StreamSlice,
-    StreamType, StreamTypeCount, Timestamp,
+    AppendOutcome, AppendRequest, DeleteOutcome, EventStore, FeedFilter, FeedPage, Position,
+    RecordedEvent, Revision, StoreError, StreamCursor, StreamInfo, StreamKey, StreamListPage,
+    StreamRead, StreamSlice, StreamType, StreamTypeCount, Timestamp,
 };
 use tokio::sync::{oneshot, watch};
 
 use crate::EmbeddedError;
 use crate::checkpoint::{self, Checkpoint};
+use crate::erase::{self, EraseTask, Eraser};
 use crate::format::{self, FILE_HEADER_LEN};
 use crate::index::{self, Index, Item};
 use crate::recovery::{self, CheckReport};
 use crate::vfs::{DirLock, FileSystem, OsFs, StorageFile};
-use crate::writer::{Command, Writer};
+use crate::writer::{Command, Lifecycle, LifecycleOutcome, Writer};
 
 /// Name of the log file inside the data directory.
 pub(crate) const LOG_FILE: &str = "events.log";
@@ -106,9 +107,17 @@ pub(crate) struct Shared {
     /// sync (fail-stop until reopened).
     pub failed: Mutex<Option<String>>,
     pub path: PathBuf,
+    /// Readers hold it (shared) from their index look-up until their log
+    /// reads are done; erasure holds it (exclusive) while it rewrites
+    /// frames in place, so that no read sees a frame half rewritten.
+    pub erase_lock: RwLock<()>,
 }
 
 impl Shared {
+    pub(crate) fn reading(&self) -> RwLockReadGuard<'_, ()> {
+        self.erase_lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn read_index(&self) -> RwLockReadGuard<'_, Index> {
         // A panic while holding the lock cannot leave the index half
         // updated in a way readers would notice more than the panic itself.
@@ -151,6 +160,7 @@ pub struct EmbeddedStore {
     commands: mpsc::SyncSender<Command>,
     stopped: watch::Receiver<bool>,
     stats: OpenStats,
+    eraser: Eraser,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -190,6 +200,8 @@ impl EmbeddedStore {
             replayed,
             files,
             stats,
+            erase_tasks,
+            fs,
         } = recover(&options, &dir)?;
         let every = options.checkpoint_events.max(1);
         let index = replayed.index;
@@ -207,7 +219,16 @@ impl EmbeddedStore {
             closed: AtomicBool::new(false),
             failed: Mutex::new(None),
             path: log_path,
+            erase_lock: RwLock::new(()),
         });
+        let (eraser, eraser_thread) = erase::start(
+            erase::EraseFiles {
+                fs,
+                dir: dir.clone(),
+            },
+            shared.clone(),
+            erase_tasks,
+        )?;
         let checkpointer = checkpoint::Checkpointer::start(files, index)?;
         let (commands, queue) = mpsc::sync_channel(options.queue_capacity.max(1));
         let (stop_tx, stopped) = watch::channel(false);
@@ -222,9 +243,8 @@ impl EmbeddedStore {
                 last_frame: replayed.last_frame,
                 commit_start: replayed.commit_start,
             },
-            checkpointer,
-            every,
-            options.checkpoint_interval,
+            (checkpointer, every, options.checkpoint_interval),
+            (eraser.clone(), eraser_thread),
         );
         std::thread::Builder::new()
             .name("eventstore-writer".into())
@@ -247,7 +267,48 @@ impl EmbeddedStore {
             commands,
             stopped,
             stats,
+            eraser,
         })
+    }
+
+    /// Erases what deletions and truncations removed, now: resolves once
+    /// every removed event answered so far is overwritten on disk (the
+    /// erasure thread does this by itself as soon as a deletion or
+    /// truncation is answered; this waits for it). Fails when erasure
+    /// stopped on an I/O error (the next open finishes it).
+    pub async fn compact(&self) -> Result<(), StoreError> {
+        self.eraser
+            .wait_idle()
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+
+    /// Deletions and truncations whose removed events are not yet erased
+    /// on disk.
+    pub fn pending_erasures(&self) -> u64 {
+        self.eraser.pending()
+    }
+
+    /// Sends a deletion or truncation to the writer and waits for its
+    /// answer.
+    async fn lifecycle(&self, op: Lifecycle) -> Result<LifecycleOutcome, StoreError> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        if let Some(reason) = self.shared.failure() {
+            return Err(StoreError::Unavailable(reason));
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.commands.try_send(Command::Lifecycle { op, reply }) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                return Err(StoreError::Overloaded(
+                    "the writer's queue is full; retry shortly".into(),
+                ));
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(unavailable()),
+        }
+        answer.await.map_err(|_| unavailable())?
     }
 
     /// What open did to the index: the checkpoint it started from and how
@@ -361,6 +422,9 @@ struct Recovered {
     replayed: recovery::Replayed,
     files: checkpoint::IndexFiles,
     stats: OpenStats,
+    /// Deletions and truncations not yet erased.
+    erase_tasks: Vec<EraseTask>,
+    fs: Arc<dyn FileSystem>,
 }
 
 /// Opens the data directory: takes its lock, opens the log, loads the
@@ -372,7 +436,21 @@ fn recover(options: &EmbeddedOptions, dir: &Path) -> Result<Recovered, EmbeddedE
         .fs
         .for_this_process()
         .unwrap_or_else(|| options.fs.clone());
-    let (lock, file, log_path) = open_log(&*fs, dir)?;
+    let (lock, file, log_path, version) = open_log(&*fs, dir)?;
+    // An erasure cut short by a crash is finished before the log is read.
+    erase::finish_journal(&*fs, dir, &*file, &log_path)?;
+    let mark = match erase::read_mark(&*fs, dir)? {
+        Some(m) => m,
+        None if version < format::FORMAT_VERSION => {
+            // A new log, or one of an older format: no deletion in it.
+            let len = file.len().map_err(|e| {
+                EmbeddedError::io(format!("reading the size of {}", log_path.display()), e)
+            })?;
+            erase::write_mark(&*fs, dir, len)?;
+            len
+        }
+        None => FILE_HEADER_LEN,
+    };
     // What is read from here on is durable: a process killed during a
     // commit's `fdatasync` may have left frames in the page cache only,
     // and a checkpoint must never cover a frame a power cut can take.
@@ -438,6 +516,14 @@ fn recover(options: &EmbeddedOptions, dir: &Path) -> Result<Recovered, EmbeddedE
         replayed_events: replayed.events,
     };
     crate::metrics::replayed(replayed.frames, replayed.events);
+    // A mark past the log's end (a log replaced from elsewhere): look
+    // everywhere.
+    let from = if mark <= replayed.end {
+        mark
+    } else {
+        FILE_HEADER_LEN
+    };
+    let erase_tasks = erase::pending_tasks(&*file, &log_path, from, replayed.end)?;
     Ok(Recovered {
         lock,
         file,
@@ -445,6 +531,8 @@ fn recover(options: &EmbeddedOptions, dir: &Path) -> Result<Recovered, EmbeddedE
         replayed,
         files,
         stats,
+        erase_tasks,
+        fs,
     })
 }
 
@@ -496,8 +584,9 @@ fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn DirLock>, Embedde
     }
 }
 
-/// The directory's lock, its log and the log's path.
-type OpenedLog = (Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf);
+/// The directory's lock, its log, the log's path and the format version it
+/// had (0: new).
+type OpenedLog = (Box<dyn DirLock>, Arc<dyn StorageFile>, PathBuf, u32);
 
 /// Takes the directory's lock and opens its log, creating it (durably, with
 /// its directory entry) when new, finishing a creation cut short by a
@@ -526,14 +615,15 @@ fn open_log(fs: &dyn FileSystem, dir: &Path) -> Result<OpenedLog, EmbeddedError>
         let version = u32::from_le_bytes(found[8..12].try_into().expect("4 bytes"));
         match version {
             format::FORMAT_VERSION => {}
-            1 => {
-                // Frames of the first layout stay readable; new frames use
-                // the current one, which older code must not read as a
-                // torn tail: mark the file first.
+            1 | 2 => {
+                // Frames of the older layouts stay readable; new frames
+                // (and erased records) use the current format, which older
+                // code must not read as a torn tail or as damage: mark the
+                // file first.
                 file.write_all_at(&expected[8..12], 8)
                     .and_then(|()| file.sync_data())
                     .map_err(|e| io("upgrading the format version of", e))?;
-                tracing::info!(path = %path.display(), "log upgraded from format version 1 to 2");
+                tracing::info!(path = %path.display(), from = version, to = format::FORMAT_VERSION, "log format upgraded");
             }
             other => {
                 return Err(EmbeddedError::NotALog {
@@ -542,7 +632,7 @@ fn open_log(fs: &dyn FileSystem, dir: &Path) -> Result<OpenedLog, EmbeddedError>
                 });
             }
         }
-        return Ok((lock, file, path));
+        return Ok((lock, file, path, version));
     }
     // Shorter than a header: a new file, or a creation torn by a crash.
     let torn_creation = found
@@ -561,7 +651,7 @@ fn open_log(fs: &dyn FileSystem, dir: &Path) -> Result<OpenedLog, EmbeddedError>
     file.sync_data().map_err(|e| io("syncing", e))?;
     fs.sync_dir(dir)
         .map_err(|e| EmbeddedError::io(format!("syncing the directory {}", dir.display()), e))?;
-    Ok((lock, file, path))
+    Ok((lock, file, path, 0))
 }
 
 /// Cuts the torn tail off, keeping a copy beside the log when it holds
@@ -624,6 +714,9 @@ pub fn check_with<F: FileSystem + Clone>(
         .open(&path, false)
         .map_err(|e| EmbeddedError::io(format!("opening {}", path.display()), e))?;
     check_header(&*file, &path)?;
+    // An erasure a crash interrupted: the log is read as open will leave
+    // it, with the journal's frames in place (nothing is written).
+    let file = erase::with_journal(fs, dir, file)?;
     let mut report = recovery::analyze(&*file, &path)?.report;
     if report.is_intact() {
         let fs: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -723,7 +816,11 @@ fn check_index(
             ));
             return Ok(());
         }
-        let (n, diff) = index::compare(&disk.index, &reference)?;
+        let erased = |span: format::RecordSpan| {
+            let mut b = vec![0u8; span.len as usize];
+            file.read_exact_at(&mut b, span.offset).is_ok() && format::is_erased(&b)
+        };
+        let (n, diff) = index::compare(&disk.index, &reference, &erased)?;
         out.entries = n;
         out.problem = diff;
         Ok(())
@@ -845,6 +942,9 @@ fn repair_log<F: FileSystem + Clone>(fs: &F, dir: &Path) -> Result<RepairReport,
         .open(&path, false)
         .map_err(|e| io(format!("opening {}", path.display()), e))?;
     check_header(&*file, &path)?;
+    // Finish an erasure a crash interrupted first: its half-rewritten
+    // frames are not damage.
+    erase::finish_journal(fs, dir, &*file, &path)?;
     let mut analysis = recovery::analyze(&*file, &path)?;
     if analysis.report.is_intact() {
         let shared: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -915,6 +1015,10 @@ fn repair_log<F: FileSystem + Clone>(fs: &F, dir: &Path) -> Result<RepairReport,
     // 3. Put it in place.
     fs.sync_dir(dir)
         .map_err(|e| io(format!("syncing the directory {}", dir.display()), e))?;
+    // The repaired log's frames moved: the erasure mark starts over (open
+    // then erases again whatever deletions and truncations it holds;
+    // erased records are skipped).
+    erase::write_mark(fs, dir, FILE_HEADER_LEN)?;
     fs.rename(&fresh_path, &path)
         .map_err(|e| io(format!("renaming {}", fresh_path.display()), e))?;
     fs.sync_dir(dir)
@@ -958,10 +1062,13 @@ impl EventStore for EmbeddedStore {
 
     async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
         let index = self.shared.read_index();
-        Ok(index
-            .stream(stream)
-            .map_err(StoreError::backend)?
-            .map(|(k, s)| Index::info(&k, &s)))
+        match index.stream(stream).map_err(StoreError::backend)? {
+            Some((_, s)) if index.removal(s.number).deleted_at != 0 => {
+                Err(StoreError::StreamDeleted(stream.clone()))
+            }
+            Some((k, s)) => Ok(Some(index.info_of(&k, &s))),
+            None => Ok(None),
+        }
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -970,11 +1077,18 @@ impl EventStore for EmbeddedStore {
         stream: &StreamKey,
         read: StreamRead,
     ) -> Result<StreamSlice, StoreError> {
-        let found = self
-            .shared
-            .read_index()
-            .stream_items(stream, &read)
-            .map_err(StoreError::backend)?;
+        let _reading = self.shared.reading();
+        let found = {
+            let index = self.shared.read_index();
+            if let Some((_, s)) = index.stream(stream).map_err(StoreError::backend)?
+                && index.removal(s.number).deleted_at != 0
+            {
+                return Err(StoreError::StreamDeleted(stream.clone()));
+            }
+            index
+                .stream_items(stream, &read)
+                .map_err(StoreError::backend)?
+        };
         let (items, has_more, last_evaluated_revision) =
             found.ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
         let mut events = self.load(&items)?;
@@ -1019,6 +1133,7 @@ impl EventStore for EmbeddedStore {
             FeedFilter::All => None,
             FeedFilter::StreamType(t) => Some(t),
         };
+        let _reading = self.shared.reading();
         let (items, has_more) = self
             .shared
             .read_index()
@@ -1077,6 +1192,42 @@ impl EventStore for EmbeddedStore {
                 return Ok(());
             }
             progress.changed().await.map_err(|_| unavailable())?;
+        }
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let op = Lifecycle::Delete {
+            stream: stream.clone(),
+            expected,
+        };
+        match self.lifecycle(op).await? {
+            LifecycleOutcome::Deleted(d) => Ok(d),
+            LifecycleOutcome::Truncated(_) => Err(StoreError::Backend(
+                "the writer answered a deletion as a truncation".into(),
+            )),
+        }
+    }
+
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError> {
+        let op = Lifecycle::Truncate {
+            stream: stream.clone(),
+            before,
+            expected,
+        };
+        match self.lifecycle(op).await? {
+            LifecycleOutcome::Truncated(info) => Ok(info),
+            LifecycleOutcome::Deleted(_) => Err(StoreError::Backend(
+                "the writer answered a truncation as a deletion".into(),
+            )),
         }
     }
 

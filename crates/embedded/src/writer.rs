@@ -7,16 +7,19 @@ use std::sync::{Arc, atomic::Ordering};
 use std::time::{Duration, Instant};
 
 use eventstore_core::idempotency::{Decision, decide};
+use eventstore_core::store::{check_expected, check_truncation};
 use eventstore_core::{
-    AppendOutcome, AppendRequest, EventId, Position, Revision, StoreError, StreamKey, StreamType,
+    AppendOutcome, AppendRequest, DeleteOutcome, EventId, EventType, JsonObject, JsonValue,
+    NewEvent, Position, Revision, STREAM_DELETED, StoreError, StreamInfo, StreamKey, StreamType,
     Timestamp,
 };
 use tokio::sync::oneshot;
 
 use crate::EmbeddedError;
 use crate::checkpoint::{Checkpoint, Checkpointer};
-use crate::format::{self, FrameMeta};
-use crate::index::{Commit, Index};
+use crate::erase::{EraseTask, Eraser};
+use crate::format::{self, FrameMeta, Truncation};
+use crate::index::{Commit, DeleteCommit, Index};
 use crate::store::Shared;
 use crate::vfs::{DirLock, StorageFile};
 
@@ -71,8 +74,68 @@ pub(crate) enum Command {
         request: AppendRequest,
         reply: Reply,
     },
+    /// Delete or truncate a stream, and answer once durable (or refused).
+    Lifecycle {
+        op: Lifecycle,
+        reply: oneshot::Sender<Result<LifecycleOutcome, StoreError>>,
+    },
     /// Finish what is queued before this and stop.
     Close,
+}
+
+/// A deletion or a truncation.
+#[derive(Debug, Clone)]
+pub(crate) enum Lifecycle {
+    Delete {
+        stream: StreamKey,
+        expected: Option<Revision>,
+    },
+    Truncate {
+        stream: StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    },
+}
+
+impl Lifecycle {
+    fn stream(&self) -> &StreamKey {
+        match self {
+            Lifecycle::Delete { stream, .. } | Lifecycle::Truncate { stream, .. } => stream,
+        }
+    }
+}
+
+/// The answer to a [`Lifecycle`] command.
+#[derive(Debug)]
+pub(crate) enum LifecycleOutcome {
+    Deleted(DeleteOutcome),
+    Truncated(StreamInfo),
+}
+
+/// One command of a group commit.
+enum Job {
+    Append(AppendRequest, Reply),
+    Lifecycle(
+        Lifecycle,
+        oneshot::Sender<Result<LifecycleOutcome, StoreError>>,
+    ),
+}
+
+/// Where a job's answer goes.
+enum JobReply {
+    Append(Reply),
+    Lifecycle(oneshot::Sender<Result<LifecycleOutcome, StoreError>>),
+}
+
+impl JobReply {
+    fn fail(self, e: StoreError) {
+        match self {
+            JobReply::Append(r) => r.send(Err(e)),
+            JobReply::Lifecycle(r) => {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
 }
 
 /// Where an append's answer goes, with the span of the store call that
@@ -91,12 +154,9 @@ impl Reply {
         }
     }
 
-    /// Sends the answer (an `Err` when the caller stopped waiting).
-    fn send(
-        self,
-        answer: Result<AppendOutcome, StoreError>,
-    ) -> Result<(), Result<AppendOutcome, StoreError>> {
-        self.tx.send(answer)
+    /// Sends the answer (dropped when the caller stopped waiting).
+    fn send(self, answer: Result<AppendOutcome, StoreError>) {
+        let _ = self.tx.send(answer);
     }
 
     /// A span for the commit's write and `fdatasync`, under the caller's
@@ -115,12 +175,29 @@ enum Planned {
         last: Revision,
     },
     Rejected(StoreError),
+    /// A deletion written: its entry, and the revisions it removes.
+    Delete {
+        commit: DeleteCommit,
+        erase: EraseTask,
+    },
+    /// A deletion of a deleted stream: nothing written.
+    AlreadyDeleted(Revision),
+    /// A truncation written, and the revisions it removes.
+    Truncate {
+        truncation: Truncation,
+        erase: EraseTask,
+    },
+    /// A truncation at or below an earlier one: nothing written.
+    Unchanged(StreamKey),
 }
 
-/// The state of a stream as the appends earlier in the batch left it.
+/// The state of a stream as the jobs earlier in the batch left it.
 struct Pending {
     revision: Revision,
     ids: HashMap<EventId, Revision>,
+    /// Its first kept revision, and whether it is deleted.
+    first: u64,
+    deleted: bool,
 }
 
 /// Where the writer takes over from open's replay.
@@ -157,6 +234,10 @@ pub(crate) struct Writer {
     /// The last frame encoded into `buf` and its commit's start.
     pending_last_frame: u64,
     pending_commit_start: u64,
+    /// Where the removed events of deletions and truncations are sent to
+    /// be erased.
+    eraser: Eraser,
+    eraser_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -165,9 +246,8 @@ impl Writer {
         file: Arc<dyn StorageFile>,
         lock: Box<dyn DirLock>,
         resume: Resume,
-        checkpointer: Checkpointer,
-        checkpoint_events: u64,
-        checkpoint_interval: Duration,
+        (checkpointer, checkpoint_events, checkpoint_interval): (Checkpointer, u64, Duration),
+        (eraser, eraser_thread): (Eraser, std::thread::JoinHandle<()>),
     ) -> Self {
         Self {
             shared,
@@ -186,6 +266,8 @@ impl Writer {
             buf: Vec::new(),
             pending_last_frame: 0,
             pending_commit_start: 0,
+            eraser,
+            eraser_thread: Some(eraser_thread),
         }
     }
 
@@ -194,7 +276,7 @@ impl Writer {
     /// as unavailable).
     pub(crate) fn run(mut self, queue: Receiver<Command>) {
         let mut gather = Gather::default();
-        let mut carried: Vec<(AppendRequest, Reply)> = Vec::new();
+        let mut carried: Vec<Job> = Vec::new();
         loop {
             let first = if carried.is_empty() {
                 match queue.recv_timeout(self.checkpoint_interval) {
@@ -220,8 +302,9 @@ impl Writer {
                     }
                     Command::Append { request, reply } => {
                         bytes += request.events().iter().map(|e| e.data_len()).sum::<usize>();
-                        batch.push((request, reply));
+                        batch.push(Job::Append(request, reply));
                     }
+                    Command::Lifecycle { op, reply } => batch.push(Job::Lifecycle(op, reply)),
                 }
                 if bytes >= MAX_BATCH_BYTES || batch.len() >= MAX_BATCH_APPENDS {
                     break;
@@ -269,6 +352,14 @@ impl Writer {
         self.checkpointer.wait_idle();
         self.checkpoint(true);
         self.checkpointer.stop();
+        // Erasure finishes what was queued and stops before the lock goes.
+        if self.failed.is_none() {
+            self.eraser.advance(self.end);
+        }
+        self.eraser.stop();
+        if let Some(t) = self.eraser_thread.take() {
+            let _ = t.join();
+        }
         tracing::info!(path = %self.shared.path.display(), "embedded store closed");
     }
 
@@ -308,16 +399,22 @@ impl Writer {
         if let Some((frozen, at)) = job {
             self.delta_since = Instant::now();
             self.checkpointer.submit(frozen, at);
+            // Every deletion before here was handed to the eraser.
+            self.eraser.advance(self.end);
         }
     }
 
     /// One group commit: decide, write, sync, publish, answer. Returns the
     /// appends left for the next commit when this one's frames reached
     /// [`MAX_COMMIT_BYTES`].
-    fn commit(&mut self, batch: Vec<(AppendRequest, Reply)>) -> Vec<(AppendRequest, Reply)> {
+    fn commit(&mut self, batch: Vec<Job>) -> Vec<Job> {
         if let Some(reason) = &self.failed {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+            for job in batch {
+                match job {
+                    Job::Append(_, reply) => JobReply::Append(reply),
+                    Job::Lifecycle(_, reply) => JobReply::Lifecycle(reply),
+                }
+                .fail(StoreError::Unavailable(reason.clone()));
             }
             return Vec::new();
         }
@@ -330,9 +427,17 @@ impl Writer {
             let index = shared.read_index();
             let mut pending: HashMap<StreamKey, Pending> = HashMap::new();
             let mut batch = batch.into_iter();
-            for (request, reply) in batch.by_ref() {
-                plans.push(self.plan(&index, &mut pending, request));
-                replies.push(reply);
+            for job in batch.by_ref() {
+                match job {
+                    Job::Append(request, reply) => {
+                        plans.push(self.plan(&index, &mut pending, request));
+                        replies.push(JobReply::Append(reply));
+                    }
+                    Job::Lifecycle(op, reply) => {
+                        plans.push(self.plan_lifecycle(&index, &mut pending, op));
+                        replies.push(JobReply::Lifecycle(reply));
+                    }
+                }
                 if self.buf.len() >= MAX_COMMIT_BYTES {
                     break;
                 }
@@ -344,8 +449,12 @@ impl Writer {
             // tracing does not record them.
             let spans: Vec<tracing::Span> = replies
                 .iter()
-                .filter(|r| !r.span.is_disabled())
-                .map(|r| r.commit_span(replies.len(), self.buf.len()))
+                .filter_map(|r| match r {
+                    JobReply::Append(r) if !r.span.is_disabled() => {
+                        Some(r.commit_span(replies.len(), self.buf.len()))
+                    }
+                    _ => None,
+                })
                 .collect();
             let written = self
                 .file
@@ -354,10 +463,14 @@ impl Writer {
             drop(spans);
             if let Err(e) = written {
                 self.fail(e, replies);
-                for (_, reply) in rest {
-                    let _ = reply.send(Err(StoreError::Unavailable(
+                for job in rest {
+                    match job {
+                        Job::Append(_, reply) => JobReply::Append(reply),
+                        Job::Lifecycle(_, reply) => JobReply::Lifecycle(reply),
+                    }
+                    .fail(StoreError::Unavailable(
                         self.failed.clone().unwrap_or_default(),
-                    )));
+                    ));
                 }
                 return Vec::new();
             }
@@ -368,12 +481,21 @@ impl Writer {
         let mut answers = Vec::with_capacity(plans.len());
         let last_position;
         let mut written: HashMap<StreamType, u64> = HashMap::new();
+        let mut erase = Vec::new();
         {
             let mut index = self.shared.write_index();
             for plan in plans {
-                if let Planned::Write(c) = &plan {
-                    let last = c.first_position + c.events.len() as u64 - 1;
-                    written.insert(c.stream.stream_type.clone(), last);
+                match &plan {
+                    Planned::Write(c) => {
+                        let last = c.first_position + c.events.len() as u64 - 1;
+                        written.insert(c.stream.stream_type.clone(), last);
+                    }
+                    Planned::Delete { commit, erase: e } => {
+                        written.insert(commit.stream.stream_type.clone(), commit.position);
+                        erase.push(e.clone());
+                    }
+                    Planned::Truncate { erase: e, .. } => erase.push(e.clone()),
+                    _ => {}
                 }
                 answers.push(answer(&mut index, plan));
             }
@@ -382,8 +504,22 @@ impl Writer {
         }
         self.shared.committed.send_replace(last_position);
         self.shared.publish_types(&written);
+        // Published first: from here on no read selects the removed
+        // events, so the eraser may overwrite them.
+        for task in erase {
+            self.eraser.submit(task);
+        }
         for (reply, answer) in replies.into_iter().zip(answers) {
-            let _ = reply.send(answer);
+            match (reply, answer) {
+                (JobReply::Append(r), Answer::Append(a)) => r.send(a),
+                (JobReply::Lifecycle(r), Answer::Lifecycle(a)) => {
+                    let _ = r.send(a);
+                }
+                (r, Answer::Rejected(e)) => r.fail(e),
+                (r, _) => r.fail(StoreError::Backend(
+                    "the writer mixed up the answers of a commit".into(),
+                )),
+            }
         }
         rest
     }
@@ -394,7 +530,7 @@ impl Writer {
     /// error. After a failed `fdatasync`, Linux may have marked the pages
     /// clean while they never reached the disk, so what reads would see
     /// past `end` is not to be trusted.
-    fn fail(&mut self, e: std::io::Error, replies: Vec<Reply>) {
+    fn fail(&mut self, e: std::io::Error, replies: Vec<JobReply>) {
         let err = EmbeddedError::io(format!("appending to {}", self.shared.path.display()), e);
         tracing::error!(error = %err, "the log could not be written; the store stops acknowledging appends until it is reopened");
         let cut = self
@@ -416,7 +552,7 @@ impl Writer {
         self.shared.set_failed(reason);
         let err = Arc::new(err);
         for reply in replies {
-            let _ = reply.send(Err(StoreError::Backend(Box::new(SharedError(err.clone())))));
+            reply.fail(StoreError::Backend(Box::new(SharedError(err.clone()))));
         }
     }
 
@@ -434,6 +570,14 @@ impl Writer {
             Err(e) => return Planned::Rejected(StoreError::backend(e)),
         };
         let before = pending.get(key);
+        let deleted = match (before, &existing) {
+            (Some(p), _) => p.deleted,
+            (None, Some((_, s))) => index.removal(s.number).deleted_at != 0,
+            (None, None) => false,
+        };
+        if deleted {
+            return Planned::Rejected(StoreError::StreamDeleted(key.clone()));
+        }
         let current = before
             .map(|p| p.revision)
             .or_else(|| existing.as_ref().map(|(_, s)| Revision::new(s.revision)))
@@ -463,6 +607,9 @@ impl Writer {
             Ok(Decision::Write) => {
                 let commit_time = self.commit_time();
                 let first_revision = current.next();
+                let first = existing
+                    .as_ref()
+                    .map_or(1, |(_, s)| index.removal(s.number).first_revision);
                 let stream = match existing {
                     Some((k, _)) => k,
                     None => Arc::new(key.clone()),
@@ -483,6 +630,8 @@ impl Writer {
                 let entry = pending.entry(key.clone()).or_insert_with(|| Pending {
                     revision: current,
                     ids: HashMap::new(),
+                    first,
+                    deleted: false,
                 });
                 for (i, id) in ids.iter().enumerate() {
                     entry
@@ -501,6 +650,127 @@ impl Writer {
         }
     }
 
+    /// Decides a deletion or truncation against the index plus the batch
+    /// so far, and encodes its frame when it writes.
+    fn plan_lifecycle(
+        &mut self,
+        index: &Index,
+        pending: &mut HashMap<StreamKey, Pending>,
+        op: Lifecycle,
+    ) -> Planned {
+        let key = op.stream().clone();
+        let existing = match index.stream(&key) {
+            Ok(e) => e,
+            Err(e) => return Planned::Rejected(StoreError::backend(e)),
+        };
+        let (stream, state) = match (&existing, pending.get(&key)) {
+            (Some((k, s)), p) => {
+                let r = index.removal(s.number);
+                let state = match p {
+                    Some(p) => (p.revision, p.first, p.deleted),
+                    None => (
+                        Revision::new(s.revision),
+                        r.first_revision,
+                        r.deleted_at != 0,
+                    ),
+                };
+                (k.clone(), state)
+            }
+            // Created earlier in this batch.
+            (None, Some(p)) => (Arc::new(key.clone()), (p.revision, p.first, p.deleted)),
+            (None, None) => return Planned::Rejected(StoreError::StreamNotFound(key)),
+        };
+        let (last, first, deleted) = state;
+        let entry = |pending: &mut HashMap<StreamKey, Pending>| {
+            pending.entry(key.clone()).or_insert_with(|| Pending {
+                revision: last,
+                ids: HashMap::new(),
+                first,
+                deleted,
+            });
+        };
+        match op {
+            Lifecycle::Delete { expected, .. } => {
+                if deleted {
+                    return Planned::AlreadyDeleted(last);
+                }
+                if let Err(e) = check_expected(expected, last) {
+                    return Planned::Rejected(e);
+                }
+                let commit_time = self.commit_time();
+                let position = self.next_position;
+                let frame_at = self.end + self.buf.len() as u64;
+                self.pending_last_frame = frame_at;
+                self.pending_commit_start = self.end;
+                let meta = FrameMeta {
+                    first_position: position,
+                    commit_time,
+                    first_revision: last.next(),
+                    stream: &stream,
+                    commit_start: self.end,
+                };
+                let mut announcement = NewEvent::new(
+                    EventType::parse(STREAM_DELETED).expect("a valid event type"),
+                    JsonValue::from_text("{}").expect("valid JSON"),
+                );
+                announcement.metadata = JsonObject::empty();
+                let span = format::encode_delete(&mut self.buf, self.end, &meta, &announcement);
+                self.next_position += 1;
+                entry(pending);
+                let p = pending.get_mut(&key).expect("just made");
+                p.deleted = true;
+                Planned::Delete {
+                    commit: DeleteCommit {
+                        stream,
+                        commit_time,
+                        revision: last.next(),
+                        position,
+                        span,
+                    },
+                    erase: EraseTask {
+                        stream: key.clone(),
+                        from: first,
+                        to: last.get(),
+                        tombstone_end: self.end + self.buf.len() as u64,
+                    },
+                }
+            }
+            Lifecycle::Truncate {
+                before, expected, ..
+            } => {
+                if deleted {
+                    return Planned::Rejected(StoreError::StreamDeleted(key));
+                }
+                if let Err(e) = check_expected(expected, last).and(check_truncation(before, last)) {
+                    return Planned::Rejected(e);
+                }
+                if before.get() <= first {
+                    return Planned::Unchanged(key);
+                }
+                let frame_at = self.end + self.buf.len() as u64;
+                self.pending_last_frame = frame_at;
+                self.pending_commit_start = self.end;
+                let truncation = Truncation {
+                    next_position: self.next_position,
+                    stream: key.clone(),
+                    before: before.get(),
+                };
+                format::encode_truncate(&mut self.buf, self.end, &truncation);
+                entry(pending);
+                pending.get_mut(&key).expect("just made").first = before.get();
+                Planned::Truncate {
+                    truncation,
+                    erase: EraseTask {
+                        stream: key.clone(),
+                        from: first,
+                        to: before.get() - 1,
+                        tombstone_end: self.end + self.buf.len() as u64,
+                    },
+                }
+            }
+        }
+    }
+
     /// A commit time later than every earlier one, so that listings by
     /// `updatedAt` keep their order and every append has its own time.
     fn commit_time(&mut self) -> Timestamp {
@@ -515,17 +785,62 @@ impl Writer {
     }
 }
 
+/// The answer to one job of a commit.
+enum Answer {
+    Append(Result<AppendOutcome, StoreError>),
+    Lifecycle(Result<LifecycleOutcome, StoreError>),
+    Rejected(StoreError),
+}
+
+fn out_of_step(reason: String) -> StoreError {
+    StoreError::Backend(format!("index out of step with the log: {reason}").into())
+}
+
+/// Publishes one planned job into the index and makes its answer.
+fn answer(index: &mut Index, plan: Planned) -> Answer {
+    match plan {
+        Planned::Delete { commit, .. } => {
+            Answer::Lifecycle(index.apply_delete(&commit).map_err(out_of_step).map(|_| {
+                LifecycleOutcome::Deleted(DeleteOutcome {
+                    last_revision: Revision::new(commit.revision.get() - 1),
+                    position: Some(Position::new(commit.position)),
+                    already_deleted: false,
+                })
+            }))
+        }
+        Planned::AlreadyDeleted(last) => {
+            Answer::Lifecycle(Ok(LifecycleOutcome::Deleted(DeleteOutcome {
+                last_revision: last,
+                position: None,
+                already_deleted: true,
+            })))
+        }
+        Planned::Truncate { truncation, .. } => Answer::Lifecycle(
+            index
+                .apply_truncate(&truncation)
+                .map_err(out_of_step)
+                .map(|s| LifecycleOutcome::Truncated(index.info_of(&truncation.stream, &s))),
+        ),
+        Planned::Unchanged(key) => Answer::Lifecycle(match index.stream(&key) {
+            Ok(Some((k, s))) => Ok(LifecycleOutcome::Truncated(index.info_of(&k, &s))),
+            Ok(None) => Err(StoreError::StreamNotFound(key)),
+            Err(e) => Err(StoreError::backend(e)),
+        }),
+        // A rejection answers a job of either kind.
+        Planned::Rejected(e) => Answer::Rejected(e),
+        other => Answer::Append(answer_append(index, other)),
+    }
+}
+
 /// Publishes one planned append into the index and makes its answer.
-fn answer(index: &mut Index, plan: Planned) -> Result<AppendOutcome, StoreError> {
+fn answer_append(index: &mut Index, plan: Planned) -> Result<AppendOutcome, StoreError> {
     match plan {
         Planned::Rejected(e) => Err(e),
         Planned::Write(commit) => {
-            let s = index.apply(&commit).map_err(|reason| {
-                StoreError::Backend(format!("index out of step with the log: {reason}").into())
-            })?;
+            let s = index.apply(&commit).map_err(out_of_step)?;
             let n = commit.events.len() as u64;
             Ok(AppendOutcome {
-                stream: Index::info(&commit.stream, &s),
+                stream: index.info_of(&commit.stream, &s),
                 first_revision: commit.first_revision,
                 last_revision: Revision::new(commit.first_revision.get() + n - 1),
                 first_position: Some(Position::new(commit.first_position)),
@@ -550,13 +865,16 @@ fn answer(index: &mut Index, plan: Planned) -> Result<AppendOutcome, StoreError>
                 ));
             };
             Ok(AppendOutcome {
-                stream: Index::info(&k, &s),
+                stream: index.info_of(&k, &s),
                 first_revision: first,
                 last_revision: last,
                 first_position: Some(Position::new(position)),
                 already_appended: true,
             })
         }
+        _ => Err(StoreError::Backend(
+            "the writer mixed up the plans of a commit".into(),
+        )),
     }
 }
 

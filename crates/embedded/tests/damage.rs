@@ -226,8 +226,10 @@ fn every_single_byte_change_is_refused_or_harmless() {
         "{} bytes × 3 changes: {refused} refused (then repaired), {harmless} harmless; events lost per repair: {repaired_losses:?}",
         original.len()
     );
-    // Only the file header's reserved bytes are harmless.
-    assert_eq!(harmless, 4 * 3);
+    // Only the file header's reserved bytes are harmless, and the version
+    // 3 turned into 2 by flipping its low bit: an older format, which open
+    // reads and marks as the current one again.
+    assert_eq!(harmless, 4 * 3 + 1);
 }
 
 /// Damage in the middle: the frames after it are kept by repair at their

@@ -38,6 +38,12 @@ pub enum ApiError {
     /// 401: an API key is required and was missing or wrong.
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// 403: the key may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 410: the stream was deleted.
+    #[error("{0}")]
+    StreamDeleted(String),
     /// 405: the route exists, the method does not.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -122,6 +128,8 @@ impl ApiError {
                 self.to_string(),
                 none,
             ),
+            Forbidden(m) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, m.clone(), none),
+            StreamDeleted(m) => (StatusCode::GONE, ErrorCode::StreamDeleted, m.clone(), none),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,
@@ -262,6 +270,9 @@ impl From<StoreError> for ApiError {
             StoreError::StreamNotFound(key) => {
                 ApiError::NotFound(format!("stream {key} not found"))
             }
+            StoreError::StreamDeleted(key) => ApiError::StreamDeleted(format!(
+                "stream {key} was deleted; its id is not used again"
+            )),
             StoreError::InvalidRequest(m) => ApiError::BadRequest(m),
             StoreError::TooLarge(m) => ApiError::PayloadTooLarge(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),

@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::{Extension, Json};
 use eventstore_api::{
     AppendEventBody, BatchAppendBody, BatchAppendResponse, CreateStreamBody, ErrorBody, EventPage,
     EventPageEnvelope, FeedPage, FeedPageEnvelope, Liveness, StreamEnvelope, StreamPage,
-    StreamPageEnvelope, StreamPageKey, StreamTypeEntry, StreamTypesResponse,
+    StreamPageEnvelope, StreamPageKey, StreamTypeEntry, StreamTypesResponse, TruncateBody,
 };
 use eventstore_core::{
     AppendRequest, Expectation, ExpectationFailed, FeedFilter, Position, Revision, StoreError,
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::state::AppState;
+use crate::state::{AppState, KeyRole};
 
 /// The `{streamType}` path segment, validated.
 #[derive(Debug)]
@@ -216,6 +216,7 @@ pub(crate) async fn list_streams(
         (status = 400, description = "Invalid stream type or id.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 404, description = "No such stream.", body = ErrorBody),
+        (status = 410, description = "The stream was deleted (`stream-deleted`).", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
@@ -228,6 +229,110 @@ pub(crate) async fn stream_details(
         Some(stream) => Ok(Json(StreamEnvelope { stream })),
         None => Err(StoreError::StreamNotFound(key).into()),
     }
+}
+
+/// Refuses a lifecycle request made with a key that is not an admin key,
+/// when admin keys are configured.
+fn require_admin(state: &AppState, role: Option<KeyRole>) -> Result<(), ApiError> {
+    if state.admin_keys_configured() && role != Some(KeyRole::Admin) {
+        return Err(ApiError::Forbidden(
+            "deleting and truncating streams need an admin API key".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Delete a stream.
+///
+/// The stream's events leave its reads, the feeds and its type's listing;
+/// the feeds carry one `$stream-deleted` entry for it (at revision
+/// `revision + 1`). From then on, reads, details and appends answer 410
+/// `stream-deleted`: a deleted id is never used again. The removed payloads
+/// and metadata are erased from storage (see the lifecycle document for
+/// when). Deleting a deleted stream answers 204 again and does nothing.
+/// When admin keys are configured, only they may delete.
+#[utoipa::path(
+    delete,
+    path = "/streams/{streamType}/{streamId}",
+    tag = "streams",
+    operation_id = "deleteStream",
+    params(
+        ("streamType" = StreamType, Path, description = "The stream's type."),
+        ("streamId" = StreamId, Path, description = "The stream's id."),
+        ("expected-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "The revision the stream must be at; 409 otherwise."),
+    ),
+    responses(
+        (status = 204, description = "The stream is deleted (now, or already before)."),
+        (status = 400, description = "Invalid stream type, id or expected revision.", body = ErrorBody),
+        (status = 401, description = "An API key is required.", body = ErrorBody),
+        (status = 403, description = "Admin keys are configured and this is not one.", body = ErrorBody),
+        (status = 404, description = "No such stream.", body = ErrorBody),
+        (status = 409, description = "The stream is not at `expected-revision` (`wrong-expected-revision`).", body = ErrorBody),
+        (status = 503, description = "The server is busy or shutting down.", body = ErrorBody),
+        (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip(state, role))]
+pub(crate) async fn delete_stream(
+    State(state): State<AppState>,
+    role: Option<Extension<KeyRole>>,
+    KeyParam(key): KeyParam,
+    query: QueryParams,
+) -> Result<StatusCode, ApiError> {
+    let expected = query.revision("expected-revision")?;
+    require_admin(&state, role.map(|Extension(r)| r))?;
+    state.store().delete_stream(&key, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Truncate a stream.
+///
+/// Removes the events below `beforeRevision`. Revisions are never
+/// renumbered: reads start at `beforeRevision`, appends go on at the
+/// current revision, and the stream's `firstRevision` shows the first kept
+/// one. The feeds no longer carry the removed events. A bound below an
+/// earlier truncation's changes nothing. When admin keys are configured,
+/// only they may truncate.
+#[utoipa::path(
+    post,
+    path = "/streams/{streamType}/{streamId}/truncate",
+    tag = "streams",
+    operation_id = "truncateStream",
+    params(
+        ("streamType" = StreamType, Path, description = "The stream's type."),
+        ("streamId" = StreamId, Path, description = "The stream's id."),
+        ("expected-revision" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807u64, description = "The revision the stream must be at; 409 otherwise."),
+    ),
+    request_body(content = TruncateBody, description = "The first revision to keep.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stream after the truncation.", body = StreamEnvelope),
+        (status = 400, description = "Invalid stream type or id, malformed body, or `beforeRevision` below 1 or above the stream's revision.", body = ErrorBody),
+        (status = 401, description = "An API key is required.", body = ErrorBody),
+        (status = 403, description = "Admin keys are configured and this is not one.", body = ErrorBody),
+        (status = 404, description = "No such stream.", body = ErrorBody),
+        (status = 410, description = "The stream was deleted (`stream-deleted`).", body = ErrorBody),
+        (status = 409, description = "The stream is not at `expected-revision` (`wrong-expected-revision`).", body = ErrorBody),
+        (status = 413, description = "The body exceeds 1 MiB.", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The server is busy or shutting down.", body = ErrorBody),
+        (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip(state, role, body))]
+pub(crate) async fn truncate_stream(
+    State(state): State<AppState>,
+    role: Option<Extension<KeyRole>>,
+    KeyParam(key): KeyParam,
+    query: QueryParams,
+    JsonBody(body): JsonBody<TruncateBody>,
+) -> Result<Json<StreamEnvelope>, ApiError> {
+    let expected = query.revision("expected-revision")?;
+    require_admin(&state, role.map(|Extension(r)| r))?;
+    let stream = state
+        .store()
+        .truncate_stream(&key, body.before_revision, expected)
+        .await?;
+    Ok(Json(StreamEnvelope { stream }))
 }
 
 /// Append one event at a revision.
@@ -253,6 +358,7 @@ pub(crate) async fn stream_details(
         (status = 400, description = "Invalid stream type, id or revision (0 is not a valid target), malformed JSON or missing fields.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 404, description = "No such stream.", body = ErrorBody),
+        (status = 410, description = "The stream was deleted (`stream-deleted`).", body = ErrorBody),
         (status = 409, description = "The stream is not at `streamRevision` - 1 (`wrong-expected-revision`, details carry expectedRevision and actualRevision), or the eventId is already in the stream (`duplicate-event`).", body = ErrorBody),
         (status = 413, description = "The body exceeds 1 MiB or the event's payload plus metadata exceeds 256 KiB.", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
@@ -334,6 +440,7 @@ fn success_status(already_appended: bool) -> StatusCode {
         (status = 400, description = "Invalid stream type or id, malformed JSON, missing fields, no events, or an eventId twice in the request.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 409, description = "The expectation failed (`wrong-expected-revision`, details carry expectedRevision and actualRevision), or an eventId is already in the stream (`duplicate-event`).", body = ErrorBody),
+        (status = 410, description = "The stream was deleted (`stream-deleted`).", body = ErrorBody),
         (status = 413, description = "More than 100 events, an event's payload plus metadata over 256 KiB, or a body over 1 MiB.", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 503, description = "The server is busy (its write queue is full) or shutting down; with `Retry-After` (seconds) when busy.", body = ErrorBody),
@@ -385,6 +492,7 @@ pub(crate) async fn append_events(
         (status = 400, description = "Invalid stream type, id, revision, direction or limit.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 404, description = "No such stream.", body = ErrorBody),
+        (status = 410, description = "The stream was deleted (`stream-deleted`).", body = ErrorBody),
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]

@@ -163,8 +163,12 @@ pub(crate) async fn require_api_key(
             let (scheme, key) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
         });
-    match presented {
-        Some(key) if state.accepts_key(key) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
+    match presented.and_then(|key| state.key_role(key)) {
+        Some(role) => {
+            let mut req = req;
+            req.extensions_mut().insert(role);
+            next.run(req).await
+        }
+        None => ApiError::Unauthorized.into_response(),
     }
 }

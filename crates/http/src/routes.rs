@@ -2,7 +2,7 @@
 //! OpenAPI document (tests check that the two agree).
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::state::AppState;
 use crate::{handlers, ui};
@@ -58,6 +58,16 @@ pub(crate) fn table() -> Vec<Route> {
             M::GET,
             "/streams/{streamType}/{streamId}/details",
             get(handlers::stream_details),
+        ),
+        documented(
+            M::DELETE,
+            "/streams/{streamType}/{streamId}",
+            delete(handlers::delete_stream),
+        ),
+        documented(
+            M::POST,
+            "/streams/{streamType}/{streamId}/truncate",
+            post(handlers::truncate_stream),
         ),
         documented(
             M::PUT,

@@ -166,20 +166,46 @@ impl AppState {
     }
 
     /// Turns on bearer authentication with these keys (empty strings are
-    /// ignored; no keys at all leaves authentication off).
+    /// ignored; no keys at all leaves authentication off). Replaces the
+    /// keys set before, admin keys included.
     pub fn with_api_keys<I, K>(mut self, keys: I) -> Self
     where
         I: IntoIterator<Item = K>,
         K: Into<String>,
     {
-        let keys: Vec<ApiKey> = keys
-            .into_iter()
+        self.inner_mut().api_keys = Arc::from(Self::keys(keys, false));
+        self
+    }
+
+    /// Adds admin keys: they are accepted wherever an API key is, and once
+    /// any is configured, deleting and truncating streams need one (other
+    /// keys get 403). Admin keys alone also turn authentication on.
+    pub fn with_admin_api_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let mut all: Vec<ApiKey> = self.inner.api_keys.iter().cloned().collect();
+        all.extend(Self::keys(keys, true));
+        self.inner_mut().api_keys = Arc::from(all);
+        self
+    }
+
+    fn keys<I, K>(keys: I, admin: bool) -> Vec<ApiKey>
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        keys.into_iter()
             .map(Into::into)
             .filter(|k| !k.is_empty())
-            .map(ApiKey)
-            .collect();
-        self.inner_mut().api_keys = Arc::from(keys);
-        self
+            .map(|secret| ApiKey { secret, admin })
+            .collect()
+    }
+
+    /// Whether deleting and truncating need an admin key.
+    pub fn admin_keys_configured(&self) -> bool {
+        self.inner.api_keys.iter().any(|k| k.admin)
     }
 
     /// The store.
@@ -192,14 +218,24 @@ impl AppState {
         !self.inner.api_keys.is_empty()
     }
 
-    /// Whether `presented` is one of the keys. Compares in constant time
-    /// for keys of the same length and always looks at every key.
-    pub(crate) fn accepts_key(&self, presented: &str) -> bool {
+    /// Which kind of key `presented` is, if it is one. Compares in
+    /// constant time for keys of the same length and always looks at every
+    /// key.
+    pub(crate) fn key_role(&self, presented: &str) -> Option<KeyRole> {
         let mut ok = subtle::Choice::from(0);
+        let mut admin = subtle::Choice::from(0);
         for key in self.inner.api_keys.iter() {
-            ok |= key.0.as_bytes().ct_eq(presented.as_bytes());
+            let matches = key.secret.as_bytes().ct_eq(presented.as_bytes());
+            ok |= matches;
+            admin |= matches & subtle::Choice::from(u8::from(key.admin));
         }
-        bool::from(ok)
+        if !bool::from(ok) {
+            None
+        } else if bool::from(admin) {
+            Some(KeyRole::Admin)
+        } else {
+            Some(KeyRole::User)
+        }
     }
 
     /// Tells waiting feed requests (long polls) to answer now, so a
@@ -228,4 +264,18 @@ impl fmt::Debug for AppState {
 }
 
 /// A secret; never printed.
-struct ApiKey(String);
+#[derive(Clone)]
+struct ApiKey {
+    secret: String,
+    admin: bool,
+}
+
+/// The kind of key a request presented (a request extension set by the
+/// authentication middleware; absent when authentication is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyRole {
+    /// A key of `--api-key`.
+    User,
+    /// A key of `--admin-api-key`.
+    Admin,
+}

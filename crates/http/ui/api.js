@@ -152,5 +152,7 @@ export const paths = {
   typeFeed: (type) => `streams/${encodeURIComponent(type)}/events`,
   details: (type, id) => `streams/${encodeURIComponent(type)}/${encodeURIComponent(id)}/details`,
   events: (type, id) => `streams/${encodeURIComponent(type)}/${encodeURIComponent(id)}/events`,
+  stream: (type, id) => `streams/${encodeURIComponent(type)}/${encodeURIComponent(id)}`,
+  truncate: (type, id) => `streams/${encodeURIComponent(type)}/${encodeURIComponent(id)}/truncate`,
   feed: () => 'events',
 };

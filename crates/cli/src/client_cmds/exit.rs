@@ -13,7 +13,8 @@ Exit codes:
   3  conflict: wrong expected revision or duplicate event id (409)
   4  not found (404)
   5  transport: the store cannot be reached, or timed out
-  6  unauthorized: missing or wrong API key or AWS credentials (401/403)";
+  6  unauthorized: missing or wrong API key or AWS credentials, or a key that may not do this (401/403)
+  7  gone: the stream was deleted (410)";
 
 /// A mistake in the command line or its input (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,8 @@ fn code_of(err: &anyhow::Error) -> u8 {
         Some(Error::WrongExpectedRevision { .. } | Error::DuplicateEvent { .. }) => 3,
         Some(Error::NotFound { .. }) => 4,
         Some(Error::Transport(_)) => 5,
-        Some(Error::Unauthorized { .. } | Error::Signing(_)) => 6,
+        Some(Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Signing(_)) => 6,
+        Some(Error::StreamDeleted { .. }) => 7,
         _ => 1,
     }
 }
@@ -92,7 +94,7 @@ mod tests {
         };
         assert_eq!(code_of(&unauthorized.into()), 6);
         assert_eq!(code_of(&anyhow::anyhow!("disk full")), 1);
-        for code in 0..=6 {
+        for code in 0..=7 {
             assert!(EXIT_CODES.contains(&format!("  {code}  ")));
         }
     }

@@ -9,6 +9,7 @@ mod conn;
 mod exit;
 mod export;
 mod import;
+mod lifecycle;
 mod output;
 mod read;
 mod streams;
@@ -41,6 +42,12 @@ pub enum ClientCommand {
     /// Append the events of an export (NDJSON) to a store, keeping event ids; safe to re-run.
     #[command(after_help = EXIT_CODES)]
     Import(import::Args),
+    /// Delete a stream and erase its events (asks for confirmation unless --yes).
+    #[command(after_help = EXIT_CODES)]
+    Delete(lifecycle::DeleteArgs),
+    /// Erase a stream's events below a revision (asks for confirmation unless --yes).
+    #[command(after_help = EXIT_CODES)]
+    Truncate(lifecycle::TruncateArgs),
 }
 
 /// Runs a client command and turns its outcome into the documented exit code.
@@ -52,6 +59,8 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Tail(args) => tail::run(args).await,
         ClientCommand::Export(args) => export::run(args).await,
         ClientCommand::Import(args) => import::run(args).await,
+        ClientCommand::Delete(args) => lifecycle::delete(args).await,
+        ClientCommand::Truncate(args) => lifecycle::truncate(args).await,
     };
     exit::report(result)
 }

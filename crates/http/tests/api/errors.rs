@@ -70,6 +70,21 @@ impl eventstore_core::EventStore for FailingStore {
     ) -> Result<(), eventstore_core::StoreError> {
         Err(boom())
     }
+    async fn delete_stream(
+        &self,
+        _: &eventstore_core::StreamKey,
+        _: Option<eventstore_core::Revision>,
+    ) -> Result<eventstore_core::DeleteOutcome, eventstore_core::StoreError> {
+        Err(boom())
+    }
+    async fn truncate_stream(
+        &self,
+        _: &eventstore_core::StreamKey,
+        _: eventstore_core::Revision,
+        _: Option<eventstore_core::Revision>,
+    ) -> Result<eventstore_core::StreamInfo, eventstore_core::StoreError> {
+        Err(boom())
+    }
 }
 
 #[tokio::test]

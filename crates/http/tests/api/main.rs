@@ -5,6 +5,7 @@ mod auth;
 mod errors;
 mod feeds;
 mod fuzz;
+mod lifecycle;
 mod openapi_doc;
 mod original_schema;
 mod protection;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eventstore_core::{
-    AppendOutcome, AppendRequest, EventStore, FeedFilter, FeedPage, MemoryStore, Position,
-    StoreError, StreamCursor, StreamInfo, StreamKey, StreamListPage, StreamRead, StreamSlice,
-    StreamType, StreamTypeCount, Timestamp,
+    AppendOutcome, AppendRequest, DeleteOutcome, EventStore, FeedFilter, FeedPage, MemoryStore,
+    Position, Revision, StoreError, StreamCursor, StreamInfo, StreamKey, StreamListPage,
+    StreamRead, StreamSlice, StreamType, StreamTypeCount, Timestamp,
 };
 use eventstore_http::{AppState, CorsPolicy};
 use serde_json::{Value, json};
@@ -86,6 +86,21 @@ impl EventStore for Switchable {
         after: Position,
     ) -> Result<(), StoreError> {
         self.inner.wait_for_type_feed(stream_type, after).await
+    }
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete_stream(stream, expected).await
+    }
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError> {
+        self.inner.truncate_stream(stream, before, expected).await
     }
     fn readiness(&self) -> Result<(), String> {
         match self.not_ready.lock().unwrap().clone() {
@@ -463,6 +478,7 @@ fn numeric_request(param: &NumericParam, value: &str) -> (reqwest::Method, Strin
         .replace("{streamId}", "s1");
     let body = match param.method.as_str() {
         "PUT" => Some(json!({"event": new_event()})),
+        "POST" if param.path.ends_with("/truncate") => Some(json!({"beforeRevision": 1})),
         _ => None,
     };
     if param.location == "path" {

@@ -1232,9 +1232,13 @@ pub async fn unknown_routes_methods_and_media_types(t: &Target) {
     let api = &t.api;
     let (ty, events) = setup_two(t).await;
     api.get("/nope").await.assert_error(404, "not-found");
-    api.get(&format!("/streams/{ty}/s1"))
-        .await
-        .assert_error(404, "not-found");
+    let get_stream = api.get(&format!("/streams/{ty}/s1")).await;
+    get_stream.assert_error(405, "method-not-allowed");
+    assert_eq!(
+        get_stream.header("allow"),
+        Some("DELETE"),
+        "a stream's own path only deletes"
+    );
     api.get(&format!("/streams/{ty}/s1/events/1/x"))
         .await
         .assert_error(404, "not-found");

@@ -1,0 +1,514 @@
+//! Physical erasure of deleted and truncated events: a unique marker in
+//! the removed events' payloads and metadata is found in no byte of any
+//! file of the data directory once erasure ran (on demand with `compact`,
+//! or by itself), every other stream's events stay readable, `check` finds
+//! the erased log intact; and a process death or a power cut at any call
+//! of an erasure (journal, in-place writes, syncs, the mark, the journal's
+//! deletion) loses no acknowledged event of another stream, keeps the
+//! deleted stream deleted, and the erasure completes after the restart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TempStore, append, key, read_all, read_feed_all};
+use eventstore_core::{
+    EventStore, EventType, Expectation, FeedFilter, JsonObject, JsonValue, NewEvent, Revision,
+    StoreError, StreamKey, StreamRead,
+};
+use eventstore_embedded::vfs::{Op, PowerCut, SimFs};
+use eventstore_embedded::{EmbeddedOptions, EmbeddedStore};
+
+fn marker() -> String {
+    format!("MARKER-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Events whose payload and metadata hold `marker`.
+fn secret_events(n: usize, marker: &str) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            let mut e = NewEvent::new(
+                EventType::parse("personal").unwrap(),
+                JsonValue::from_text(format!(r#"{{"i":{i},"name":"{marker}"}}"#)).unwrap(),
+            );
+            e.metadata = JsonObject::from_text(format!(r#"{{"by":"{marker}"}}"#)).unwrap();
+            e
+        })
+        .collect()
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The files of `dir` that hold `marker` anywhere in their bytes.
+fn files_holding(dir: &Path, marker: &str) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| holds(&std::fs::read(p).unwrap(), marker))
+        .collect()
+}
+
+/// Deletion and truncation, erased on demand and by themselves, with
+/// records under a checkpoint and in the active delta, in frames shared
+/// with kept events: the markers are gone from every file, the rest reads
+/// as before, and `check` calls the erased log intact.
+async fn markers_are_gone(temp: TempStore) {
+    let deleted_marker = marker();
+    let truncated_marker = marker();
+    let kept_marker = marker();
+    let gone = key("person", "p-gone");
+    let cut = key("person", "p-cut");
+    let kept = key("person", "p-kept");
+    append(
+        &temp,
+        &kept,
+        Expectation::NoStream,
+        secret_events(3, &kept_marker),
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        append(
+            &temp,
+            &gone,
+            Expectation::Any,
+            secret_events(4, &deleted_marker),
+        )
+        .await
+        .unwrap();
+    }
+    // Revisions 1–5 hold the marker; 6–8 share the second frame and stay.
+    append(
+        &temp,
+        &cut,
+        Expectation::NoStream,
+        secret_events(3, &truncated_marker),
+    )
+    .await
+    .unwrap();
+    append(&temp, &cut, Expectation::Any, {
+        let mut v = secret_events(2, &truncated_marker);
+        v.extend(secret_events(3, "kept-part"));
+        v
+    })
+    .await
+    .unwrap();
+    assert!(!files_holding(temp.path(), &deleted_marker).is_empty());
+
+    temp.delete_stream(&gone, None).await.unwrap();
+    let info = temp
+        .truncate_stream(&cut, Revision::new(6), None)
+        .await
+        .unwrap();
+    assert_eq!(info.first_revision, Revision::new(6));
+    temp.compact().await.unwrap();
+    assert_eq!(temp.pending_erasures(), 0);
+    assert_eq!(
+        files_holding(temp.path(), &deleted_marker),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        files_holding(temp.path(), &truncated_marker),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        files_holding(temp.path(), &kept_marker).len(),
+        1,
+        "the log keeps the rest"
+    );
+
+    // What stays reads as before, before and after a reopen.
+    let temp = {
+        let rest = read_all(&temp, &cut).await;
+        assert_eq!(
+            rest.iter().map(|e| e.revision.get()).collect::<Vec<_>>(),
+            vec![6, 7, 8]
+        );
+        assert_eq!(read_all(&temp, &kept).await.len(), 3);
+        temp.reopen().await
+    };
+    assert_eq!(read_all(&temp, &cut).await.len(), 3);
+    assert_eq!(read_all(&temp, &kept).await.len(), 3);
+    let feed = read_feed_all(&temp, &FeedFilter::All).await;
+    assert_eq!(
+        feed.len(),
+        3 + 3 + 1,
+        "kept, the truncated stream's rest, the deletion"
+    );
+    assert!(matches!(
+        temp.read_stream(&gone, StreamRead::forward()).await,
+        Err(StoreError::StreamDeleted(_))
+    ));
+
+    // By itself: a second deletion, no compact, only waiting.
+    let later_marker = marker();
+    let later = key("person", "p-later");
+    append(
+        &temp,
+        &later,
+        Expectation::NoStream,
+        secret_events(2, &later_marker),
+    )
+    .await
+    .unwrap();
+    temp.delete_stream(&later, None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temp.pending_erasures() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(temp.pending_erasures(), 0, "erased by itself");
+    assert_eq!(
+        files_holding(temp.path(), &later_marker),
+        Vec::<PathBuf>::new()
+    );
+
+    let path = temp.path().to_path_buf();
+    temp.store.close().await;
+    let report = eventstore_embedded::check(&path).unwrap();
+    assert!(report.is_intact(), "{report}");
+    let index = report.index.as_ref().expect("an index was checked");
+    assert!(index.problem.is_none() && index.stale.is_none(), "{report}");
+    drop(temp);
+}
+
+#[tokio::test]
+async fn removed_events_leave_no_byte_in_the_data_directory() {
+    markers_are_gone(TempStore::new()).await;
+}
+
+#[tokio::test]
+async fn removed_events_under_a_checkpoint_leave_no_byte_either() {
+    markers_are_gone(TempStore::checkpointed(1)).await;
+}
+
+/// Erasure that a restart interrupts is finished by the next open: the
+/// tasks after the erasure mark are found in the log again.
+#[tokio::test]
+async fn a_pending_erasure_survives_a_restart() {
+    let fs = SimFs::new(11);
+    let dir = PathBuf::from("/sim/pending");
+    let m = marker();
+    let gone = key("person", "p");
+    let open = |fs: &SimFs| {
+        EmbeddedStore::open_with(
+            &dir,
+            EmbeddedOptions {
+                fs: Arc::new(fs.clone()),
+                ..EmbeddedOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let store = open(&fs);
+    append(&store, &gone, Expectation::NoStream, secret_events(5, &m))
+        .await
+        .unwrap();
+    // The erasure fails at its journal's creation; the deletion stands.
+    fs.fail_nth(Op::Create, fs.count(Op::Create), libc_eio());
+    store.delete_stream(&gone, None).await.unwrap();
+    assert!(store.compact().await.is_err(), "the erasure failed");
+    assert!(sim_holds(&fs, &m), "not erased yet");
+    store.close().await;
+    fs.heal();
+    let store = open(&fs);
+    store.compact().await.unwrap();
+    assert!(!sim_holds(&fs, &m), "open finished the erasure");
+    assert!(matches!(
+        store.stream_info(&gone).await,
+        Err(StoreError::StreamDeleted(_))
+    ));
+    store.close().await;
+}
+
+fn libc_eio() -> i32 {
+    5
+}
+
+fn sim_holds(fs: &SimFs, needle: &str) -> bool {
+    fs.list()
+        .iter()
+        .any(|p| fs.contents(p).is_some_and(|b| holds(&b, needle)))
+}
+
+/// One session of the crash scenario; returns what it acknowledged.
+struct Session {
+    /// Event ids of the kept stream acknowledged, by revision.
+    kept: Vec<eventstore_core::EventId>,
+    deleted: bool,
+    truncated: bool,
+}
+
+/// Frames of several sectors each, so that a power cut can keep some of a
+/// frame's rewritten sectors and not others.
+fn big_secret_events(n: usize, marker: &str) -> Vec<NewEvent> {
+    let pad = "p".repeat(1500);
+    (0..n)
+        .map(|i| {
+            let mut e = NewEvent::new(
+                EventType::parse("personal").unwrap(),
+                JsonValue::from_text(format!(r#"{{"i":{i},"name":"{marker}","pad":"{pad}"}}"#))
+                    .unwrap(),
+            );
+            e.metadata = JsonObject::from_text(format!(r#"{{"by":"{marker}"}}"#)).unwrap();
+            e
+        })
+        .collect()
+}
+
+async fn session(store: &EmbeddedStore, m: &str) -> Session {
+    let kept = key("other", "kept");
+    let gone = key("person", "gone");
+    let cut = key("person", "cut");
+    let mut s = Session {
+        kept: Vec::new(),
+        deleted: false,
+        truncated: false,
+    };
+    let mut kept_append = |out: Result<eventstore_core::AppendOutcome, StoreError>,
+                           ids: Vec<eventstore_core::EventId>| {
+        if out.is_ok() {
+            s.kept.extend(ids);
+            true
+        } else {
+            false
+        }
+    };
+    let e = secret_events(2, "kept");
+    let ids = e.iter().map(|e| e.event_id).collect();
+    if !kept_append(append(store, &kept, Expectation::Any, e).await, ids) {
+        return s;
+    }
+    for _ in 0..2 {
+        if append(store, &gone, Expectation::Any, big_secret_events(3, m))
+            .await
+            .is_err()
+        {
+            return s;
+        }
+    }
+    if append(store, &cut, Expectation::Any, big_secret_events(4, m))
+        .await
+        .is_err()
+        || append(store, &cut, Expectation::Any, secret_events(1, "rest"))
+            .await
+            .is_err()
+    {
+        return s;
+    }
+    s.deleted = store.delete_stream(&gone, None).await.is_ok();
+    s.truncated = store
+        .truncate_stream(&cut, Revision::new(5), None)
+        .await
+        .is_ok();
+    let e = secret_events(1, "kept");
+    let ids = e.iter().map(|e| e.event_id).collect();
+    kept_append(append(store, &kept, Expectation::Any, e).await, ids);
+    let _ = store.compact().await;
+    s
+}
+
+/// A death at every call of the scenario (the erasure's journal, in-place
+/// writes, syncs, the mark's rename, the journal's deletion among them),
+/// then a power cut of each kind: after the restart no acknowledged event
+/// of the other stream is lost, an acknowledged deletion or truncation
+/// stands, and once the restarted store's erasure completed the marker is
+/// in no file.
+#[test]
+fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = PathBuf::from("/sim/erase");
+    let open = |fs: &SimFs| {
+        EmbeddedStore::open_with(
+            &dir,
+            EmbeddedOptions {
+                fs: Arc::new(fs.clone()),
+                checkpoint_events: 3,
+                ..EmbeddedOptions::default()
+            },
+        )
+    };
+    let m = "MARKER-crash-scenario";
+    let clean = SimFs::new(7);
+    rt.block_on(async {
+        let store = open(&clean).unwrap();
+        let s = session(&store, m).await;
+        assert!(s.deleted && s.truncated && s.kept.len() == 3);
+        store.close().await;
+        assert!(!sim_holds(&clean, m));
+    });
+    let ops = [
+        Op::Write,
+        Op::Sync,
+        Op::SyncDir,
+        Op::Rename,
+        Op::Create,
+        Op::SetLen,
+        Op::Remove,
+    ];
+    let mut runs = 0;
+    for op in ops {
+        for n in 0..clean.count(op) {
+            runs += 1;
+            let fs = SimFs::new(n * 17 + op as u64);
+            fs.kill_at(op, n);
+            let what = format!("death at {op:?} call {n}");
+            let s = rt.block_on(async {
+                let Ok(store) = open(&fs) else {
+                    return None;
+                };
+                let s = session(&store, m).await;
+                store.close().await;
+                Some(s)
+            });
+            fs.kill();
+            match n % 4 {
+                0 => fs.heal(),
+                1 => fs.power_cut(PowerCut::DropUnsynced),
+                2 => fs.power_cut(PowerCut::TornPrefix),
+                _ => fs.power_cut(PowerCut::TornSectors),
+            }
+            // check reads the log as open will leave it: an erasure cut
+            // short is not damage.
+            if let Ok(report) = eventstore_embedded::check_with(&fs, &dir) {
+                assert!(report.is_intact(), "{what}: check before reopen: {report}");
+            }
+            rt.block_on(async {
+                let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                let kept = key("other", "kept");
+                let gone = key("person", "gone");
+                let cut = key("person", "cut");
+                if let Some(s) = &s {
+                    let read = match store.read_stream(&kept, StreamRead::forward()).await {
+                        Ok(r) => r.events,
+                        Err(StoreError::StreamNotFound(_)) => Vec::new(),
+                        Err(e) => panic!("{what}: {e}"),
+                    };
+                    for (i, id) in s.kept.iter().enumerate() {
+                        assert_eq!(
+                            read.get(i).map(|e| e.event_id),
+                            Some(*id),
+                            "{what}: kept {i}"
+                        );
+                    }
+                    if s.deleted {
+                        assert!(
+                            matches!(
+                                store.stream_info(&gone).await,
+                                Err(StoreError::StreamDeleted(_))
+                            ),
+                            "{what}: the deletion stands"
+                        );
+                    }
+                    if s.truncated {
+                        let info = store.stream_info(&cut).await.unwrap().unwrap();
+                        assert_eq!(info.first_revision, Revision::new(5), "{what}");
+                    }
+                }
+                // Whatever was not done, do it now; then erasure completes.
+                match store.delete_stream(&gone, None).await {
+                    Ok(_) | Err(StoreError::StreamNotFound(_)) => {}
+                    Err(e) => panic!("{what}: delete after restart: {e}"),
+                }
+                match store.stream_info(&cut).await.unwrap() {
+                    Some(info) if info.revision.get() >= 5 => {
+                        store
+                            .truncate_stream(&cut, Revision::new(5), None)
+                            .await
+                            .unwrap();
+                    }
+                    Some(_) => {
+                        store.delete_stream(&cut, None).await.unwrap();
+                    }
+                    None => {}
+                }
+                store
+                    .compact()
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: compact: {e}"));
+                // A torn tail cut off at open is kept beside the log for
+                // inspection (an append never acknowledged): a copy like a
+                // backup, outside erasure (docs/lifecycle.md says so).
+                let holding: Vec<_> = fs
+                    .list()
+                    .into_iter()
+                    .filter(|p| !p.to_string_lossy().contains(".discarded-at-"))
+                    .filter(|p| fs.contents(p).is_some_and(|b| holds(&b, m)))
+                    .collect();
+                assert!(holding.is_empty(), "{what}: the marker is in {holding:?}");
+                let feed = read_feed_all(&store, &FeedFilter::All).await;
+                let mut positions: Vec<_> = feed.iter().map(|e| e.position).collect();
+                positions.dedup();
+                assert_eq!(positions.len(), feed.len(), "{what}");
+                store.close().await;
+            });
+            let report = eventstore_embedded::check_with(&fs, &dir)
+                .unwrap_or_else(|e| panic!("{what}: check: {e}"));
+            assert!(report.is_intact(), "{what}: {report}");
+        }
+    }
+    assert!(runs > 50, "enough calls to die at: {runs}");
+}
+
+/// Reads never see a record half rewritten: readers of the kept stream
+/// and of the feed run while deletions and truncations of streams whose
+/// frames they share are erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_during_erasure_see_whole_records() {
+    let temp = Arc::new(TempStore::new());
+    let kept = key("mix", "kept");
+    let mut victims: Vec<StreamKey> = Vec::new();
+    for i in 0..20 {
+        let k = key("mix", &format!("v{i}"));
+        append(&temp, &k, Expectation::Any, secret_events(10, "x"))
+            .await
+            .unwrap();
+        append(&temp, &kept, Expectation::Any, secret_events(2, "kept"))
+            .await
+            .unwrap();
+        victims.push(k);
+    }
+    let reader = {
+        let temp = temp.clone();
+        let kept = kept.clone();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                assert_eq!(read_all(&temp, &kept).await.len(), 40);
+                read_feed_all(&temp, &FeedFilter::All).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for (i, k) in victims.iter().enumerate() {
+        if i % 2 == 0 {
+            temp.delete_stream(k, None).await.unwrap();
+        } else {
+            temp.truncate_stream(k, Revision::new(6), None)
+                .await
+                .unwrap();
+        }
+    }
+    temp.compact().await.unwrap();
+    reader.await.unwrap();
+    let _ = temp.path().to_path_buf();
+}
