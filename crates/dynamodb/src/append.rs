@@ -24,8 +24,8 @@ use eventstore_core::{
 use crate::codec;
 use crate::error::DynamoError;
 use crate::items::attr::tip::{
-    BASE, CREATED, EVENT_BYTES, EVENTS, FINGERPRINTS, LAST_COUNT, PREVIOUS_UPDATE, REVISION,
-    UPDATED,
+    BASE, CREATED, DELETED, EVENT_BYTES, EVENTS, FINGERPRINTS, FIRST, LAST_COUNT, PREVIOUS_UPDATE,
+    REVISION, UPDATED,
 };
 use crate::items::{self, AppendId, Chunk, Item, TIP_SK, Tip, n};
 use crate::retry::{Backoff, is_retryable};
@@ -232,6 +232,30 @@ impl DynamoStore {
                 known.insert(e.event_id, e.revision.get());
             }
         }
+        if tip.first_kept() > 1 && ids.iter().any(|id| !known.contains_key(id)) {
+            // The ids may sit below a truncation's bound, where only their
+            // append-id item is left.
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(items::key(
+                    items::stream_pk(stream),
+                    items::append_id_sk(ids),
+                )))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_err("GetItem", e))?;
+            if let Some(item) = out.item() {
+                let (first, last) = stored_range(item)?;
+                if first < tip.first_kept() && self.holds(stream, tip, ids, first, last).await? {
+                    for (id, rev) in ids.iter().zip(first..) {
+                        known.insert(*id, rev);
+                    }
+                }
+            }
+        }
         Ok(ids
             .iter()
             .map(|id| known.get(id).map(|r| Revision::new(*r)))
@@ -310,7 +334,11 @@ impl DynamoStore {
     /// item exists. The items name appends already stored, so writing them
     /// early (a transaction that then loses a race) or twice (the same
     /// content) is harmless. One `BatchWriteItem` per 25 items, 1 WCU each.
-    async fn put_append_ids(&self, stream: &StreamKey, tip: &Tip) -> Result<(), DynamoError> {
+    pub(crate) async fn put_append_ids(
+        &self,
+        stream: &StreamKey,
+        tip: &Tip,
+    ) -> Result<(), DynamoError> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let mut requests = Vec::with_capacity(tip.blobs.len());
         let mut first = tip.base + 1;
@@ -370,11 +398,20 @@ impl DynamoStore {
         first: u64,
         last: u64,
     ) -> Result<bool, DynamoError> {
-        if last + 1 - first != ids.len() as u64 || last > tip.revision {
+        if last + 1 - first != ids.len() as u64 || last > tip.revision || tip.deleted.is_some() {
             return Ok(false);
         }
-        let stored = self.read_range(stream, tip, first, last).await?;
-        Ok(stored.len() == ids.len() && stored.iter().zip(ids).all(|(e, id)| e.event_id == *id))
+        // Revisions a truncation removed cannot be compared: the item is
+        // believed for them (it holds no payload and outlives them so that
+        // a late retry of a truncated append is recognised).
+        let kept_from = first.max(tip.first_kept());
+        if kept_from > last {
+            return Ok(true);
+        }
+        let stored = self.read_range(stream, tip, kept_from, last).await?;
+        let kept_ids = &ids[(kept_from - first) as usize..];
+        Ok(stored.len() == kept_ids.len()
+            && stored.iter().zip(kept_ids).all(|(e, id)| e.event_id == *id))
     }
 
     /// Claims the append-id item of a large append (its events go
@@ -504,6 +541,7 @@ impl DynamoStore {
         if let Some(c) = expectation_condition(request.expectation(), &mut values) {
             conds.push(c);
         }
+        conds.push(format!("attribute_not_exists({DELETED})"));
         conds.push(format!(
             "(attribute_not_exists({EVENT_BYTES}) OR {EVENT_BYTES} <= :zroom)"
         ));
@@ -649,6 +687,7 @@ impl DynamoStore {
             let mut conds: Vec<String> = expectation_condition(request.expectation(), &mut values)
                 .into_iter()
                 .collect();
+            conds.push(format!("attribute_not_exists({DELETED})"));
             conds.push(format!(
                 "(attribute_not_exists({EVENT_BYTES}) OR {EVENT_BYTES} = :zero)"
             ));
@@ -709,14 +748,31 @@ impl DynamoStore {
                 updated: now.as_micros(),
                 blobs: tip_blobs,
                 fingerprints: fps,
+                first: tip.and_then(|t| t.first),
+                deleted: None,
             }
             .to_item(stream, tip.map_or(0, |t| t.updated), k);
             let mut cond = Put::builder().table_name(&self.table).set_item(Some(item));
+            // Built on the tip as read: not deleted since, nor truncated
+            // (a truncation rewrites the tip's events and its `f`).
             cond = match tip {
-                Some(t) => cond
-                    .condition_expression(format!("{REVISION} = :r AND {BASE} = :b"))
-                    .expression_attribute_values(":r", n(t.revision))
-                    .expression_attribute_values(":b", n(t.base)),
+                Some(t) => {
+                    let c = cond
+                        .expression_attribute_values(":r", n(t.revision))
+                        .expression_attribute_values(":b", n(t.base));
+                    match t.first {
+                        Some(f) => c
+                            .condition_expression(format!(
+                                "{REVISION} = :r AND {BASE} = :b AND \
+                                 attribute_not_exists({DELETED}) AND {FIRST} = :f"
+                            ))
+                            .expression_attribute_values(":f", n(f)),
+                        None => c.condition_expression(format!(
+                            "{REVISION} = :r AND {BASE} = :b AND \
+                             attribute_not_exists({DELETED}) AND attribute_not_exists({FIRST})"
+                        )),
+                    }
+                }
                 None => cond.condition_expression(items::cond::ABSENT),
             };
             TransactWriteItem::builder()
@@ -743,11 +799,15 @@ impl DynamoStore {
                 Claim::Conflict => return Ok(Attempt::Conflict),
             }
         }
+        // An append built on an assumed tip does not know a truncation's
+        // bound: it answers 1 there (reads and details know it).
+        let first_kept = tip.map_or(1, Tip::first_kept);
         let done = |created: i64| AppendOutcome {
             stream: StreamInfo {
                 stream_id: stream.stream_id.clone(),
                 stream_type: stream.stream_type.clone(),
                 revision: Revision::new(new_rev),
+                first_revision: Revision::new(first_kept),
                 updated_at: now,
                 created_at: Timestamp::from_micros(created),
             },
@@ -908,6 +968,15 @@ impl DynamoStore {
                 .await?
         };
         loop {
+            if let Attempt::Failed(Some(t)) | Attempt::Checked(Some(t)) = &attempt
+                && t.deleted.is_some()
+            {
+                // A deleted id is never used again. An append-id item this
+                // request claimed before its write failed goes with the
+                // rest of the stream's items.
+                self.purge_stream(&stream).await?;
+                return Err(StoreError::StreamDeleted(stream));
+            }
             if let Attempt::Checked(tip) = &attempt {
                 checked_at = Some(tip.as_ref().map_or(0, |t| t.revision));
             }
@@ -922,6 +991,10 @@ impl DynamoStore {
                     let tip = self.get_tip(&stream).await?.ok_or_else(|| {
                         DynamoError::Corrupt("an append-id item without a tip".into())
                     })?;
+                    if tip.deleted.is_some() {
+                        self.purge_stream(&stream).await?;
+                        return Err(StoreError::StreamDeleted(stream));
+                    }
                     if last + 1 - first != ids.len() as u64 {
                         return Err(DynamoError::Corrupt(format!(
                             "stream {stream}: an append-id item names {first}..={last} \

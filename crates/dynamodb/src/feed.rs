@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use eventstore_core::json::{JsonObject, JsonValue};
 use eventstore_core::{
-    FeedFilter, FeedPage, Position, RecordedEvent, StoreError, StreamKey, StreamType,
+    EventId, EventType, FeedFilter, FeedPage, Position, RecordedEvent, Revision, STREAM_DELETED,
+    StoreError, StreamKey, StreamType, Timestamp,
 };
 
 use crate::error::DynamoError;
-use crate::items::{self, Item, cond, pad, s};
+use crate::items::{self, Item, Tip, cond, pad, s};
 use crate::items::{FeedEntry, parse_page, parse_type_feed_item};
 use crate::store::{DynamoStore, sdk_err};
 
@@ -21,6 +23,32 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<FeedPage, StoreError> {
         let limit = limit.clamp(1, eventstore_core::Limits::MAX_READ_LIMIT);
+        let mut page = self.read_feed_once(filter, after, limit).await?;
+        // The entries of deleted streams and truncated ranges are skipped
+        // (their positions are gaps): read on until the page is full or
+        // the feed ends, a bounded number of times. `last_position` moves
+        // past skipped entries, so a reader resuming from it never reads
+        // them again.
+        for _ in 0..SKIP_READS {
+            if !page.has_more || page.events.len() >= limit {
+                break;
+            }
+            let more = self
+                .read_feed_once(filter, page.last_position, limit - page.events.len())
+                .await?;
+            page.events.extend(more.events);
+            page.has_more = more.has_more;
+            page.last_position = page.last_position.max(more.last_position);
+        }
+        Ok(page)
+    }
+
+    async fn read_feed_once(
+        &self,
+        filter: &FeedFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<FeedPage, StoreError> {
         let Some(start) = after.get().checked_add(1) else {
             // Nothing can follow the last position there is.
             return Ok(FeedPage {
@@ -197,7 +225,10 @@ impl DynamoStore {
     }
 
     /// A feed page of `wanted` (at most `limit` of them; more: `has_more`),
-    /// with the events read one range per stream.
+    /// with the events read one range per stream. Entries of a deleted
+    /// stream are skipped but for its `$stream-deleted` entry (at its last
+    /// revision + 1), and so are revisions below a truncation's bound;
+    /// `last_position` is the last entry considered, skipped or not.
     async fn feed_page(
         &self,
         mut wanted: Vec<(FeedEntry, u64)>,
@@ -206,37 +237,82 @@ impl DynamoStore {
     ) -> Result<FeedPage, DynamoError> {
         let has_more = wanted.len() > limit;
         wanted.truncate(limit);
+        let last_considered = wanted.last().map(|(e, off)| e.position + off);
+        let mut tips: HashMap<StreamKey, Tip> = HashMap::new();
+        for (e, _) in &wanted {
+            if !tips.contains_key(&e.stream) {
+                let tip = self.get_tip(&e.stream).await?.ok_or_else(|| {
+                    DynamoError::Corrupt(format!("feed names stream {} without a tip", e.stream))
+                })?;
+                tips.insert(e.stream.clone(), tip);
+            }
+        }
+        let readable = |stream: &StreamKey, rev: u64| {
+            let tip = &tips[stream];
+            tip.deleted.is_none() && rev >= tip.first_kept() && rev <= tip.revision
+        };
         // Fetch the events, one range per stream.
         let mut ranges: BTreeMap<StreamKey, (u64, u64)> = BTreeMap::new();
         for (e, off) in &wanted {
             let rev = e.first_revision + off;
+            if !readable(&e.stream, rev) {
+                continue;
+            }
             let r = ranges.entry(e.stream.clone()).or_insert((rev, rev));
             r.0 = r.0.min(rev);
             r.1 = r.1.max(rev);
         }
         let mut events: HashMap<(StreamKey, u64), RecordedEvent> = HashMap::new();
         for (stream, (lo, hi)) in ranges {
-            let tip = self.get_tip(&stream).await?.ok_or_else(|| {
-                DynamoError::Corrupt(format!("feed names stream {stream} without a tip"))
-            })?;
-            for e in self.read_range(&stream, &tip, lo, hi).await? {
+            for e in self.read_range(&stream, &tips[&stream], lo, hi).await? {
                 events.insert((stream.clone(), e.revision.get()), e);
             }
         }
         let mut out = Vec::with_capacity(wanted.len());
         for (e, off) in wanted {
-            let mut ev = events
-                .remove(&(e.stream.clone(), e.first_revision + off))
-                .ok_or_else(|| DynamoError::Corrupt("feed event missing".into()))?;
+            let rev = e.first_revision + off;
+            let tip = &tips[&e.stream];
+            let mut ev = match tip.deleted {
+                Some(at) if rev == tip.revision + 1 => deletion_entry(&e.stream, tip, at),
+                _ if !readable(&e.stream, rev) => continue,
+                _ => events
+                    .remove(&(e.stream.clone(), rev))
+                    .ok_or_else(|| DynamoError::Corrupt("feed event missing".into()))?,
+            };
             ev.position = Some(Position::new(e.position + off));
             out.push(ev);
         }
-        let last_position = out.last().and_then(|e| e.position).unwrap_or(after);
+        let last_position = last_considered.map_or(after, Position::new);
         Ok(FeedPage {
             events: out,
             has_more,
             last_position,
         })
+    }
+}
+
+/// Reads of a feed page past entries that are skipped (deleted streams,
+/// truncated ranges) before a short page is answered.
+const SKIP_READS: usize = 16;
+
+/// The `$stream-deleted` entry of a deleted stream whose tombstone is
+/// `tip`, deleted at `at` (µs): revision = the last one + 1, payload `{}`,
+/// an event id derived from the stream (the same on every read).
+fn deletion_entry(stream: &StreamKey, tip: &Tip, at: i64) -> RecordedEvent {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\0{STREAM_DELETED}", items::stream_pk(stream)));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    RecordedEvent {
+        stream_id: stream.stream_id.clone(),
+        stream_type: stream.stream_type.clone(),
+        revision: Revision::new(tip.revision + 1),
+        event_type: EventType::parse(STREAM_DELETED).expect("a valid event type"),
+        payload: JsonValue::from_text("{}").expect("valid JSON"),
+        created_at: Timestamp::from_micros(at),
+        event_id: EventId::from(uuid::Builder::from_random_bytes(bytes).into_uuid()),
+        metadata: JsonObject::empty(),
+        position: None,
     }
 }
 

@@ -81,6 +81,8 @@ pub mod cond {
     pub const SORT_BETWEEN: &str = "p = :p AND s BETWEEN :lo AND :hi";
     /// The item does not exist (a `Put` that creates).
     pub const ABSENT: &str = "attribute_not_exists(p)";
+    /// The item exists (an update that must not create it).
+    pub const PRESENT: &str = "attribute_exists(p)";
 }
 
 /// Sort-key prefix of a stream's append-id items: one per `any`/`exists`
@@ -211,6 +213,11 @@ pub mod attr {
         pub const EVENT_BYTES: &str = "z";
         /// 4-byte fingerprints of recent event ids.
         pub const FINGERPRINTS: &str = "x";
+        /// The first revision reads return (set by a truncation; absent: 1).
+        pub const FIRST: &str = "f";
+        /// Set when the stream is deleted: the deletion's time, µs (the
+        /// tip is then a tombstone: revision, times, no events).
+        pub const DELETED: &str = "d";
     }
     /// A chunk item (`S#{type}#{id}` / first revision).
     pub mod chunk {
@@ -256,6 +263,8 @@ pub mod attr {
         pub const CREATED: &str = "c";
         /// updatedAt, µs.
         pub const UPDATED: &str = "u";
+        /// The first revision reads return (absent: 1).
+        pub const FIRST: &str = "f";
     }
     /// A feed checkpoint (`C` / shard).
     pub mod checkpoint {
@@ -290,6 +299,11 @@ pub struct Tip {
     pub blobs: Vec<Vec<u8>>,
     /// Fingerprints of recent event ids.
     pub fingerprints: Vec<Vec<u8>>,
+    /// The first revision reads return, as stored (`None`: never
+    /// truncated, reads start at 1).
+    pub first: Option<u64>,
+    /// The deletion's time (µs) once the stream is deleted.
+    pub deleted: Option<i64>,
 }
 
 impl Tip {
@@ -306,7 +320,14 @@ impl Tip {
             updated: get_u64(item, UPDATED)?.unwrap_or(0) as i64,
             blobs: get_blobs(item, EVENTS)?,
             fingerprints: get_blobs(item, FINGERPRINTS)?,
+            first: get_u64(item, FIRST)?,
+            deleted: get_u64(item, DELETED)?.map(|d| d as i64),
         }))
+    }
+
+    /// The first revision reads return.
+    pub fn first_kept(&self) -> u64 {
+        self.first.unwrap_or(1).max(1)
     }
 
     /// The whole tip item of `stream`, for a `Put`: this tip, after an
@@ -328,6 +349,12 @@ impl Tip {
             FINGERPRINTS.into(),
             blob_list(self.fingerprints.iter().cloned()),
         );
+        if let Some(f) = self.first {
+            item.insert(FIRST.into(), n(f));
+        }
+        if let Some(d) = self.deleted {
+            item.insert(DELETED.into(), n(d));
+        }
         item
     }
 }
@@ -417,6 +444,8 @@ pub struct Listing {
     pub created: i64,
     /// updatedAt, µs (part of the sort key).
     pub updated: u64,
+    /// The first revision reads return (absent: 1).
+    pub first: Option<u64>,
 }
 
 impl Listing {
@@ -431,6 +460,9 @@ impl Listing {
         item.insert(REVISION.into(), n(self.revision));
         item.insert(CREATED.into(), n(self.created));
         item.insert(UPDATED.into(), n(self.updated));
+        if let Some(f) = self.first {
+            item.insert(FIRST.into(), n(f));
+        }
         item
     }
 
@@ -442,6 +474,7 @@ impl Listing {
             revision: req_u64(item, REVISION)?,
             created: req_u64(item, CREATED)? as i64,
             updated: req_u64(item, UPDATED)?,
+            first: get_u64(item, FIRST)?,
         })
     }
 }
@@ -578,7 +611,8 @@ mod tests {
                 .filter(|w| {
                     !w.is_empty()
                         && !w.starts_with(':')
-                        && !["AND", "BETWEEN", "attribute_not_exists"].contains(w)
+                        && !["AND", "BETWEEN", "attribute_not_exists", "attribute_exists"]
+                            .contains(w)
                 })
                 .map(str::to_string)
                 .collect::<Vec<_>>()
@@ -590,6 +624,7 @@ mod tests {
             (cond::SORT_AFTER_LO, vec![PK, SK]),
             (cond::SORT_BETWEEN, vec![PK, SK]),
             (cond::ABSENT, vec![PK]),
+            (cond::PRESENT, vec![PK]),
         ] {
             assert_eq!(key_names(expr), names, "{expr}");
         }

@@ -43,6 +43,7 @@ pub mod cost;
 mod error;
 mod feed;
 pub mod items;
+mod lifecycle;
 pub mod metrics;
 pub mod poller;
 mod progress;

@@ -186,20 +186,57 @@ const SEARCH_PAGE: i32 = 25;
 /// checkpoint ([`Relay::find_entries`]): 25,000 pages back.
 const STALE_SEARCH_PAGES: usize = 1000;
 
+/// What a tip change is to the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChangeKind {
+    /// An append of `count` events.
+    Append,
+    /// The stream's deletion: one `$stream-deleted` entry at revision + 1.
+    Deleted,
+}
+
 struct TipChange {
     stream: StreamKey,
     tip: Tip,
     count: u64,
     previous_update: u64,
+    kind: ChangeKind,
 }
 
 impl TipChange {
     fn first_revision(&self) -> u64 {
-        self.tip.revision - self.count + 1
+        match self.kind {
+            ChangeKind::Append => self.tip.revision - self.count + 1,
+            ChangeKind::Deleted => self.tip.revision + 1,
+        }
     }
 }
 
+/// A truncation seen in the table's stream: the listing entry at
+/// `updated` gets the new first revision, and an interrupted cleanup is
+/// finished.
+struct Truncation {
+    stream: StreamKey,
+    first: u64,
+    updated: i64,
+}
+
+/// A tip record as the relay sees it.
+enum Change {
+    /// An append or a deletion: an entry of the feed.
+    Feed(TipChange),
+    /// A truncation: no feed entry.
+    Truncated(Truncation),
+}
+
 fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
+    Ok(match parse_change(image)? {
+        Some(Change::Feed(c)) => Some(c),
+        _ => None,
+    })
+}
+
+fn parse_change(image: &Item) -> Result<Option<Change>, DynamoError> {
     let (Ok(pk), Ok(sk)) = (get_str(image, items::PK), get_str(image, items::SK)) else {
         return Ok(None);
     };
@@ -212,16 +249,42 @@ fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
     let Some(tip) = Tip::from_item(image)? else {
         return Ok(None);
     };
+    let previous_update = get_u64(image, attr::tip::PREVIOUS_UPDATE)?.unwrap_or(0);
+    if tip.deleted.is_some() {
+        if tip.revision == u64::MAX {
+            return Err(DynamoError::Corrupt(format!(
+                "stream {stream}: revision u64::MAX"
+            )));
+        }
+        return Ok(Some(Change::Feed(TipChange {
+            stream,
+            tip,
+            count: 1,
+            previous_update,
+            kind: ChangeKind::Deleted,
+        })));
+    }
     let count = get_u64(image, attr::tip::LAST_COUNT)?.unwrap_or(0);
-    if count == 0 || count > tip.revision {
+    if count == 0 {
+        // A truncation sets the tip's `n` to 0: it is no append.
+        return Ok(tip.first.map(|first| {
+            Change::Truncated(Truncation {
+                stream,
+                first,
+                updated: tip.updated,
+            })
+        }));
+    }
+    if count > tip.revision {
         return Ok(None);
     }
-    Ok(Some(TipChange {
+    Ok(Some(Change::Feed(TipChange {
         stream,
         tip,
         count,
-        previous_update: get_u64(image, attr::tip::PREVIOUS_UPDATE)?.unwrap_or(0),
-    }))
+        previous_update,
+        kind: ChangeKind::Append,
+    })))
 }
 
 /// The relay. Cheap to clone; one per shard consumer.
@@ -438,11 +501,19 @@ impl Relay {
         let mut changes: Vec<(&str, TipChange)> = Vec::new();
         for r in &pending {
             if let Some(img) = &r.new_image {
-                match parse_tip_change(img) {
-                    Ok(Some(c)) => changes.push((r.sequence_number.as_str(), c)),
+                match parse_change(img) {
+                    Ok(Some(Change::Feed(c))) => changes.push((r.sequence_number.as_str(), c)),
+                    Ok(Some(Change::Truncated(t))) => self.truncated(&t).await?,
                     Ok(None) => {}
                     Err(e) => unreadable(&r.sequence_number, None, e)?,
                 }
+            }
+        }
+        // A deletion's cleanup may have been interrupted: finish it
+        // (idempotent; one query when nothing is left).
+        for (_, c) in &changes {
+            if c.kind == ChangeKind::Deleted {
+                self.store.purge_stream(&c.stream).await?;
             }
         }
         changes.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
@@ -517,13 +588,16 @@ impl Relay {
         if let Some(p) = &self.progress {
             p.relayed(&known);
         }
+        // An append whose events were erased before the relay saw it (its
+        // stream deleted or truncated past it) is not announced: the feed
+        // skips it, and a deletion has its own announcement.
         let announcements = all
             .into_iter()
             .zip(types)
             .filter_map(|(entry, event_types)| {
                 Some(Announcement {
                     entry: entry?,
-                    event_types,
+                    event_types: event_types?,
                 })
             })
             .collect::<Vec<_>>();
@@ -538,9 +612,25 @@ impl Relay {
         })
     }
 
+    /// A truncation's record: the listing entry gets the new first
+    /// revision, and a cleanup the truncation left unfinished is done.
+    async fn truncated(&self, t: &Truncation) -> Result<(), DynamoError> {
+        self.store.purge_below(&t.stream).await?;
+        self.store
+            .set_listing_first(&t.stream, t.updated, t.first)
+            .await
+    }
+
     /// The event types of an append: from the tip image, or read from the
-    /// table for an append written as a chunk.
-    async fn event_types(&self, c: &TipChange) -> Result<Vec<EventType>, DynamoError> {
+    /// table for an append written as a chunk; `None` when its events were
+    /// erased since (the stream deleted, or truncated past them). A
+    /// deletion's entry has the type `$stream-deleted`.
+    async fn event_types(&self, c: &TipChange) -> Result<Option<Vec<EventType>>, DynamoError> {
+        if c.kind == ChangeKind::Deleted {
+            let t = EventType::parse(eventstore_core::STREAM_DELETED)
+                .map_err(|e| DynamoError::Corrupt(e.to_string()))?;
+            return Ok(Some(vec![t]));
+        }
         let first = c.first_revision();
         if first > c.tip.base {
             let mut rev = c.tip.base;
@@ -553,18 +643,26 @@ impl Relay {
                     }
                 }
             }
-            Ok(t)
-        } else {
-            let tip = self
-                .store
-                .get_tip(&c.stream)
-                .await?
-                .unwrap_or_else(|| c.tip.clone());
-            let events = self
-                .store
-                .read_range(&c.stream, &tip, first, c.tip.revision)
-                .await?;
-            Ok(events.into_iter().map(|e| e.event_type).collect())
+            return Ok(Some(t));
+        }
+        let erased = |t: &Tip| t.deleted.is_some() || t.first_kept() > first;
+        let tip = match self.store.get_tip(&c.stream).await? {
+            Some(t) if erased(&t) => return Ok(None),
+            Some(t) => t,
+            None => c.tip.clone(),
+        };
+        match self
+            .store
+            .read_range(&c.stream, &tip, first, c.tip.revision)
+            .await
+        {
+            Ok(events) => Ok(Some(events.into_iter().map(|e| e.event_type).collect())),
+            Err(e @ DynamoError::Corrupt(_)) => match self.store.get_tip(&c.stream).await? {
+                // Erased between the two reads.
+                Some(t) if erased(&t) => Ok(None),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
         }
     }
 
@@ -684,11 +782,35 @@ impl Relay {
         for (stream, c) in &last {
             let pk = items::listing_pk(&stream.stream_type);
             let updated = c.tip.updated.max(0) as u64;
+            if c.kind == ChangeKind::Deleted {
+                // A deleted stream leaves its type's listing: its entry is
+                // where the batch found it, or at the last append's time.
+                let mut at = vec![first_prev[stream], c.previous_update, updated];
+                at.sort_unstable();
+                at.dedup();
+                for u in at.into_iter().filter(|u| *u > 0) {
+                    writes.push(
+                        WriteRequest::builder()
+                            .delete_request(
+                                DeleteRequest::builder()
+                                    .set_key(Some(items::key(
+                                        &pk,
+                                        items::listing_sk(u, stream.stream_id.as_str()),
+                                    )))
+                                    .build()
+                                    .map_err(|e| DynamoError::request("BatchWriteItem", e))?,
+                            )
+                            .build(),
+                    );
+                }
+                continue;
+            }
             let item = items::Listing {
                 stream_id: stream.stream_id.as_str().to_string(),
                 revision: c.tip.revision,
                 created: c.tip.created,
                 updated,
+                first: c.tip.first,
             }
             .to_item(&stream.stream_type);
             writes.push(

@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::Select;
 
 use eventstore_core::{
-    AppendOutcome, AppendRequest, Direction, EventStore, FeedFilter, FeedPage, Position,
-    RecordedEvent, Revision, StoreError, StreamCursor, StreamId, StreamInfo, StreamKey,
+    AppendOutcome, AppendRequest, DeleteOutcome, Direction, EventStore, FeedFilter, FeedPage,
+    Position, RecordedEvent, Revision, StoreError, StreamCursor, StreamId, StreamInfo, StreamKey,
     StreamListPage, StreamRead, StreamSlice, StreamType, StreamTypeCount, Timestamp,
 };
 
@@ -31,6 +31,7 @@ impl Tip {
             stream_id: stream.stream_id.clone(),
             stream_type: stream.stream_type.clone(),
             revision: Revision::new(self.revision),
+            first_revision: Revision::new(self.first_kept()),
             updated_at: Timestamp::from_micros(self.updated),
             created_at: Timestamp::from_micros(self.created),
         }
@@ -98,6 +99,15 @@ impl DynamoStore {
         &self.table
     }
 
+    /// The stream's tip, when the stream exists and is not deleted.
+    pub(crate) async fn live_tip(&self, stream: &StreamKey) -> Result<Tip, StoreError> {
+        match self.get_tip(stream).await? {
+            None => Err(StoreError::StreamNotFound(stream.clone())),
+            Some(t) if t.deleted.is_some() => Err(StoreError::StreamDeleted(stream.clone())),
+            Some(t) => Ok(t),
+        }
+    }
+
     pub(crate) async fn get_tip(&self, stream: &StreamKey) -> Result<Option<Tip>, DynamoError> {
         let out = self
             .client
@@ -114,7 +124,8 @@ impl DynamoStore {
         }
     }
 
-    /// Events `from..=to` of a stream whose tip is `tip`.
+    /// Events `from..=to` of a stream whose tip is `tip`, from its first
+    /// kept revision on (a truncation's removed events are not read).
     pub(crate) async fn read_range(
         &self,
         stream: &StreamKey,
@@ -123,6 +134,7 @@ impl DynamoStore {
         to: u64,
     ) -> Result<Vec<RecordedEvent>, DynamoError> {
         let to = to.min(tip.revision);
+        let from = from.max(tip.first_kept());
         if from == 0 || from > to {
             return Ok(Vec::new());
         }
@@ -256,7 +268,11 @@ impl EventStore for DynamoStore {
     }
 
     async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {
-        Ok(self.get_tip(stream).await?.map(|t| t.info(stream)))
+        match self.live_tip(stream).await {
+            Ok(t) => Ok(Some(t.info(stream))),
+            Err(StoreError::StreamNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_stream(
@@ -264,15 +280,14 @@ impl EventStore for DynamoStore {
         stream: &StreamKey,
         read: StreamRead,
     ) -> Result<StreamSlice, StoreError> {
-        let tip = self
-            .get_tip(stream)
-            .await?
-            .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
+        let tip = self.live_tip(stream).await?;
         let total = tip.revision;
+        // Revisions below the first kept one were truncated away.
+        let first = tip.first_kept();
         let limit = read.limit.max(1) as u64;
         match read.direction {
             Direction::Forward => {
-                let after = read.from.map_or(0, |r| r.get());
+                let after = read.from.map_or(0, |r| r.get()).max(first - 1);
                 if after >= total {
                     return Ok(StreamSlice {
                         events: vec![],
@@ -291,19 +306,19 @@ impl EventStore for DynamoStore {
             Direction::Backward => {
                 let before = read.from.map_or(total + 1, |r| r.get());
                 let end = before.saturating_sub(1).min(total);
-                if end == 0 {
+                if end < first {
                     return Ok(StreamSlice {
                         events: vec![],
                         has_more: false,
                         last_evaluated_revision: Revision::new(before),
                     });
                 }
-                let start = end.saturating_sub(limit) + 1;
+                let start = (end.saturating_sub(limit) + 1).max(first);
                 let mut events = self.read_range(stream, &tip, start, end).await?;
                 events.reverse();
                 Ok(StreamSlice {
                     last_evaluated_revision: Revision::new(start),
-                    has_more: start > 1,
+                    has_more: start > first,
                     events,
                 })
             }
@@ -354,6 +369,7 @@ impl EventStore for DynamoStore {
                     .map_err(|e| DynamoError::Corrupt(e.to_string()))?,
                 stream_type: stream_type.clone(),
                 revision: Revision::new(entry.revision),
+                first_revision: Revision::new(entry.first.unwrap_or(1).max(1)),
                 updated_at: Timestamp::from_micros(entry.updated as i64),
                 created_at: Timestamp::from_micros(entry.created),
             });
@@ -379,6 +395,10 @@ impl EventStore for DynamoStore {
             let (_, count) = self
                 .query_all(&items::listing_pk(&t), None, None, true)
                 .await?;
+            if count == 0 {
+                // Every stream of the type was deleted.
+                continue;
+            }
             out.push(StreamTypeCount {
                 stream_type: t,
                 streams: count,
@@ -407,5 +427,24 @@ impl EventStore for DynamoStore {
         after: Position,
     ) -> Result<(), StoreError> {
         self.wait_type_feed(stream_type, after).await
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %stream))]
+    async fn delete_stream(
+        &self,
+        stream: &StreamKey,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.delete_inner(stream, expected).await
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %stream))]
+    async fn truncate_stream(
+        &self,
+        stream: &StreamKey,
+        before: Revision,
+        expected: Option<Revision>,
+    ) -> Result<StreamInfo, StoreError> {
+        self.truncate_inner(stream, before, expected).await
     }
 }

@@ -256,6 +256,7 @@ async fn an_unreadable_record_does_not_stop_the_feed_for_other_streams() {
         updated: 1,
         blobs: vec![b"not a blob!!".to_vec()],
         fingerprints: Vec::new(),
+        ..items::Tip::default()
     }
     .to_item(&key("order", "broken"), 0, 1);
     h.store

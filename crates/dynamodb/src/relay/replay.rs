@@ -244,7 +244,12 @@ impl Relay {
         let announcements = entries
             .into_iter()
             .zip(types)
-            .map(|(entry, event_types)| Announcement { entry, event_types })
+            .filter_map(|(entry, event_types)| {
+                Some(Announcement {
+                    entry,
+                    event_types: event_types?,
+                })
+            })
             .collect();
         Ok(RelayOutput {
             entries: written,
@@ -266,6 +271,10 @@ impl Relay {
             let Some(tip) = self.store.get_tip(stream).await? else {
                 continue;
             };
+            if tip.deleted.is_some() {
+                // A deleted stream is listed nowhere.
+                continue;
+            }
             let pk = items::listing_pk(&stream.stream_type);
             let updated = tip.updated.max(0) as u64;
             let entry = items::Listing {
@@ -273,6 +282,7 @@ impl Relay {
                 revision: tip.revision,
                 created: tip.created,
                 updated,
+                first: tip.first,
             }
             .to_item(&stream.stream_type);
             let build = |e: aws_sdk_dynamodb::error::BuildError| {
@@ -281,7 +291,11 @@ impl Relay {
             let check = ConditionCheck::builder()
                 .table_name(self.store.table())
                 .set_key(Some(items::key(items::stream_pk(stream), items::TIP_SK)))
-                .condition_expression(format!("{} = :r", attr::tip::REVISION))
+                .condition_expression(format!(
+                    "{} = :r AND attribute_not_exists({})",
+                    attr::tip::REVISION,
+                    attr::tip::DELETED
+                ))
                 .expression_attribute_values(":r", n(tip.revision))
                 .build()
                 .map_err(build)?;
