@@ -499,11 +499,12 @@ impl Relay {
             Ok(())
         };
         let mut changes: Vec<(&str, TipChange)> = Vec::new();
+        let mut truncations: Vec<Truncation> = Vec::new();
         for r in &pending {
             if let Some(img) = &r.new_image {
                 match parse_change(img) {
                     Ok(Some(Change::Feed(c))) => changes.push((r.sequence_number.as_str(), c)),
-                    Ok(Some(Change::Truncated(t))) => self.truncated(&t).await?,
+                    Ok(Some(Change::Truncated(t))) => truncations.push(t),
                     Ok(None) => {}
                     Err(e) => unreadable(&r.sequence_number, None, e)?,
                 }
@@ -531,6 +532,9 @@ impl Relay {
         }
         let changes = readable;
         if changes.is_empty() {
+            for t in &truncations {
+                self.truncated(t).await?;
+            }
             return Ok(RelayOutput::default());
         }
         // Per change, in stream order: its feed entry (`None`: behind the
@@ -583,6 +587,11 @@ impl Relay {
                     checkpoint = self.checkpoint(shard).await?;
                 }
             }
+        }
+        // Truncations after the batch's listings: an append of the same
+        // batch listed the stream with its older first revision.
+        for t in &truncations {
+            self.truncated(t).await?;
         }
         let known: Vec<FeedEntry> = all.iter().flatten().cloned().collect();
         if let Some(p) = &self.progress {
