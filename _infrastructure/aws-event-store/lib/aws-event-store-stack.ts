@@ -25,14 +25,18 @@ import type { KeyAttribute, TableSchema } from './table-schema';
 export const API_TABLE_ACTIONS = [
   'dynamodb:GetItem', // tips, append-id items
   'dynamodb:Query', // chunks, feed pages, listings, types
-  'dynamodb:UpdateItem', // tip path, tip updates in transactions
+  'dynamodb:UpdateItem', // tip path, tip updates in transactions, deletion and truncation of a tip, listing first revision
   'dynamodb:PutItem', // chunks and append-id items in transactions
+  'dynamodb:BatchWriteItem', // append-id items before a tip's events move; a deletion's and a truncation's item deletes
+  'dynamodb:ConditionCheckItem', // a truncation's rewrite of the chunk across its bound, checked against the tip
 ] as const;
 export const RELAY_TABLE_ACTIONS = [
   'dynamodb:GetItem', // checkpoints, announcement marks, tips
   'dynamodb:Query', // chunks, the feed's last page
   'dynamodb:PutItem', // feed pages, announcement marks
-  'dynamodb:BatchWriteItem', // listing entries and types (puts and deletes)
+  'dynamodb:BatchWriteItem', // listing entries and types (puts and deletes); finishing a deletion's item deletes
+  'dynamodb:UpdateItem', // a truncated stream's listing entry (first revision)
+  'dynamodb:ConditionCheckItem', // finishing a truncation's rewrite of the chunk across its bound
 ] as const;
 
 export interface AwsEventStoreStackProps extends cdk.StackProps {
@@ -45,7 +49,7 @@ const MAX_LONG_POLL_SECONDS = 30;
 
 /**
  * The stream records the relay needs: a stream's tip item written (INSERT or
- * MODIFY), which is how every append shows (`crates/dynamodb/src/relay.rs`,
+ * MODIFY), which is how every append, deletion and truncation shows (`crates/dynamodb/src/relay.rs`,
  * `parse_tip_change`, ignores every other item). Everything else — the
  * relay's own feed pages, listing entries, type and announcement items,
  * chunks and append-id items, and deletions — is filtered out before Lambda

@@ -371,12 +371,21 @@ describe('IAM', () => {
         .filter((s) => JSON.stringify(s.Resource).includes(tableId) && !asArray(s.Action).includes('dynamodb:GetRecords'))
         .flatMap((s) => asArray(s.Action))
         .sort();
-    assert.deepEqual(tableActions(API), ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem']);
-    assert.deepEqual(tableActions(RELAY), [
+    assert.deepEqual(tableActions(API), [
       'dynamodb:BatchWriteItem',
+      'dynamodb:ConditionCheckItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+    assert.deepEqual(tableActions(RELAY), [
+      'dynamodb:BatchWriteItem',
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
     ]);
   });
 
