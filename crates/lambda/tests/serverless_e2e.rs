@@ -480,6 +480,72 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
     );
     assert!(drain(&messaging, &orders).await.is_empty());
 
+    // Deleting the order stream through the Function URL: the relay puts
+    // one `$stream-deleted` entry into the feed and announces it with the
+    // attributes of an append, so filter policies select it (by its event
+    // type as by its stream type) and keep it from the others.
+    let deletions = messaging
+        .subscribed_queue(
+            &topic,
+            "deletions",
+            filtered(r#"{"EventTypes":["$stream-deleted"]}"#),
+        )
+        .await
+        .url;
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/streams/order/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (_, responses) = relay_all().await;
+    assert!(!responses.is_empty(), "the deletion reaches the relay");
+    for r in &responses {
+        assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    }
+    let deleted = drain(&messaging, &deletions).await;
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(
+        deleted[0].0,
+        json!({"StreamId": id, "StreamType": "order", "StreamRevision": "3", "FirstRevision": "3",
+               "EventTypes": ["$stream-deleted"], "Position": deleted[0].0["Position"]})
+    );
+    assert_eq!(
+        deleted[0].1.get("StreamType"),
+        Some(&("String".to_string(), "order".to_string()))
+    );
+    assert_eq!(
+        deleted[0].1.get("EventTypes"),
+        Some(&(
+            "String.Array".to_string(),
+            r#"["$stream-deleted"]"#.to_string()
+        ))
+    );
+    let by_type = drain(&messaging, &orders).await;
+    assert_eq!(by_type.len(), 1, "the order queue hears of it: {by_type:?}");
+    assert_eq!(by_type[0].0["EventTypes"], json!(["$stream-deleted"]));
+    assert!(drain(&messaging, &paid).await.is_empty());
+    assert_eq!(drain(&messaging, &everything).await.len(), 1);
+    let (_, feed) = api.call(reqwest::Method::GET, "/events", None).await;
+    let of_order: Vec<&Value> = feed["eventPage"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["streamId"] == json!(id))
+        .collect();
+    assert_eq!(of_order.len(), 1, "only the deletion entry: {feed}");
+    assert_eq!(of_order[0]["eventType"], "$stream-deleted");
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/streams/order/{id}/events"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 410);
+
     // A delivery that writes the feed but cannot publish (the topic is gone
     // for a while; the same as a relay dying after the feed write): the
     // function reports the batch from its first record, so Lambda delivers
@@ -527,9 +593,11 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
         .as_array()
         .unwrap()
         .clone();
+    // The invoice, the order stream's deletion entry (its events left the
+    // feed with it), the two parcels.
     assert_eq!(
         feed_crashed.len(),
-        5,
+        4,
         "the parcels are in the feed: {feed_crashed:?}"
     );
     assert!(
@@ -557,7 +625,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
             )
         })
         .collect();
-    let in_feed: Vec<(String, String)> = feed_crashed[3..]
+    let in_feed: Vec<(String, String)> = feed_crashed[2..]
         .iter()
         .map(|e| {
             (
@@ -677,8 +745,9 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
     );
     assert_eq!(
         keys.len(),
-        7,
-        "the three earlier events, the two parcels, audit A and audit C: {keys:?}"
+        6,
+        "the invoice, the order stream's deletion entry, the two parcels, audit A and \
+         audit C: {keys:?}"
     );
     assert!(
         !keys.iter().any(|(id, _)| id == &audit_ids[1]),
