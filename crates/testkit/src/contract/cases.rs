@@ -29,6 +29,10 @@ pub const CASES: &[&str] = &[
     "limits",
     "extreme_values_round_trip",
     "documents_and_pages",
+    "deletion_and_truncation",
+    "deletion_races_appends",
+    "deletion_during_a_feed_read",
+    "truncation_races_appends",
 ];
 
 /// Runs every case on one target in turn (for a target that is costly to
@@ -64,6 +68,10 @@ pub async fn run_case(t: &Target, name: &str) {
         "limits" => limits(t).await,
         "extreme_values_round_trip" => extreme_values_round_trip(t).await,
         "documents_and_pages" => documents_and_pages(t).await,
+        "deletion_and_truncation" => deletion_and_truncation(t).await,
+        "deletion_races_appends" => deletion_races_appends(t).await,
+        "deletion_during_a_feed_read" => deletion_during_a_feed_read(t).await,
+        "truncation_races_appends" => truncation_races_appends(t).await,
         other => panic!("no contract case {other:?}"),
     }
 }
@@ -1775,4 +1783,794 @@ pub async fn documents_and_pages(t: &Target) {
     let bare = api.get("/openapi").await;
     assert!(bare.status.is_redirection());
     assert_eq!(bare.header("location"), Some("openapi/"));
+}
+
+/// A stream's lifecycle answers: `DELETE` at the wrong revision, of an
+/// unknown stream or with a bad query, and `POST …/truncate` with a bad
+/// bound or body change nothing (a sibling of the same type included);
+/// a deletion answers 204 (again 204), then every read, detail, append
+/// and truncation of the stream is 410, it leaves its listing and counts,
+/// and the feeds carry exactly one `$stream-deleted` entry for it instead
+/// of its events; a truncation answers the stream with its `firstRevision`,
+/// reads start there, appends go on at the current revision and the
+/// removed events leave the feeds.
+pub async fn deletion_and_truncation(t: &Target) {
+    let api = &t.api;
+    let (ty, tty) = (t.ty("doomed"), t.ty("trimmed"));
+    // The kept stream first: its first position precedes every event of
+    // the deleted one in the global feed.
+    let kept = api.create(&ty, json!({"kept": 0})).await;
+    api.append_n(&ty, &kept, 2).await;
+    let gone = api.create(&ty, json!({"gone": 0})).await;
+    api.post(
+        &format!("/streams/{ty}/{gone}/events"),
+        &json!({"expectedRevision": 1, "events": [
+            {"eventType": "gone", "payload": {"gone": 1}},
+            {"eventType": "gone", "payload": {"gone": 2}}]}),
+    )
+    .await
+    .assert_status(201);
+    let kept_events = api.events(&ty, &kept).await;
+    let gone_events = api.events(&ty, &gone).await;
+    assert_eq!(gone_events.len(), 3);
+    let path = format!("/streams/{ty}/{gone}");
+    let delete = |path: String| async move { api.request(Method::DELETE, &path, None, &[]).await };
+
+    // Refused deletions change nothing.
+    delete(format!("{path}?expected-revision=2"))
+        .await
+        .assert_error(409, "wrong-expected-revision");
+    delete(format!("{path}?expected-revision=4"))
+        .await
+        .assert_error(409, "wrong-expected-revision");
+    for query in ["x", "-1", "1.5", "", "3&expected-revision=3"] {
+        delete(format!("{path}?expected-revision={query}"))
+            .await
+            .assert_error(400, "bad-request");
+    }
+    delete(format!("/streams/{ty}/never"))
+        .await
+        .assert_error(404, "not-found");
+    delete(format!("/streams/{tty}/{gone}"))
+        .await
+        .assert_error(404, "not-found");
+    delete(format!("/streams/bad%20type/{gone}"))
+        .await
+        .assert_error(400, "bad-request");
+    delete(format!("/streams/{ty}"))
+        .await
+        .assert_error(405, "method-not-allowed");
+    assert_same_events(&api.events(&ty, &gone).await, &gone_events);
+    assert_same_events(&api.events(&ty, &kept).await, &kept_events);
+    let listed = t
+        .settled(&format!("/streams/{ty}"), |b| {
+            let mut ids = listed_ids(b);
+            ids.sort();
+            let mut want = vec![kept.clone(), gone.clone()];
+            want.sort();
+            ids == want
+        })
+        .await;
+    assert_eq!(listed_ids(&listed).len(), 2);
+    type_counts(t, &[(&ty, 2)]).await;
+
+    let a = delete(format!("{path}?expected-revision=3")).await;
+    assert_eq!(a.status.as_u16(), 204, "{}", a.text);
+    assert!(a.text.is_empty(), "a 204 has no body: {:?}", a.text);
+    let again = delete(path.clone()).await;
+    assert_eq!(again.status.as_u16(), 204, "deleting again: {}", again.text);
+
+    for read in [
+        format!("{path}/details"),
+        format!("{path}/events"),
+        format!("{path}/events?direction=backward"),
+    ] {
+        api.get(&read).await.assert_error(410, "stream-deleted");
+    }
+    api.put(
+        &format!("{path}/events/4"),
+        &json!({"event": {"eventType": "late", "payload": 1}}),
+    )
+    .await
+    .assert_error(410, "stream-deleted");
+    for expected in [json!("any"), json!(3), json!("exists"), json!("no-stream")] {
+        api.post(
+            &format!("{path}/events"),
+            &json!({"expectedRevision": expected, "events": [{"eventType": "late", "payload": 1}]}),
+        )
+        .await
+        .assert_error(410, "stream-deleted");
+    }
+    api.post(&format!("{path}/truncate"), &json!({"beforeRevision": 2}))
+        .await
+        .assert_error(410, "stream-deleted");
+    assert_same_events(&api.events(&ty, &kept).await, &kept_events);
+    t.settled(&format!("/streams/{ty}"), |b| {
+        listed_ids(b) == [kept.clone()]
+    })
+    .await;
+    type_counts(t, &[(&ty, 1)]).await;
+
+    // The feeds: the kept stream's events and one deletion entry.
+    let type_feed = settled_feed(t, &format!("/streams/{ty}/events"), 0, |entries| {
+        entries.iter().any(|e| e["streamId"] == gone.as_str())
+            && entries
+                .iter()
+                .filter(|e| e["streamId"] == kept.as_str())
+                .count()
+                == 3
+    })
+    .await;
+    let start = type_feed[0]["position"].as_u64().unwrap() - 1;
+    let global: Vec<Value> = settled_feed(t, "/events", start, |entries| {
+        entries
+            .iter()
+            .any(|e| e["streamId"] == gone.as_str() && e["streamType"] == ty.as_str())
+    })
+    .await
+    .into_iter()
+    .filter(|e| e["streamType"] == ty.as_str())
+    .collect();
+    assert_eq!(global, type_feed, "the global feed holds the type feed");
+    for (name, entries) in [("type feed", &type_feed), ("global feed", &global)] {
+        let of_gone: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["streamId"] == gone.as_str())
+            .collect();
+        assert_eq!(of_gone.len(), 1, "{name}: {of_gone:?}");
+        assert_eq!(of_gone[0]["eventType"], "$stream-deleted", "{name}");
+        assert_eq!(of_gone[0]["revision"], 4, "{name}: last revision + 1");
+        assert_eq!(of_gone[0]["streamType"], ty.as_str(), "{name}");
+        assert!(
+            !entries.iter().any(|e| e["payload"].get("gone").is_some()),
+            "{name}: a deleted payload is still served: {entries:?}"
+        );
+        let kept_in_feed: Vec<Value> = entries
+            .iter()
+            .filter(|e| e["streamId"] == kept.as_str())
+            .map(|e| e["payload"].clone())
+            .collect();
+        let kept_payloads: Vec<Value> = kept_events.iter().map(|e| e["payload"].clone()).collect();
+        assert_eq!(kept_in_feed, kept_payloads, "{name}");
+    }
+    let p = positions(&type_feed);
+    assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
+    assert!(
+        *p.last().unwrap()
+            == of_stream(&type_feed, &gone)[0]["position"]
+                .as_u64()
+                .unwrap(),
+        "the deletion entry comes after every event acknowledged before it: {type_feed:?}"
+    );
+
+    // Truncation: refusals change nothing.
+    let id = api.create(&tty, json!({"n": 0})).await;
+    api.append_n(&tty, &id, 9).await;
+    let sibling = api.create(&tty, json!({"sibling": 0})).await;
+    api.append_n(&tty, &sibling, 1).await;
+    let (events, sibling_events) = (
+        api.events(&tty, &id).await,
+        api.events(&tty, &sibling).await,
+    );
+    assert_eq!(events.len(), 10);
+    let tpath = format!("/streams/{tty}/{id}/truncate");
+    for body in [
+        json!({"beforeRevision": 0}),
+        json!({"beforeRevision": 11}),
+        json!({"beforeRevision": -1}),
+        json!({"beforeRevision": 1.5}),
+        json!({"beforeRevision": "3"}),
+        json!({"beforeRevision": null}),
+        json!({"before": 3}),
+        json!({}),
+        json!({"beforeRevision": 3, "extra": true}),
+        json!([]),
+        json!(3),
+    ] {
+        api.post(&tpath, &body)
+            .await
+            .assert_error(400, "bad-request");
+    }
+    for raw in ["{", "", "null", "{\"beforeRevision\": 3,}"] {
+        api.raw(
+            Method::POST,
+            &tpath,
+            Some("application/json"),
+            raw.as_bytes().to_vec(),
+        )
+        .await
+        .assert_error(400, "bad-request");
+    }
+    api.raw(
+        Method::POST,
+        &tpath,
+        Some("text/plain"),
+        br#"{"beforeRevision": 3}"#.to_vec(),
+    )
+    .await
+    .assert_error(415, "unsupported-media-type");
+    api.post(
+        &format!("{tpath}?expected-revision=9"),
+        &json!({"beforeRevision": 3}),
+    )
+    .await
+    .assert_error(409, "wrong-expected-revision");
+    api.post(
+        &format!("{tpath}?expected-revision=x"),
+        &json!({"beforeRevision": 3}),
+    )
+    .await
+    .assert_error(400, "bad-request");
+    api.post(
+        &format!("/streams/{tty}/never/truncate"),
+        &json!({"beforeRevision": 1}),
+    )
+    .await
+    .assert_error(404, "not-found");
+    api.post(
+        &format!("/streams/{ty}/{id}/truncate"),
+        &json!({"beforeRevision": 1}),
+    )
+    .await
+    .assert_error(404, "not-found");
+    assert_same_events(&api.events(&tty, &id).await, &events);
+    assert_same_events(&api.events(&tty, &sibling).await, &sibling_events);
+    let details = api
+        .get(&format!("/streams/{tty}/{id}/details"))
+        .await
+        .assert_status(200);
+    assert_eq!(details["stream"]["firstRevision"], 1, "{details}");
+
+    let truncated = api
+        .post(
+            &format!("{tpath}?expected-revision=10"),
+            &json!({"beforeRevision": 4}),
+        )
+        .await
+        .assert_status(200);
+    assert_eq!(truncated["stream"]["firstRevision"], 4, "{truncated}");
+    assert_eq!(truncated["stream"]["revision"], 10, "{truncated}");
+    assert_eq!(truncated["stream"]["streamId"], id.as_str());
+    let read = api.events(&tty, &id).await;
+    assert_same_events(&read, &events[3..]);
+    let from_start = api
+        .get(&format!(
+            "/streams/{tty}/{id}/events?after-revision=1&limit=2"
+        ))
+        .await
+        .assert_status(200);
+    assert_eq!(revs(&from_start), vec![4, 5], "{from_start}");
+    let backward = api
+        .get(&format!(
+            "/streams/{tty}/{id}/events?direction=backward&limit=1000"
+        ))
+        .await
+        .assert_status(200);
+    assert_eq!(revs(&backward), (4..=10).rev().collect::<Vec<_>>());
+    let details = api
+        .get(&format!("/streams/{tty}/{id}/details"))
+        .await
+        .assert_status(200);
+    assert_eq!(details["stream"]["firstRevision"], 4, "{details}");
+    assert_eq!(details["stream"]["revision"], 10, "{details}");
+    // A lower bound than the current one changes nothing.
+    let lower = api
+        .post(&tpath, &json!({"beforeRevision": 2}))
+        .await
+        .assert_status(200);
+    assert_eq!(lower["stream"]["firstRevision"], 4, "{lower}");
+    // Appends go on at the current revision; the bound can reach the last one.
+    api.put(
+        &format!("/streams/{tty}/{id}/events/11"),
+        &json!({"event": {"eventType": "next", "payload": {"n": 11}}}),
+    )
+    .await
+    .assert_status(201);
+    api.post(&tpath, &json!({"beforeRevision": 13}))
+        .await
+        .assert_error(400, "bad-request");
+    assert_eq!(api.events(&tty, &id).await.len(), 8, "nothing changed");
+    assert_same_events(&api.events(&tty, &sibling).await, &sibling_events);
+    t.settled(&format!("/streams/{tty}"), |b| {
+        b["streamPage"]["streams"].as_array().is_some_and(|s| {
+            s.iter().any(|s| {
+                s["streamId"] == id.as_str() && s["firstRevision"] == 4 && s["revision"] == 11
+            }) && s.len() == 2
+        })
+    })
+    .await;
+    type_counts(t, &[(&tty, 2)]).await;
+    let feed = settled_feed(t, &format!("/streams/{tty}/events"), 0, |entries| {
+        of_stream(entries, &id).len() == 8 && of_stream(entries, &sibling).len() == 2
+    })
+    .await;
+    let kept_revisions: Vec<u64> = of_stream(&feed, &id)
+        .iter()
+        .map(|e| e["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept_revisions, (4..=11).collect::<Vec<_>>(), "{feed:?}");
+    let removed = ids_of(&events[..3]);
+    assert!(
+        !feed.iter().any(|e| removed.contains(&e["eventId"])),
+        "a removed event is still in the feed: {feed:?}"
+    );
+    let last = api
+        .post(&tpath, &json!({"beforeRevision": 11}))
+        .await
+        .assert_status(200);
+    assert_eq!(last["stream"]["firstRevision"], 11, "{last}");
+    assert_eq!(
+        revs(
+            &api.get(&format!("/streams/{tty}/{id}/events"))
+                .await
+                .assert_status(200)
+        ),
+        vec![11]
+    );
+}
+
+/// The events of `id` among feed entries, in feed order.
+fn of_stream(entries: &[Value], id: &str) -> Vec<Value> {
+    entries
+        .iter()
+        .filter(|e| e["streamId"] == id)
+        .cloned()
+        .collect()
+}
+
+/// Asserts two stream reads hold the same events, ignoring `position`
+/// (a relayed target may add it between the reads).
+#[track_caller]
+fn assert_same_events(now: &[Value], before: &[Value]) {
+    let strip = |v: &[Value]| -> Vec<Value> {
+        v.iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("position");
+                e
+            })
+            .collect()
+    };
+    assert_eq!(strip(now), strip(before), "the stream changed");
+}
+
+/// A whole feed after `after` ([`read_feed`], pages of 7) once `done`
+/// holds for it: at once on a consistent target, within
+/// [`super::Profile::settle`] on a relayed one.
+async fn settled_feed(
+    t: &Target,
+    path: &str,
+    after: u64,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + t.profile.settle;
+    loop {
+        let entries = read_feed(&t.api, path, after, 7).await;
+        if done(&entries) {
+            return entries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {path} after {after} did not reach the expected state: {entries:?}",
+            t.profile.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Several clients append to a stream while it is deleted: every append
+/// answers 201 (before) or 410 (after), never anything else; the stream is
+/// 410 for good afterwards, its deletion entry follows its last
+/// acknowledged revision, the feeds hold that one entry and none of its
+/// events, and a sibling appended meanwhile has every acknowledged event
+/// in the feeds, in order, once.
+pub async fn deletion_races_appends(t: &Target) {
+    let ty = t.ty("contested");
+    let api = Arc::new(t.api.clone());
+    // The sibling first: its first position precedes the victim's events.
+    let sibling = api.create(&ty, json!({"sibling": 0})).await;
+    let victim = api.create(&ty, json!({"victim": 0})).await;
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (api, ty, victim, acked) = (api.clone(), ty.clone(), victim.clone(), acked.clone());
+            tokio::spawn(async move {
+                let path = format!("/streams/{ty}/{victim}/events");
+                let mut revisions = Vec::new();
+                let mut gone = 0;
+                for i in 0..400u64 {
+                    let a = api
+                        .post(
+                            &path,
+                            &json!({"expectedRevision": "any", "events": [
+                                {"eventType": "doomed", "payload": {"victim": 1, "w": w, "i": i}}]}),
+                        )
+                        .await;
+                    match a.status.as_u16() {
+                        201 => {
+                            assert_eq!(gone, 0, "an append after a 410 was stored: {}", a.text);
+                            revisions.push(a.json()["lastRevision"].as_u64().unwrap());
+                            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        410 => {
+                            a.assert_error(410, "stream-deleted");
+                            gone += 1;
+                            if gone == 3 {
+                                return revisions;
+                            }
+                        }
+                        other => panic!("an append racing a deletion answered {other}: {}", a.text),
+                    }
+                }
+                panic!("the deletion never took effect for writer {w}");
+            })
+        })
+        .collect();
+    let sibling_writer = {
+        let (api, ty, sibling) = (api.clone(), ty.clone(), sibling.clone());
+        tokio::spawn(async move {
+            let mut payloads = vec![json!({"sibling": 0})];
+            for i in 1..=12u64 {
+                let payload = json!({"sibling": i});
+                api.put(
+                    &format!("/streams/{ty}/{sibling}/events/{}", i + 1),
+                    &json!({"event": {"eventType": "alive", "payload": payload}}),
+                )
+                .await
+                .assert_status(201);
+                payloads.push(payload);
+            }
+            payloads
+        })
+    };
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 6 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let a = api
+        .request(
+            Method::DELETE,
+            &format!("/streams/{ty}/{victim}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 204, "{}", a.text);
+    let mut acked_revisions = vec![1];
+    for w in writers {
+        acked_revisions.extend(w.await.unwrap());
+    }
+    let sibling_payloads = sibling_writer.await.unwrap();
+    acked_revisions.sort();
+    let last = *acked_revisions.last().unwrap();
+    eprintln!(
+        "{}: {} appends acknowledged before the deletion at revision {last}",
+        t.profile.name,
+        acked_revisions.len() - 1
+    );
+    assert_eq!(
+        acked_revisions,
+        (1..=last).collect::<Vec<_>>(),
+        "acknowledged appends are sequential"
+    );
+
+    let path = format!("/streams/{ty}/{victim}");
+    api.get(&format!("{path}/details"))
+        .await
+        .assert_error(410, "stream-deleted");
+    api.get(&format!("{path}/events"))
+        .await
+        .assert_error(410, "stream-deleted");
+    api.put(
+        &format!("{path}/events/{}", last + 1),
+        &json!({"event": {"eventType": "late", "payload": 1}}),
+    )
+    .await
+    .assert_error(410, "stream-deleted");
+    let again = api.request(Method::DELETE, &path, None, &[]).await;
+    assert_eq!(again.status.as_u16(), 204, "{}", again.text);
+
+    let n = sibling_payloads.len();
+    let type_feed = settled_feed(t, &format!("/streams/{ty}/events"), 0, |entries| {
+        !of_stream(entries, &victim).is_empty() && of_stream(entries, &sibling).len() >= n
+    })
+    .await;
+    let start = type_feed[0]["position"].as_u64().unwrap() - 1;
+    let global: Vec<Value> = settled_feed(t, "/events", start, |entries| {
+        entries
+            .iter()
+            .filter(|e| e["streamType"] == ty.as_str())
+            .count()
+            == type_feed.len()
+    })
+    .await
+    .into_iter()
+    .filter(|e| e["streamType"] == ty.as_str())
+    .collect();
+    assert_eq!(global, type_feed, "the global feed holds the type feed");
+    let p = positions(&type_feed);
+    assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
+    let of_victim = of_stream(&type_feed, &victim);
+    assert_eq!(
+        of_victim.len(),
+        1,
+        "one deletion entry, no events: {of_victim:?}"
+    );
+    assert_eq!(of_victim[0]["eventType"], "$stream-deleted");
+    assert_eq!(of_victim[0]["revision"], last + 1, "{of_victim:?}");
+    assert!(
+        !type_feed
+            .iter()
+            .any(|e| e["payload"].get("victim").is_some()),
+        "a deleted payload is still served: {type_feed:?}"
+    );
+    let of_sibling = of_stream(&type_feed, &sibling);
+    let got: Vec<(u64, Value)> = of_sibling
+        .iter()
+        .map(|e| (e["revision"].as_u64().unwrap(), e["payload"].clone()))
+        .collect();
+    let want: Vec<(u64, Value)> = (1..).zip(sibling_payloads).collect();
+    assert_eq!(got, want, "the sibling's events, in order, once");
+}
+
+/// A reader pages through a type feed (pages of 3) while another stream of
+/// the type is deleted: it neither misses nor repeats an entry of the
+/// other streams; a reader resuming after any position, a deleted event's
+/// included, neither.
+pub async fn deletion_during_a_feed_read(t: &Target) {
+    let ty = t.ty("paged");
+    let api = Arc::new(t.api.clone());
+    let (a, victim, b) = (
+        api.create(&ty, json!({"a": 0})).await,
+        api.create(&ty, json!({"victim": 0})).await,
+        api.create(&ty, json!({"b": 0})).await,
+    );
+    for round in 1..=4 {
+        for (id, key) in [(&a, "a"), (&victim, "victim"), (&b, "b")] {
+            api.post(
+                &format!("/streams/{ty}/{id}/events"),
+                &json!({"expectedRevision": "any", "events": [
+                    {"eventType": "x", "payload": {key: round, "i": 0}},
+                    {"eventType": "x", "payload": {key: round, "i": 1}}]}),
+            )
+            .await
+            .assert_status(201);
+        }
+    }
+    let feed = format!("/streams/{ty}/events");
+    let before = settled_feed(t, &feed, 0, |entries| entries.len() == 27).await;
+    let victim_positions = positions(&of_stream(&before, &victim));
+    let others = |entries: &[Value]| -> Vec<Value> {
+        entries
+            .iter()
+            .filter(|e| e["streamId"] != victim.as_str())
+            .cloned()
+            .collect()
+    };
+
+    let mut after = 0;
+    let mut seen = Vec::new();
+    let mut deletion = None;
+    let mut deleted = false;
+    let mut pages = 0;
+    loop {
+        let page = api
+            .get(&format!("{feed}?after-position={after}&limit=3"))
+            .await
+            .assert_status(200);
+        pages += 1;
+        let events = page_events(&page);
+        let last = page["eventPage"]["lastPosition"].as_u64().unwrap();
+        assert!(events.len() <= 3, "{page}");
+        for e in &events {
+            let p = e["position"].as_u64().unwrap();
+            assert!(after < p && p <= last, "after {after}: {page}");
+        }
+        assert!(last >= after, "{page}");
+        seen.extend(events);
+        after = last;
+        if pages == 3 {
+            let (api, path) = (api.clone(), format!("/streams/{ty}/{victim}"));
+            deletion = Some(tokio::spawn(async move {
+                api.request(Method::DELETE, &path, None, &[]).await
+            }));
+        }
+        if page["eventPage"]["hasMore"] == false {
+            // At the end: once the deletion is answered, read on once more.
+            match deletion.take() {
+                Some(d) => {
+                    let a = d.await.unwrap();
+                    assert_eq!(a.status.as_u16(), 204, "{}", a.text);
+                    deleted = true;
+                }
+                None if deleted => break,
+                None => panic!("the feed ended before the deletion: {seen:?}"),
+            }
+        }
+    }
+    let p = positions(&seen);
+    assert!(p.windows(2).all(|w| w[0] < w[1]), "no entry twice: {p:?}");
+    let full = settled_feed(t, &feed, 0, |entries| {
+        of_stream(entries, &victim).len() == 1
+    })
+    .await;
+    assert_eq!(
+        full.len(),
+        19,
+        "18 events of the others and the deletion entry: {full:?}"
+    );
+    assert_eq!(
+        others(&seen),
+        others(&full),
+        "the reader saw every other entry once"
+    );
+    assert_eq!(
+        others(&before),
+        others(&full),
+        "the others' entries did not change"
+    );
+
+    // Resuming after any earlier position, the deleted events' included.
+    for &from in victim_positions.iter().step_by(3) {
+        let rest = read_feed(&api, &feed, from, 3).await;
+        let want: Vec<Value> = others(&full)
+            .into_iter()
+            .filter(|e| e["position"].as_u64().unwrap() > from)
+            .collect();
+        assert_eq!(others(&rest), want, "resuming after {from}");
+    }
+}
+
+/// Appends race truncations: every append is stored (201) at sequential
+/// revisions, each batch contiguous; the truncations answer 200 with their
+/// bound; reads that start after a truncation is acknowledged begin at its
+/// bound or later, every read is contiguous; appends go on at the current
+/// revision and the feed holds the kept events only.
+pub async fn truncation_races_appends(t: &Target) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let ty = t.ty("trimmed");
+    let api = Arc::new(t.api.clone());
+    let id = api.create(&ty, json!({"w": 99, "i": 0})).await;
+    api.append_n(&ty, &id, 9).await;
+    let path = format!("/streams/{ty}/{id}");
+    let bound = Arc::new(AtomicU64::new(1));
+    let done = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    const BATCHES: u64 = 8;
+    let writers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let (api, path, acked) = (api.clone(), path.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut batches = Vec::new();
+                for i in 0..BATCHES {
+                    let body = api
+                        .post(
+                            &format!("{path}/events"),
+                            &json!({"expectedRevision": "any", "events": [
+                                {"eventType": "x", "payload": {"w": w, "i": 2 * i}},
+                                {"eventType": "x", "payload": {"w": w, "i": 2 * i + 1}}]}),
+                        )
+                        .await
+                        .assert_status(201);
+                    let first = body["firstRevision"].as_u64().unwrap();
+                    assert_eq!(body["lastRevision"], first + 1, "{body}");
+                    batches.push((first, w, 2 * i));
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                batches
+            })
+        })
+        .collect();
+    let reader = {
+        let (api, path, bound, done) = (api.clone(), path.clone(), bound.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(Ordering::SeqCst) {
+                let at_least = bound.load(Ordering::SeqCst);
+                let page = api
+                    .get(&format!("{path}/events?limit=1000"))
+                    .await
+                    .assert_status(200);
+                let r = revs(&page);
+                assert!(
+                    r.first().is_some_and(|&f| f >= at_least),
+                    "a read from before the bound {at_least}: {r:?}"
+                );
+                assert!(r.first() == Some(&1) || r[0] >= 4, "{r:?}");
+                assert!(r.windows(2).all(|w| w[1] == w[0] + 1), "{r:?}");
+                assert!(*r.last().unwrap() >= 10, "{r:?}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let truncate = |before: u64| {
+        let (api, path) = (api.clone(), path.clone());
+        async move {
+            api.post(
+                &format!("{path}/truncate"),
+                &json!({"beforeRevision": before}),
+            )
+            .await
+            .assert_status(200)
+        }
+    };
+    // Truncate once some batches are in, while the others are on their way.
+    while acked.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first = truncate(4).await;
+    assert_eq!(first["stream"]["firstRevision"], 4, "{first}");
+    bound.store(4, Ordering::SeqCst);
+    let at = first["stream"]["revision"].as_u64().unwrap();
+    assert!(at >= 10, "{first}");
+    let second = truncate(at).await;
+    assert_eq!(second["stream"]["firstRevision"], at, "{second}");
+    assert!(
+        second["stream"]["revision"].as_u64().unwrap() >= at,
+        "{second}"
+    );
+    bound.store(at, Ordering::SeqCst);
+
+    let mut batches: Vec<(u64, u64, u64)> = Vec::new();
+    for w in writers {
+        batches.extend(w.await.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+    batches.sort();
+    let firsts: Vec<u64> = batches.iter().map(|b| b.0).collect();
+    assert_eq!(
+        firsts,
+        (0..3 * BATCHES).map(|i| 11 + 2 * i).collect::<Vec<_>>(),
+        "sequential revisions, each batch contiguous"
+    );
+    let end = 10 + 6 * BATCHES;
+    eprintln!(
+        "{}: truncated before 4 at revision {at}, before {at} at revision {}, of {end}; {reads} racing reads",
+        t.profile.name, second["stream"]["revision"]
+    );
+    let events = api.events(&ty, &id).await;
+    let r: Vec<u64> = events
+        .iter()
+        .map(|e| e["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        r,
+        (at..=end).collect::<Vec<_>>(),
+        "reads start at the bound"
+    );
+    for e in &events {
+        let rev = e["revision"].as_u64().unwrap();
+        if rev > 10 {
+            let &(first, w, i) = batches
+                .iter()
+                .find(|b| b.0 == rev || b.0 + 1 == rev)
+                .unwrap();
+            assert_eq!(e["payload"], json!({"w": w, "i": i + rev - first}), "{e}");
+        }
+    }
+    let details = api.get(&format!("{path}/details")).await.assert_status(200);
+    assert_eq!(details["stream"]["firstRevision"], at, "{details}");
+    assert_eq!(details["stream"]["revision"], end, "{details}");
+    api.put(
+        &format!("{path}/events/{}", end + 1),
+        &json!({"event": {"eventType": "next", "payload": {"w": 7}}}),
+    )
+    .await
+    .assert_status(201);
+    let feed = settled_feed(t, &format!("/streams/{ty}/events"), 0, |entries| {
+        entries.last().is_some_and(|e| e["revision"] == end + 1)
+            && entries.first().is_some_and(|e| e["revision"] == at)
+    })
+    .await;
+    let r: Vec<u64> = feed
+        .iter()
+        .map(|e| e["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        r,
+        (at..=end + 1).collect::<Vec<_>>(),
+        "the feed holds the kept events"
+    );
 }

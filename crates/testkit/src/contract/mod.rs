@@ -163,7 +163,11 @@ macro_rules! contract_suite {
             invalid_path_segments_and_queries,
             limits,
             extreme_values_round_trip,
-            documents_and_pages
+            documents_and_pages,
+            deletion_and_truncation,
+            deletion_races_appends,
+            deletion_during_a_feed_read,
+            truncation_races_appends
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
