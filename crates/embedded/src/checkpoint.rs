@@ -554,7 +554,12 @@ fn try_load(
         c.next_stream,
         c.last_time,
     );
-    if let Err(e) = index.load_removals() {
+    // A removals table that does not read: open rebuilds the index (a
+    // deleted stream must not come back); `check` (read only) goes on and
+    // finds the damaged run by its checksums.
+    if let Err(e) = index.load_removals()
+        && !read_only
+    {
         return Ok(Err(format!("the removals table: {e}")));
     }
     Ok(Ok((

@@ -531,11 +531,14 @@ impl Index {
     /// Reads the removals table of the runs into memory (open does this
     /// once; the deltas keep it current from then on).
     pub(crate) fn load_removals(&mut self) -> IoResult<()> {
+        // A block that does not read must fail the load, not end it early
+        // (a deleted stream would come back).
+        let errors = ReadErrors::default();
         let sources: Vec<_> = self
             .runs
             .iter()
             .rev()
-            .map(|r| r.iter_from(&[TAG_REMOVALS]))
+            .map(|r| errors.watch(r.iter_from(&[TAG_REMOVALS])))
             .collect();
         let mut removals = HashMap::new();
         for (k, v) in Merge::new(sources) {
@@ -552,6 +555,7 @@ impl Index {
             })?;
             removals.insert(u32::from_be_bytes(n), r);
         }
+        errors.check()?;
         self.removals = removals;
         Ok(())
     }

@@ -512,3 +512,58 @@ async fn reads_during_erasure_see_whole_records() {
     reader.await.unwrap();
     let _ = temp.path().to_path_buf();
 }
+
+/// A removals entry that no longer reads (its index block damaged) makes
+/// open rebuild the index from the log: the deleted stream stays deleted
+/// and the truncated one keeps its first revision, never coming back whole.
+#[tokio::test]
+async fn a_damaged_removals_block_is_rebuilt_not_ignored() {
+    let temp = TempStore::checkpointed(1);
+    let gone = key("person", "gone");
+    let cut = key("person", "cut");
+    append(&temp, &gone, Expectation::NoStream, secret_events(2, "g"))
+        .await
+        .unwrap();
+    append(&temp, &cut, Expectation::NoStream, secret_events(3, "c"))
+        .await
+        .unwrap();
+    temp.delete_stream(&gone, None).await.unwrap();
+    temp.truncate_stream(&cut, Revision::new(3), None)
+        .await
+        .unwrap();
+    let path = temp.path().to_path_buf();
+    temp.store.close().await;
+    // Entries of the removals table (tag 8, stream numbers 0 and 1):
+    // key_len 5, value_len 24, then the key.
+    let mut damaged = 0;
+    for run in files_under(&path.join("index")) {
+        if !run.to_string_lossy().contains("run-") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&run).unwrap();
+        for number in [0u8, 1] {
+            let pattern = [5, 0, 24, 0, 8, 0, 0, 0, number];
+            if let Some(at) = bytes.windows(9).position(|w| w == pattern) {
+                bytes[at + 12] ^= 0x01;
+                damaged += 1;
+            }
+        }
+        std::fs::write(&run, &bytes).unwrap();
+    }
+    assert!(damaged > 0, "the removals entries were found in the runs");
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert!(
+        store.open_stats().rebuilt.is_some(),
+        "{:?}",
+        store.open_stats()
+    );
+    assert!(matches!(
+        store.stream_info(&gone).await,
+        Err(StoreError::StreamDeleted(_))
+    ));
+    let info = store.stream_info(&cut).await.unwrap().unwrap();
+    assert_eq!(info.first_revision, Revision::new(3));
+    assert_eq!(read_all(&store, &cut).await.len(), 1);
+    store.close().await;
+    drop(temp.dir);
+}
