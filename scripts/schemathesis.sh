@@ -62,11 +62,12 @@ common=(--max-examples "$EXAMPLES" --generation-database none --no-color
 
 # Checks that do not apply: ignored_auth and object_level_authorization
 # (the server runs without API keys here; auth has its own Rust tests),
-# use_after_free (no DELETE yet), max_response_time (no budget set).
+# max_response_time (no budget set).
 CHECKS_OWN="not_a_server_error,status_code_conformance,content_type_conformance"
 CHECKS_OWN+=",response_headers_conformance,response_schema_conformance"
 CHECKS_OWN+=",negative_data_rejection,positive_data_acceptance,missing_required_header"
 CHECKS_OWN+=",unsupported_method,allow_header_conformance,ensure_resource_availability"
+CHECKS_OWN+=",use_after_free"
 
 CHECKS_ORIGINAL="not_a_server_error,status_code_conformance,content_type_conformance"
 CHECKS_ORIGINAL+=",response_schema_conformance,positive_data_acceptance,ensure_resource_availability"
@@ -78,14 +79,14 @@ cd "$WORK" # schemathesis writes nothing into the checkout
 echo "--- schemathesis: the server's own document (positive and negative data)"
 start_server own
 PYTHONPATH="$ROOT/scripts/schemathesis" SCHEMATHESIS_HOOKS=own_hooks \
-    "$ST" run "$URL/openapi/openapi-spec.json" --mode all --checks "$CHECKS_OWN" "${common[@]}" ||
+    "$ST" --config-file "$ROOT/scripts/schemathesis/schemathesis.toml" run "$URL/openapi/openapi-spec.json" --mode all --checks "$CHECKS_OWN" "${common[@]}" ||
     status=1
 stop_server
 
 echo "--- schemathesis: the original service's document (positive data)"
 start_server original
 PYTHONPATH="$ROOT/scripts/schemathesis" SCHEMATHESIS_HOOKS=original_hooks \
-    "$ST" run "$ORIGINAL" --url "$URL" --mode positive --checks "$CHECKS_ORIGINAL" "${common[@]}" ||
+    "$ST" --config-file "$ROOT/scripts/schemathesis/schemathesis.toml" run "$ORIGINAL" --url "$URL" --mode positive --checks "$CHECKS_ORIGINAL" "${common[@]}" ||
     status=1
 stop_server
 

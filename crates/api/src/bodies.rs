@@ -160,8 +160,39 @@ pub struct BatchAppendBody {
 pub struct TruncateBody {
     /// The first revision to keep: every event below it is removed
     /// (1 to the stream's revision).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = u64, minimum = 1, maximum = 9223372036854775807u64)
+    )]
+    #[serde(deserialize_with = "before_revision")]
     pub before_revision: Revision,
+}
+
+/// `beforeRevision`: an integer from 1 to 2^63 − 1 (an integral float such
+/// as `3.0` is the integer 3, as JSON Schema's `integer` says). Out of range
+/// is refused here, as a malformed body, before the stream is looked at.
+fn before_revision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Revision, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Float(f64),
+    }
+    let invalid = || {
+        serde::de::Error::custom("beforeRevision must be an integer from 1 to 9223372036854775807")
+    };
+    let n = match Raw::deserialize(d).map_err(|_| invalid())? {
+        Raw::Number(n) => n,
+        // Below 2^63, so the cast is exact for every integral value.
+        Raw::Float(f) if f.fract() == 0.0 && (1.0..9_223_372_036_854_775_808.0).contains(&f) => {
+            f as u64
+        }
+        Raw::Float(_) => return Err(invalid()),
+    };
+    if n == 0 || n > i64::MAX as u64 {
+        return Err(invalid());
+    }
+    Ok(Revision::new(n))
 }
 
 /// `{"stream": Stream}`.

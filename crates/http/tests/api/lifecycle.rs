@@ -105,6 +105,8 @@ async fn truncation_keeps_revisions_and_refuses_bad_bounds() {
         json!({"beforeRevision": 11}),
         json!({"beforeRevision": -1}),
         json!({"beforeRevision": "3"}),
+        json!({"beforeRevision": 3.5}),
+        json!({"beforeRevision": 9223372036854775808u64}),
         json!({"before": 3}),
         json!({"beforeRevision": 3, "extra": true}),
         json!([]),
@@ -125,10 +127,11 @@ async fn truncation_keeps_revisions_and_refuses_bad_bounds() {
     .assert_error(404, "not-found");
     assert_eq!(s.events("ledger", &id).await.len(), 10, "nothing changed");
 
+    // An integral float is the integer (JSON has one number type).
     let truncated = s
         .post(
             &format!("{path}?expected-revision=10"),
-            &json!({"beforeRevision": 4}),
+            &json!({"beforeRevision": 4.0}),
         )
         .await
         .assert_status(200);
@@ -159,6 +162,10 @@ async fn truncation_keeps_revisions_and_refuses_bad_bounds() {
     s.post(&path, &json!({"beforeRevision": 5}))
         .await
         .assert_error(410, "stream-deleted");
+    // A malformed body is a 400 before the stream is looked at.
+    s.post(&path, &json!({"beforeRevision": 0}))
+        .await
+        .assert_error(400, "bad-request");
 }
 
 #[tokio::test]
