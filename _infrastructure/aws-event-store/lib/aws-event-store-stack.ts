@@ -116,6 +116,10 @@ export class AwsEventStoreStack extends Stack {
         EVENT_STORE_APP_MODE: config.appMode,
         EVENT_STORE_LOG_FORMAT: 'json',
         [METRICS_NAMESPACE_ENV]: metricsNamespace(config.stackName),
+        // Only these IAM principals may delete and truncate streams.
+        ...(config.adminPrincipals.length > 0
+          ? { EVENT_STORE_ADMIN_PRINCIPALS: config.adminPrincipals.join(',') }
+          : {}),
       },
     });
     this.grantTableData(apiRole, API_TABLE_ACTIONS);

@@ -42,6 +42,12 @@ export interface EsConfig {
   stackName: string;
   architecture: LambdaArch;
   functionUrlAuth: UrlAuthType;
+  /**
+   * IAM principals (user or role ARNs) that alone may delete and truncate
+   * streams (`ES_ADMIN_PRINCIPALS`, comma-separated); empty: every caller the
+   * Function URL admits.
+   */
+  adminPrincipals: string[];
   corsAllowedOrigins: string[];
   logRetentionDays: number;
   relayBatchSize: number;
@@ -98,6 +104,20 @@ export function loadConfig(env: Env): EsConfig {
       'ES_FUNCTION_URL_AUTH=NONE is refused in production: the Function URL would be open to anyone',
     );
   }
+  const adminPrincipals = (env.ES_ADMIN_PRINCIPALS ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  for (const p of adminPrincipals) {
+    if (!/^arn:aws[a-z-]*:(iam|sts)::\d{12}:.+/.test(p)) {
+      throw new ConfigError(`ES_ADMIN_PRINCIPALS: ${p} is not an IAM user, role or session ARN`);
+    }
+  }
+  if (adminPrincipals.length > 0 && functionUrlAuth !== 'AWS_IAM') {
+    throw new ConfigError(
+      'ES_ADMIN_PRINCIPALS needs ES_FUNCTION_URL_AUTH=AWS_IAM: without it the API function does not know who calls',
+    );
+  }
   const corsAllowedOrigins = (env.ES_CORS_ALLOWED_ORIGINS ?? '*')
     .split(',')
     .map((o) => o.trim())
@@ -124,6 +144,7 @@ export function loadConfig(env: Env): EsConfig {
     stackName: `AwsEventStoreStack-${appMode}`,
     architecture,
     functionUrlAuth,
+    adminPrincipals,
     corsAllowedOrigins,
     logRetentionDays,
     relayBatchSize: int(env, 'ES_RELAY_BATCH_SIZE', 100, 1, 10000),

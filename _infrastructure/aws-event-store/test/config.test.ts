@@ -36,6 +36,28 @@ describe('configuration', () => {
     assert.equal(loadConfig({ ...placeholder, ES_FUNCTION_URL_AUTH: 'AWS_IAM' }).functionUrlAuth, 'AWS_IAM');
   });
 
+  it('takes admin principals only with AWS_IAM auth and only as IAM ARNs', () => {
+    assert.deepEqual(loadConfig({ ...placeholder, ES_APP_MODE: 'staging' }).adminPrincipals, []);
+    const c = loadConfig({
+      ...placeholder,
+      ES_APP_MODE: 'staging',
+      ES_ADMIN_PRINCIPALS: ' arn:aws:iam::111122223333:role/EventStoreAdmin , arn:aws:iam::111122223333:user/ops',
+    });
+    assert.deepEqual(c.adminPrincipals, [
+      'arn:aws:iam::111122223333:role/EventStoreAdmin',
+      'arn:aws:iam::111122223333:user/ops',
+    ]);
+    assert.throws(
+      () => loadConfig({ ...placeholder, ES_ADMIN_PRINCIPALS: 'arn:aws:iam::111122223333:role/A' }),
+      ConfigError,
+      'development defaults to an open URL: nobody would be known',
+    );
+    assert.throws(
+      () => loadConfig({ ...placeholder, ES_APP_MODE: 'staging', ES_ADMIN_PRINCIPALS: 'ops' }),
+      ConfigError,
+    );
+  });
+
   it('rejects unknown values instead of guessing', () => {
     const bad: Record<string, string>[] = [
       { ES_APP_MODE: 'prod' },

@@ -152,6 +152,18 @@ describe('API function', () => {
     assert.ok(f.Timeout > 30, 'long polling holds requests up to 30 s');
   });
 
+  it('names the admin principals to the API function only when configured', () => {
+    const plain = synth({ ES_APP_MODE: 'staging' }).json;
+    assert.equal(
+      plain.Resources[functionId(plain, API)].Properties.Environment.Variables.EVENT_STORE_ADMIN_PRINCIPALS,
+      undefined,
+    );
+    const admins = 'arn:aws:iam::111122223333:role/EventStoreAdmin,arn:aws:iam::111122223333:user/ops';
+    const { json } = synth({ ES_APP_MODE: 'staging', ES_ADMIN_PRINCIPALS: admins });
+    assert.equal(json.Resources[functionId(json, API)].Properties.Environment.Variables.EVENT_STORE_ADMIN_PRINCIPALS, admins);
+    assert.equal(json.Resources[functionId(json, RELAY)].Properties.Environment.Variables.EVENT_STORE_ADMIN_PRINCIPALS, undefined);
+  });
+
   it('takes the architecture from the configuration', () => {
     const { json } = synth({ ES_LAMBDA_ARCH: 'x86_64' });
     for (const fn of [API, RELAY]) {

@@ -49,7 +49,7 @@ pub use metrics::MetricsRenderer;
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
 pub use routes::{RouteInfo, routes};
-pub use state::AppState;
+pub use state::{AppState, grant_admin};
 pub use trace::{TraceContext, TraceLink};
 pub use ui::ui_available;
 

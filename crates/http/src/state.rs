@@ -33,6 +33,9 @@ struct Inner {
     request_timeout: Option<Duration>,
     metrics: Option<MetricsRenderer>,
     trace_link: Option<TraceLink>,
+    /// Deleting and truncating need a caller the host marked as an admin
+    /// ([`grant_admin`]), whatever the keys.
+    admin_by_host: bool,
 }
 
 /// How many requests may be held waiting for events at once.
@@ -56,6 +59,7 @@ impl AppState {
                 request_timeout: None,
                 metrics: None,
                 trace_link: None,
+                admin_by_host: false,
             }),
         }
     }
@@ -203,9 +207,18 @@ impl AppState {
             .collect()
     }
 
-    /// Whether deleting and truncating need an admin key.
+    /// Makes deleting and truncating need a caller that the host marked as
+    /// an admin with [`grant_admin`] (for example the Lambda API function,
+    /// from the caller's IAM identity); others get 403.
+    pub fn with_admin_granted_by_host(mut self) -> Self {
+        self.inner_mut().admin_by_host = true;
+        self
+    }
+
+    /// Whether deleting and truncating need an admin: an admin key, or a
+    /// caller the host marked.
     pub fn admin_keys_configured(&self) -> bool {
-        self.inner.api_keys.iter().any(|k| k.admin)
+        self.inner.admin_by_host || self.inner.api_keys.iter().any(|k| k.admin)
     }
 
     /// The store.
@@ -268,6 +281,14 @@ impl fmt::Debug for AppState {
 struct ApiKey {
     secret: String,
     admin: bool,
+}
+
+/// Marks a request's caller as an admin (a host that authenticates callers
+/// itself, such as a Lambda Function URL with `AWS_IAM` auth, calls it
+/// before the router; see [`AppState::with_admin_granted_by_host`]). With
+/// API keys on, the key a request presents decides instead.
+pub fn grant_admin<B>(req: &mut axum::http::Request<B>) {
+    req.extensions_mut().insert(KeyRole::Admin);
 }
 
 /// The kind of key a request presented (a request extension set by the

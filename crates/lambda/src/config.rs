@@ -5,6 +5,10 @@ use crate::LambdaError;
 
 /// Environment variable with the DynamoDB table name.
 pub const TABLE_NAME_VAR: &str = "EVENT_STORE_TABLE_NAME";
+/// Environment variable with the IAM principals (ARNs, comma-separated)
+/// that may delete and truncate streams through the API function. When set,
+/// every other caller gets 403 on those routes.
+pub const ADMIN_PRINCIPALS_VAR: &str = "EVENT_STORE_ADMIN_PRINCIPALS";
 /// Environment variable with the SNS topic ARN (relay function only).
 pub const TOPIC_ARN_VAR: &str = "EVENT_STORE_TOPIC_ARN";
 
@@ -23,6 +27,9 @@ fn required(
 pub struct ApiConfig {
     /// The DynamoDB table.
     pub table_name: String,
+    /// Who may delete and truncate streams ([`ADMIN_PRINCIPALS_VAR`]);
+    /// empty: every caller the Function URL admits.
+    pub admin_principals: Vec<String>,
 }
 
 impl ApiConfig {
@@ -33,8 +40,16 @@ impl ApiConfig {
 
     /// From any lookup (tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaError> {
+        let admin_principals = get(ADMIN_PRINCIPALS_VAR)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
         Ok(Self {
             table_name: required(TABLE_NAME_VAR, &get)?,
+            admin_principals,
         })
     }
 }

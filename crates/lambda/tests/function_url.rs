@@ -160,3 +160,81 @@ async fn the_openapi_document_and_page_are_served() {
     );
     assert!(String::from_utf8_lossy(&page.body).contains("swagger"));
 }
+
+/// A Function URL event for `method path` with `body`, signed (as the
+/// `AWS_IAM` auth saw it) by `caller`, if any.
+fn event(method: &str, path: &str, body: Option<&str>, caller: Option<&str>) -> String {
+    let mut e: Value = serde_json::from_str(&fixture("stream-details.json")).unwrap();
+    e["rawPath"] = path.into();
+    e["requestContext"]["http"]["method"] = method.into();
+    e["requestContext"]["http"]["path"] = path.into();
+    if let Some(body) = body {
+        e["body"] = body.into();
+        e["headers"]["content-type"] = "application/json".into();
+    }
+    if let Some(arn) = caller {
+        e["requestContext"]["authorizer"] = serde_json::json!({"iam": {
+            "accessKey": "AKIAEXAMPLE", "accountId": "111122223333",
+            "callerId": "AROAEXAMPLE:session", "userArn": arn, "userId": "AROAEXAMPLE:session"
+        }});
+    }
+    e.to_string()
+}
+
+async fn send_event(app: &axum::Router, event: &str) -> StatusCode {
+    let request = lambda_http::request::from_str(event).expect("a Function URL event");
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+/// With `EVENT_STORE_ADMIN_PRINCIPALS`, only those IAM principals (or
+/// sessions of those roles) may delete and truncate; other signed callers
+/// get 403 and change nothing, and still append and read.
+#[tokio::test]
+async fn only_admin_principals_delete_and_truncate() {
+    use eventstore_lambda::api::function_router_with_admins;
+    let app = function_router_with_admins(
+        AppState::new(Arc::new(MemoryStore::new())),
+        vec!["arn:aws:iam::111122223333:role/ops/EventStoreAdmin".into()],
+    );
+    let writer = Some("arn:aws:sts::111122223333:assumed-role/OrderService/i-0abc");
+    let admin = Some("arn:aws:sts::111122223333:assumed-role/EventStoreAdmin/alice");
+    let batch = r#"{"expectedRevision":"no-stream","events":[{"eventType":"A","payload":1},{"eventType":"B","payload":2}]}"#;
+    assert_eq!(
+        send_event(
+            &app,
+            &event("POST", "/streams/order/o-9/events", Some(batch), writer)
+        )
+        .await,
+        StatusCode::CREATED
+    );
+    let truncate = Some(r#"{"beforeRevision":2}"#);
+    for caller in [writer, None] {
+        assert_eq!(
+            send_event(&app, &event("DELETE", "/streams/order/o-9", None, caller)).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            send_event(
+                &app,
+                &event("POST", "/streams/order/o-9/truncate", truncate, caller)
+            )
+            .await,
+            StatusCode::FORBIDDEN
+        );
+    }
+    let details = event("GET", "/streams/order/o-9/details", None, writer);
+    assert_eq!(send_event(&app, &details).await, StatusCode::OK);
+    assert_eq!(
+        send_event(
+            &app,
+            &event("POST", "/streams/order/o-9/truncate", truncate, admin)
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_event(&app, &event("DELETE", "/streams/order/o-9", None, admin)).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(send_event(&app, &details).await, StatusCode::GONE);
+}

@@ -8,6 +8,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     eventstore_lambda::emf::install("api");
     let config = ApiConfig::from_env()?;
     // Clients and router are built once per cold start, then reused.
-    let app = api::function_router(api::dynamodb_state(&config).await);
+    let app = api::function_router_with_admins(
+        api::dynamodb_state(&config).await,
+        config.admin_principals.clone(),
+    );
     lambda_http::run(app).await
 }
