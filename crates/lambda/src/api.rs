@@ -34,6 +34,16 @@ pub fn function_router(state: AppState) -> Router {
     router(state).layer(axum::middleware::from_fn(lambda_context))
 }
 
+async fn lambda_context(req: Request, next: Next) -> Response {
+    let id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_else(|| "-".to_string());
+    let response = next.run(req).instrument(lambda_span("api", &id)).await;
+    crate::emf::flush();
+    response
+}
+
 /// [`function_router`] where only the IAM principals `admins` may delete
 /// and truncate streams (others get 403): the caller's identity is the one
 /// the Function URL's `AWS_IAM` auth verified (`requestContext.authorizer.iam`).
@@ -121,14 +131,4 @@ mod tests {
             assert!(!is_admin(caller, &admins), "{caller}");
         }
     }
-}
-
-async fn lambda_context(req: Request, next: Next) -> Response {
-    let id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_else(|| "-".to_string());
-    let response = next.run(req).instrument(lambda_span("api", &id)).await;
-    crate::emf::flush();
-    response
 }
