@@ -364,6 +364,15 @@ impl DynamoStore {
                     .build(),
             );
         }
+        self.write_batches(&requests).await
+    }
+
+    /// Writes `requests` 25 to a `BatchWriteItem` (its limit), retrying
+    /// the unprocessed ones with backoff.
+    pub(crate) async fn write_batches(
+        &self,
+        requests: &[aws_sdk_dynamodb::types::WriteRequest],
+    ) -> Result<(), DynamoError> {
         for group in requests.chunks(25) {
             let mut pending = group.to_vec();
             let mut backoff = Backoff::default();

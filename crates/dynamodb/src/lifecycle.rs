@@ -38,9 +38,6 @@ use crate::items::{self, Chunk, Item, TIP_SK, attr, cond, n, pad, s};
 use crate::retry::{Backoff, is_retryable};
 use crate::store::{DynamoStore, sdk_err};
 
-/// Keys per `BatchWriteItem` call (DynamoDB's limit).
-const BATCH: usize = 25;
-
 /// `blobs` (one per append, the first event at revision `base + 1`)
 /// without the events below revision `first`: blobs wholly below it are
 /// dropped, one that straddles it is encoded again with its kept events.
@@ -419,28 +416,7 @@ impl DynamoStore {
                     .build())
             })
             .collect::<Result<Vec<_>, DynamoError>>()?;
-        for group in requests.chunks(BATCH) {
-            let mut pending = group.to_vec();
-            let mut backoff = Backoff::default();
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("BatchWriteItem", e))?;
-                pending = out
-                    .unprocessed_items()
-                    .and_then(|m| m.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if !pending.is_empty() && !backoff.wait().await {
-                    return Err(DynamoError::Contention(backoff.attempts()));
-                }
-            }
-        }
-        Ok(())
+        self.write_batches(&requests).await
     }
 
     /// Raises the first revision of the stream's listing entry at
