@@ -1884,6 +1884,13 @@ pub async fn deletion_and_truncation(t: &Target) {
     api.post(&format!("{path}/truncate"), &json!({"beforeRevision": 2}))
         .await
         .assert_error(410, "stream-deleted");
+    // A retry of an acknowledged append (the same event ids) is 410 too.
+    api.post(
+        &format!("{path}/events"),
+        &json!({"expectedRevision": 1, "events": retry_of(&gone_events[1..])}),
+    )
+    .await
+    .assert_error(410, "stream-deleted");
     assert_same_events(&api.events(&ty, &kept).await, &kept_events);
     t.settled(&format!("/streams/{ty}"), |b| {
         listed_ids(b) == [kept.clone()]
@@ -2053,6 +2060,21 @@ pub async fn deletion_and_truncation(t: &Target) {
         .assert_status(200);
     assert_eq!(details["stream"]["firstRevision"], 4, "{details}");
     assert_eq!(details["stream"]["revision"], 10, "{details}");
+    // A retry of the batch across the bound (revisions 2 to 10, the same
+    // event ids) is recognised: its original revisions, nothing stored.
+    let retry = api
+        .post(
+            &format!("/streams/{tty}/{id}/events"),
+            &json!({"expectedRevision": "any", "events": retry_of(&events[1..])}),
+        )
+        .await
+        .assert_status(200);
+    assert_eq!(
+        (&retry["firstRevision"], &retry["lastRevision"]),
+        (&json!(2), &json!(10)),
+        "{retry}"
+    );
+    assert_same_events(&api.events(&tty, &id).await, &events[3..]);
     // A lower bound than the current one changes nothing.
     let lower = api
         .post(&tpath, &json!({"beforeRevision": 2}))
@@ -2107,6 +2129,16 @@ pub async fn deletion_and_truncation(t: &Target) {
         ),
         vec![11]
     );
+}
+
+/// An append body's events repeating `events` as read (same ids).
+fn retry_of(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| {
+            json!({"eventType": e["eventType"], "payload": e["payload"], "eventId": e["eventId"]})
+        })
+        .collect()
 }
 
 /// The events of `id` among feed entries, in feed order.
