@@ -65,8 +65,22 @@ pub(crate) struct IndexFiles {
     pub cache: Arc<BlockCache>,
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> EmbeddedError {
     move |e| EmbeddedError::io(what, e)
+}
+
+/// The whole content of a small file (a MANIFEST, a mark, a journal).
+pub(crate) fn read_whole(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>, EmbeddedError> {
+    let f = fs
+        .open(path, false)
+        .map_err(io(format!("opening {}", path.display())))?;
+    let len = f
+        .len()
+        .map_err(io(format!("reading the size of {}", path.display())))?;
+    let mut bytes = vec![0u8; len as usize];
+    f.read_exact_at(&mut bytes, 0)
+        .map_err(io(format!("reading {}", path.display())))?;
+    Ok(bytes)
 }
 
 pub(crate) fn run_path(dir: &Path, seq: u64) -> PathBuf {
@@ -455,16 +469,7 @@ fn try_load(
     probe: FrameProbe<'_>,
     read_only: bool,
 ) -> Result<TryLoaded, EmbeddedError> {
-    let manifest_path = dir.join(MANIFEST);
-    let m = fs
-        .open(&manifest_path, false)
-        .map_err(io(format!("opening {}", manifest_path.display())))?;
-    let len = m
-        .len()
-        .map_err(io(format!("reading {}", manifest_path.display())))?;
-    let mut bytes = vec![0u8; len as usize];
-    m.read_exact_at(&mut bytes, 0)
-        .map_err(io(format!("reading {}", manifest_path.display())))?;
+    let bytes = read_whole(&**fs, &dir.join(MANIFEST))?;
     let Some((runs, next_run, c)) = decode_manifest(&bytes) else {
         return Ok(Err(
             "the MANIFEST does not parse or its checksum does not match".into(),

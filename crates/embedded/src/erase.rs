@@ -30,6 +30,7 @@ use eventstore_core::StreamKey;
 use tokio::sync::watch;
 
 use crate::EmbeddedError;
+use crate::checkpoint::{io, read_whole};
 use crate::format::{self, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V1, FrameHeader, FrameKind};
 use crate::index::RevEntry;
 use crate::store::Shared;
@@ -429,10 +430,6 @@ fn decode_journal(b: &[u8]) -> Option<(u64, Images)> {
     (at == body.len()).then_some((mark, images))
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> EmbeddedError {
-    move |e| EmbeddedError::io(what, e)
-}
-
 /// Journals `images`, writes them in place, makes them durable, records
 /// `mark` (when given) and deletes the journal.
 fn write_batch(
@@ -497,18 +494,10 @@ pub(crate) fn read_mark(fs: &dyn FileSystem, dir: &Path) -> Result<Option<u64>, 
     if !fs.exists(&path) {
         return Ok(None);
     }
-    let f = fs
-        .open(&path, false)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let len = f
-        .len()
-        .map_err(io(format!("reading the size of {}", path.display())))?;
-    if len != 20 {
+    let b = read_whole(fs, &path)?;
+    if b.len() != 20 {
         return Ok(None);
     }
-    let mut b = [0u8; 20];
-    f.read_exact_at(&mut b, 0)
-        .map_err(io(format!("reading {}", path.display())))?;
     if &b[..8] != ERASED_MAGIC
         || crc32fast::hash(&b[..16]) != u32::from_le_bytes(b[16..20].try_into().expect("4"))
     {
@@ -551,15 +540,7 @@ pub(crate) fn finish_journal(
     if !fs.exists(&path) {
         return Ok(());
     }
-    let f = fs
-        .open(&path, false)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let len = f
-        .len()
-        .map_err(io(format!("reading the size of {}", path.display())))?;
-    let mut b = vec![0u8; len as usize];
-    f.read_exact_at(&mut b, 0)
-        .map_err(io(format!("reading {}", path.display())))?;
+    let b = read_whole(fs, &path)?;
     let log_len = log
         .len()
         .map_err(io(format!("reading the size of {}", log_path.display())))?;
@@ -596,15 +577,7 @@ pub(crate) fn with_journal(
     if !fs.exists(&path) {
         return Ok(log);
     }
-    let f = fs
-        .open(&path, false)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let len = f
-        .len()
-        .map_err(io(format!("reading the size of {}", path.display())))?;
-    let mut b = vec![0u8; len as usize];
-    f.read_exact_at(&mut b, 0)
-        .map_err(io(format!("reading {}", path.display())))?;
+    let b = read_whole(fs, &path)?;
     Ok(match decode_journal(&b) {
         Some((_, images)) => Arc::new(Overlay { log, images }),
         None => log,

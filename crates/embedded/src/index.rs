@@ -831,24 +831,26 @@ impl Index {
         Ok(())
     }
 
+    /// A frame that takes `position` at `time` must follow the last
+    /// position and the last commit time.
+    fn check_follows(&self, what: &str, position: u64, time: Timestamp) -> Result<(), String> {
+        if position != self.last_position() + 1 {
+            return Err(format!(
+                "{what} at position {position} follows position {}",
+                self.last_position()
+            ));
+        }
+        if let Some(last) = self.last_time.filter(|&last| time <= last) {
+            return Err(format!("commit time {time} does not follow {last}"));
+        }
+        Ok(())
+    }
+
     /// Takes in one append, checking the invariants of the log: positions
     /// follow each other, revisions follow the stream's, commit times rise,
     /// an event id occurs once per stream. Returns the stream's state.
     pub(crate) fn apply(&mut self, c: &Commit) -> Result<StreamState, String> {
-        if c.first_position != self.last_position() + 1 {
-            return Err(format!(
-                "append at position {} follows position {}",
-                c.first_position,
-                self.last_position()
-            ));
-        }
-        if self.last_time.is_some_and(|t| c.commit_time <= t) {
-            return Err(format!(
-                "commit time {} does not follow {}",
-                c.commit_time,
-                self.last_time.expect("checked")
-            ));
-        }
+        self.check_follows("append", c.first_position, c.commit_time)?;
         if c.events.is_empty() {
             return Err("an append without events".into());
         }
@@ -1031,20 +1033,7 @@ impl Index {
     /// count, its feed entries are removed, and the `$stream-deleted`
     /// entry takes the next position.
     pub(crate) fn apply_delete(&mut self, c: &DeleteCommit) -> Result<StreamState, String> {
-        if c.position != self.last_position() + 1 {
-            return Err(format!(
-                "a deletion at position {} follows position {}",
-                c.position,
-                self.last_position()
-            ));
-        }
-        if self.last_time.is_some_and(|t| c.commit_time <= t) {
-            return Err(format!(
-                "commit time {} does not follow {}",
-                c.commit_time,
-                self.last_time.expect("checked")
-            ));
-        }
+        self.check_follows("a deletion", c.position, c.commit_time)?;
         let (key, state) = self.live_state_before(&c.stream, c.revision.get(), "a deletion")?;
         if c.revision.get() != state.revision + 1 {
             return Err(format!(
