@@ -237,7 +237,8 @@ pub mod attr {
     pub mod page {
         /// Last position.
         pub const LAST: &str = "l";
-        /// Entries `type|id|firstRevision|count`.
+        /// Entries `type|id|firstRevision|count`, and gaps `count` where
+        /// a deletion or truncation removed entries.
         pub const ENTRIES: &str = "g";
         /// The shard (or replay label) that wrote it.
         pub const SHARD: &str = "h";
@@ -245,6 +246,9 @@ pub mod attr {
         pub const COVERS: &str = "q";
         /// Written at, µs.
         pub const WRITTEN: &str = "w";
+        /// How many times a cleanup rewrote `g` (absent: never); the
+        /// condition of the next rewrite.
+        pub const VERSION: &str = "y";
     }
     /// A type feed index item (`X#{type}` / first position).
     pub mod type_feed {
@@ -252,6 +256,11 @@ pub mod attr {
         pub const LAST: &str = "l";
         /// Entries `id|firstRevision|count|position`.
         pub const ENTRIES: &str = "g";
+        /// Written at, µs (the page's time; absent on items written
+        /// before it was kept).
+        pub const WRITTEN: &str = "w";
+        /// How many times a cleanup rewrote `g` (absent: never).
+        pub const VERSION: &str = "y";
     }
     /// A listing entry (`L#{type}` / `{updatedAt}#{id}`).
     pub mod listing {
@@ -492,8 +501,51 @@ pub struct FeedEntry {
     pub position: u64,
 }
 
+/// One slot of a feed page: an append's entry, or a gap of positions whose
+/// entries were removed (a deleted stream's appends, a truncated range),
+/// stored as the bare count so the positions after it do not move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageSlot {
+    /// An append's entry (`type|id|firstRevision|count`).
+    Entry(FeedEntry),
+    /// `count` positions without an entry (`count`).
+    Gap(u64),
+}
+
+impl PageSlot {
+    /// The number of positions the slot takes.
+    pub fn count(&self) -> u64 {
+        match self {
+            PageSlot::Entry(e) => e.count,
+            PageSlot::Gap(k) => *k,
+        }
+    }
+
+    /// The slot as a feed page stores it.
+    pub fn to_text(&self) -> String {
+        match self {
+            PageSlot::Entry(e) => format!(
+                "{}|{}|{}|{}",
+                e.stream.stream_type, e.stream.stream_id, e.first_revision, e.count
+            ),
+            PageSlot::Gap(k) => k.to_string(),
+        }
+    }
+}
+
 /// Parses a feed page item into its entries with positions.
 pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
+    Ok(page_slots(page)?
+        .into_iter()
+        .filter_map(|slot| match slot {
+            PageSlot::Entry(e) => Some(e),
+            PageSlot::Gap(_) => None,
+        })
+        .collect())
+}
+
+/// Parses a feed page item into its slots, entries with positions and gaps.
+pub fn page_slots(page: &Item) -> Result<Vec<PageSlot>, DynamoError> {
     let sk = get_str(page, SK)?;
     let mut position: u64 = sk
         .parse()
@@ -507,6 +559,19 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
             return Err(DynamoError::Corrupt("feed entry is not a string".into()));
         };
         let bad = || DynamoError::Corrupt(format!("feed entry {text}"));
+        if !text.contains('|') {
+            // A gap: digits only, at least one position.
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let count: u64 = text.parse().map_err(|_| bad())?;
+            if count == 0 || position.checked_add(count).is_none() {
+                return Err(bad());
+            }
+            out.push(PageSlot::Gap(count));
+            position += count;
+            continue;
+        }
         let mut parts = text.split('|');
         let (Some(t), Some(id), Some(first), Some(count), None) = (
             parts.next(),
@@ -532,12 +597,12 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
         {
             return Err(bad());
         }
-        out.push(FeedEntry {
+        out.push(PageSlot::Entry(FeedEntry {
             stream,
             first_revision,
             count,
             position,
-        });
+        }));
         position += count;
     }
     if let Some(last) = get_u64(page, attr::page::LAST)?
@@ -549,6 +614,15 @@ pub fn parse_page(page: &Item) -> Result<Vec<FeedEntry>, DynamoError> {
         )));
     }
     Ok(out)
+}
+
+/// An entry as a type's feed index item stores it
+/// (`id|firstRevision|count|position`).
+pub fn type_feed_text(e: &FeedEntry) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        e.stream.stream_id, e.first_revision, e.count, e.position
+    )
 }
 
 /// Parses an item of a type's feed index (entries `id|first|count|position`).

@@ -23,7 +23,10 @@
 //!   page, type feed index, listing, checkpoint, mark) to and from SDK
 //!   items, in one place.
 //! - [`store`]: [`DynamoStore`], its stream reads and listings; `append`:
-//!   the append path; `feed`: the global and per-type feed reads and waits.
+//!   the append path; `feed`: the global and per-type feed reads and waits;
+//!   `lifecycle`: stream deletion and truncation and their cleanups;
+//!   `feed_refs`: the removal of the feed's references to deleted and
+//!   truncated events ([`DynamoStore::purge_feed_references`]).
 //! - [`relay`]: [`Relay`], [`ChangeRecord`] (stream records to feed pages,
 //!   type index, listings and announcements); [`poller`]: [`spawn_poller`],
 //!   [`spawn_poller_with`] (which hands each batch's output to a callback
@@ -42,6 +45,7 @@ pub mod codec;
 pub mod cost;
 mod error;
 mod feed;
+mod feed_refs;
 pub mod items;
 mod lifecycle;
 pub mod metrics;
@@ -53,6 +57,7 @@ pub mod schema;
 pub mod store;
 
 pub use error::DynamoError;
+pub use feed_refs::ReferencePurge;
 pub use poller::{PollerHandle, spawn_poller, spawn_poller_with};
 pub use relay::replay::{FailedBatch, ReplayError, read_failed_batch};
 pub use relay::{Announcement, ChangeRecord, FeedEntry, Relay, RelayOutput, RelayProgress};

@@ -60,6 +60,9 @@ pub struct ChangeRecord {
     pub sequence_number: String,
     /// The item after the change (absent for deletes).
     pub new_image: Option<Item>,
+    /// The item before the change (absent for inserts, and when the
+    /// table's stream does not carry old images).
+    pub old_image: Option<Item>,
 }
 
 impl ChangeRecord {
@@ -69,14 +72,19 @@ impl ChangeRecord {
         record: &aws_sdk_dynamodbstreams::types::Record,
     ) -> Option<Self> {
         let data = record.dynamodb()?;
+        let image = |img: &std::collections::HashMap<
+            String,
+            aws_sdk_dynamodbstreams::types::AttributeValue,
+        >| {
+            img.iter()
+                .map(|(k, v)| (k.clone(), convert_value(v)))
+                .collect()
+        };
         Some(Self {
             shard_id: shard_id.to_string(),
             sequence_number: data.sequence_number()?.to_string(),
-            new_image: data.new_image().map(|img| {
-                img.iter()
-                    .map(|(k, v)| (k.clone(), convert_value(v)))
-                    .collect()
-            }),
+            new_image: data.new_image().map(image),
+            old_image: data.old_image().map(image),
         })
     }
 }
@@ -213,12 +221,28 @@ impl TipChange {
 }
 
 /// A truncation seen in the table's stream: the listing entry at
-/// `updated` gets the new first revision, and an interrupted cleanup is
-/// finished.
+/// `updated` gets the new first revision, the feed's references to the
+/// removed events go, and an interrupted cleanup is finished.
 struct Truncation {
     stream: StreamKey,
     first: u64,
+    /// The first kept revision before it (from the old image; 1 when the
+    /// record has none).
+    previous_first: u64,
+    created: i64,
     updated: i64,
+}
+
+/// What the relay knows of an append's events when it handles its record.
+enum Events {
+    /// Their types, in order.
+    Types(Vec<EventType>),
+    /// Its first events were truncated away since: its entry stays (its
+    /// kept events are read through it), but it is not announced.
+    PartlyErased,
+    /// All its events were erased since (the stream deleted, or truncated
+    /// past its last event): no feed entry, no announcement.
+    Erased,
 }
 
 /// A tip record as the relay sees it.
@@ -229,14 +253,7 @@ enum Change {
     Truncated(Truncation),
 }
 
-fn parse_tip_change(image: &Item) -> Result<Option<TipChange>, DynamoError> {
-    Ok(match parse_change(image)? {
-        Some(Change::Feed(c)) => Some(c),
-        _ => None,
-    })
-}
-
-fn parse_change(image: &Item) -> Result<Option<Change>, DynamoError> {
+fn parse_change(image: &Item, old: Option<&Item>) -> Result<Option<Change>, DynamoError> {
     let (Ok(pk), Ok(sk)) = (get_str(image, items::PK), get_str(image, items::SK)) else {
         return Ok(None);
     };
@@ -267,10 +284,16 @@ fn parse_change(image: &Item) -> Result<Option<Change>, DynamoError> {
     let count = get_u64(image, attr::tip::LAST_COUNT)?.unwrap_or(0);
     if count == 0 {
         // A truncation sets the tip's `n` to 0: it is no append.
+        let previous_first = match old {
+            Some(img) => Tip::from_item(img)?.map_or(1, |t| t.first_kept()),
+            None => 1,
+        };
         return Ok(tip.first.map(|first| {
             Change::Truncated(Truncation {
                 stream,
                 first,
+                previous_first,
+                created: tip.created,
                 updated: tip.updated,
             })
         }));
@@ -502,7 +525,7 @@ impl Relay {
         let mut truncations: Vec<Truncation> = Vec::new();
         for r in &pending {
             if let Some(img) = &r.new_image {
-                match parse_change(img) {
+                match parse_change(img, r.old_image.as_ref()) {
                     Ok(Some(Change::Feed(c))) => changes.push((r.sequence_number.as_str(), c)),
                     Ok(Some(Change::Truncated(t))) => truncations.push(t),
                     Ok(None) => {}
@@ -522,8 +545,14 @@ impl Relay {
         let mut readable = Vec::with_capacity(changes.len());
         for (seq, c) in changes {
             match self.event_types(&c).await {
-                Ok(t) => {
-                    types.push(t);
+                // Nothing of it is left to list: no entry, no reference.
+                Ok(Events::Erased) => {}
+                Ok(Events::Types(t)) => {
+                    types.push(Some(t));
+                    readable.push((seq, c));
+                }
+                Ok(Events::PartlyErased) => {
+                    types.push(None);
                     readable.push((seq, c));
                 }
                 Err(e @ DynamoError::Corrupt(_)) => unreadable(seq, Some(&c.stream), e)?,
@@ -589,17 +618,24 @@ impl Relay {
             }
         }
         // Truncations after the batch's listings: an append of the same
-        // batch listed the stream with its older first revision.
+        // batch listed the stream with its older first revision. Both
+        // after the batch's pages, which may reference the removed events.
         for t in &truncations {
             self.truncated(t).await?;
+        }
+        for (_, c) in &changes {
+            if c.kind == ChangeKind::Deleted {
+                self.deleted_references(c).await?;
+            }
         }
         let known: Vec<FeedEntry> = all.iter().flatten().cloned().collect();
         if let Some(p) = &self.progress {
             p.relayed(&known);
         }
-        // An append whose events were erased before the relay saw it (its
-        // stream deleted or truncated past it) is not announced: the feed
-        // skips it, and a deletion has its own announcement.
+        // An append some of whose events were erased before the relay
+        // saw it (truncated past its first events) is not announced; one
+        // wholly erased has no entry at all, and a deletion has its own
+        // announcement.
         let announcements = all
             .into_iter()
             .zip(types)
@@ -622,23 +658,44 @@ impl Relay {
     }
 
     /// A truncation's record: the listing entry gets the new first
-    /// revision, and a cleanup the truncation left unfinished is done.
+    /// revision, the feed's references to the removed events go, and a
+    /// cleanup the truncation left unfinished is done.
     async fn truncated(&self, t: &Truncation) -> Result<(), DynamoError> {
         self.store.purge_below(&t.stream).await?;
         self.store
             .set_listing_first(&t.stream, t.updated, t.first)
-            .await
+            .await?;
+        self.store
+            .purge_feed_references(&t.stream, t.first, t.previous_first, t.created)
+            .await?;
+        Ok(())
+    }
+
+    /// A deletion's record, once its `$stream-deleted` entry is in the
+    /// feed: the feed's references to the stream's events go (the
+    /// deletion's own entry, at revision + 1, stays).
+    async fn deleted_references(&self, c: &TipChange) -> Result<(), DynamoError> {
+        self.store
+            .purge_feed_references(
+                &c.stream,
+                c.tip.revision + 1,
+                c.tip.first_kept(),
+                c.tip.created,
+            )
+            .await?;
+        Ok(())
     }
 
     /// The event types of an append: from the tip image, or read from the
-    /// table for an append written as a chunk; `None` when its events were
-    /// erased since (the stream deleted, or truncated past them). A
-    /// deletion's entry has the type `$stream-deleted`.
-    async fn event_types(&self, c: &TipChange) -> Result<Option<Vec<EventType>>, DynamoError> {
+    /// table for an append written as a chunk; [`Events::PartlyErased`] or
+    /// [`Events::Erased`] when some or all of its events were erased since
+    /// (the stream deleted, or truncated past them). A deletion's entry
+    /// has the type `$stream-deleted`.
+    async fn event_types(&self, c: &TipChange) -> Result<Events, DynamoError> {
         if c.kind == ChangeKind::Deleted {
             let t = EventType::parse(eventstore_core::STREAM_DELETED)
                 .map_err(|e| DynamoError::Corrupt(e.to_string()))?;
-            return Ok(Some(vec![t]));
+            return Ok(Events::Types(vec![t]));
         }
         let first = c.first_revision();
         if first > c.tip.base {
@@ -652,25 +709,42 @@ impl Relay {
                     }
                 }
             }
-            return Ok(Some(t));
+            return Ok(Events::Types(t));
         }
-        let erased = |t: &Tip| t.deleted.is_some() || t.first_kept() > first;
+        let last = c.tip.revision;
+        let erased = |t: &Tip| {
+            if t.deleted.is_some() || t.first_kept() > last {
+                Some(Events::Erased)
+            } else if t.first_kept() > first {
+                Some(Events::PartlyErased)
+            } else {
+                None
+            }
+        };
         let tip = match self.store.get_tip(&c.stream).await? {
-            Some(t) if erased(&t) => return Ok(None),
-            Some(t) => t,
+            Some(t) => match erased(&t) {
+                Some(e) => return Ok(e),
+                None => t,
+            },
             None => c.tip.clone(),
         };
-        match self
-            .store
-            .read_range(&c.stream, &tip, first, c.tip.revision)
-            .await
-        {
-            Ok(events) => Ok(Some(events.into_iter().map(|e| e.event_type).collect())),
-            Err(e @ DynamoError::Corrupt(_)) => match self.store.get_tip(&c.stream).await? {
-                // Erased between the two reads.
-                Some(t) if erased(&t) => Ok(None),
-                _ => Err(e),
-            },
+        match self.store.read_range(&c.stream, &tip, first, last).await {
+            Ok(events) => Ok(Events::Types(
+                events.into_iter().map(|e| e.event_type).collect(),
+            )),
+            Err(e @ DynamoError::Corrupt(_)) => {
+                // Erased between the two reads?
+                match self
+                    .store
+                    .get_tip(&c.stream)
+                    .await?
+                    .as_ref()
+                    .and_then(erased)
+                {
+                    Some(events) => Ok(events),
+                    None => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -1007,35 +1081,30 @@ impl Relay {
             let mut by_type: BTreeMap<&StreamType, Vec<AttributeValue>> = BTreeMap::new();
             let mut type_first: HashMap<&StreamType, (u64, u64)> = HashMap::new();
             for c in changes {
-                let first = c.first_revision();
-                texts.push(s(format!(
-                    "{}|{}|{}|{}",
-                    c.stream.stream_type, c.stream.stream_id, first, c.count
-                )));
+                let entry = FeedEntry {
+                    stream: c.stream.clone(),
+                    first_revision: c.first_revision(),
+                    count: c.count,
+                    position,
+                };
+                texts.push(s(items::PageSlot::Entry(entry.clone()).to_text()));
                 by_type
                     .entry(&c.stream.stream_type)
                     .or_default()
-                    .push(s(format!(
-                        "{}|{}|{}|{position}",
-                        c.stream.stream_id, first, c.count
-                    )));
+                    .push(s(items::type_feed_text(&entry)));
                 let range = type_first
                     .entry(&c.stream.stream_type)
                     .or_insert((position, position));
                 range.1 = position + c.count - 1;
-                entries.push(FeedEntry {
-                    stream: c.stream.clone(),
-                    first_revision: first,
-                    count: c.count,
-                    position,
-                });
+                entries.push(entry);
                 position += c.count;
             }
             let mut page = items::key(items::FEED_PK, pad(next));
             page.insert(attr::page::LAST.into(), n(last));
             page.insert(attr::page::SHARD.into(), s(shard));
             page.insert(attr::page::COVERS.into(), s(covers));
-            page.insert(attr::page::WRITTEN.into(), n(Timestamp::now().as_micros()));
+            let written = Timestamp::now().as_micros();
+            page.insert(attr::page::WRITTEN.into(), n(written));
             page.insert(attr::page::ENTRIES.into(), AttributeValue::L(texts));
             let mut cp = items::key(items::CHECKPOINT_PK, shard);
             cp.insert(attr::checkpoint::SEQUENCE.into(), s(covers));
@@ -1057,6 +1126,7 @@ impl Relay {
                 let mut item = items::key(items::type_feed_pk(t), pad(first));
                 item.insert(attr::type_feed::LAST.into(), n(last));
                 item.insert(attr::type_feed::ENTRIES.into(), AttributeValue::L(list));
+                item.insert(attr::type_feed::WRITTEN.into(), n(written));
                 writes.push(put(item, None)?);
             }
             let result = client

@@ -214,6 +214,25 @@ async fn markers_are_gone(faults: bool) {
         .collect();
     assert_eq!(kept, (8..=18).collect::<Vec<_>>());
 
+    // The relay has handled the truncations too, and removed the feed's
+    // references (it runs in the background: wait for it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (refs, _) = references(store).await;
+        let left: Vec<_> = [(&gone, 34), (&cut, 8), (&cut_tip, 4)]
+            .into_iter()
+            .flat_map(|(k, below)| references_below(&refs, k, below))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "references to removed events are left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let after = table_text(store).await;
     assert_eq!(
         found(&after, &deleted_mark),
@@ -324,4 +343,266 @@ async fn an_interrupted_deletion_is_finished_by_the_relay_or_the_next_request() 
             other => panic!("an append to a deleted stream: {other:?}"),
         }
     }
+}
+
+/// A reference to an append in the feed: in a page (`in_index` false) or
+/// in its type's index (true).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reference {
+    stream: StreamKey,
+    first: u64,
+    count: u64,
+    position: u64,
+    in_index: bool,
+}
+
+/// Every reference the feed's pages and type index hold, and the number
+/// of positions the pages hold as gaps.
+async fn references(store: &DynamoStore) -> (Vec<Reference>, u64) {
+    let mut refs = Vec::new();
+    let mut gaps = 0;
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let pk = items::get_str(item, items::PK).unwrap();
+            if pk == items::FEED_PK {
+                for slot in items::page_slots(item).unwrap() {
+                    match slot {
+                        items::PageSlot::Entry(e) => refs.push(Reference {
+                            stream: e.stream,
+                            first: e.first_revision,
+                            count: e.count,
+                            position: e.position,
+                            in_index: false,
+                        }),
+                        items::PageSlot::Gap(k) => gaps += k,
+                    }
+                }
+            } else if let Some(t) = pk.strip_prefix(items::TYPE_FEED_PREFIX) {
+                let t = StreamType::parse(t).unwrap();
+                for e in items::parse_type_feed_item(&t, item).unwrap() {
+                    refs.push(Reference {
+                        stream: e.stream,
+                        first: e.first_revision,
+                        count: e.count,
+                        position: e.position,
+                        in_index: true,
+                    });
+                }
+            }
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            refs.sort_by_key(|r| (r.in_index, r.position));
+            return (refs, gaps);
+        }
+    }
+}
+
+/// The references of `stream` that point below revision `below`, the
+/// `$stream-deleted` entry (a deleted stream's at `below`) excepted.
+fn references_below(refs: &[Reference], stream: &StreamKey, below: u64) -> Vec<Reference> {
+    refs.iter()
+        .filter(|r| &r.stream == stream && r.first < below)
+        .cloned()
+        .collect()
+}
+
+/// Every event of a feed (all, or one type's) with its position.
+async fn whole_feed(
+    store: &DynamoStore,
+    filter: &FeedFilter,
+) -> Vec<(StreamKey, u64, String, u64)> {
+    let mut out = Vec::new();
+    let mut after = Position::ZERO;
+    loop {
+        let page = store.read_feed(filter, after, 7).await.unwrap();
+        out.extend(page.events.into_iter().map(|e| {
+            (
+                e.stream_key(),
+                e.revision.get(),
+                e.event_type.as_str().to_string(),
+                e.position.unwrap().get(),
+            )
+        }));
+        after = page.last_position;
+        if !page.has_more {
+            return out;
+        }
+    }
+}
+
+/// The feed's references to deleted and truncated events go: pages keep
+/// gaps of their counts (positions never move), the type index loses
+/// them, an append across a truncation's bound keeps its kept events.
+/// Cleanups of two streams sharing pages, run at once (as relays of two
+/// shards would), do not undo each other; a cleanup interrupted between a
+/// page and its index item is finished when the relay handles the record
+/// again. Readers of both feeds see the same events at the same positions
+/// as before, and the `$stream-deleted` entries.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_keeps_no_reference_to_removed_events() {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    let h = support::harness("refs", None, false).await;
+    let store = &h.store;
+    let table = store.table().to_string();
+    let relay_all = |relay: eventstore_dynamodb::Relay| {
+        let client = store.client().clone();
+        let table = table.clone();
+        async move {
+            for batch in support::stream_batches(&client, &table, 25).await {
+                relay.process(&batch).await?;
+            }
+            Ok::<_, eventstore_dynamodb::DynamoError>(())
+        }
+    };
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|id| key("refs", id));
+    let other = key("other", "o");
+    for _ in 0..12 {
+        for k in [&a, &b, &c, &d, &other] {
+            append(store, k, vec![event("", 0)]).await;
+        }
+    }
+    append(store, &b, (0..10).map(|_| event("", 20)).collect()).await;
+    relay_all(h.relay.clone()).await.unwrap();
+    let (before, no_gaps) = references(store).await;
+    assert_eq!(no_gaps, 0);
+    assert_eq!(
+        references_below(&before, &a, 13).len(),
+        24,
+        "a is in the feed"
+    );
+    let feed_before = whole_feed(store, &FeedFilter::All).await;
+    assert_eq!(feed_before.len(), 70);
+
+    store.delete_stream(&a, None).await.unwrap();
+    store.delete_stream(&c, None).await.unwrap();
+    store
+        .truncate_stream(&b, Revision::new(17), None)
+        .await
+        .unwrap();
+
+    // Two cleanups over the same pages at once.
+    let (ra, rc) = tokio::join!(
+        store.purge_feed_references(&a, 13, 1, 0),
+        store.purge_feed_references(&c, 13, 1, 0),
+    );
+    let (ra, rc) = (ra.unwrap(), rc.unwrap());
+    assert!(
+        ra.pages_changed > 0 && rc.pages_changed > 0,
+        "{ra:?} {rc:?}"
+    );
+    let (mid, _) = references(store).await;
+    assert_eq!(references_below(&mid, &a, 13), vec![]);
+    assert_eq!(references_below(&mid, &c, 13), vec![]);
+    assert_eq!(
+        references_below(&mid, &b, 17).len(),
+        26,
+        "b is untouched so far"
+    );
+
+    // The relay handles the deletions and the truncation, and is
+    // interrupted after it rewrote a page, before the page's index item.
+    let sdk = support::sdk_config().await;
+    let once = aws_sdk_dynamodb::Client::from_conf(
+        eventstore_aws::config::dynamodb_config(&sdk)
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .build(),
+    );
+    let fragile = eventstore_dynamodb::Relay::new(DynamoStore::new(once, &table));
+    support::fidelity(
+        "PUT",
+        &table,
+        r#"{"rules":[{"op":["UpdateItem","DeleteItem"],"fault":"internal","probability":1,"times":1,"match":"X#refs"}]}"#,
+    );
+    let interrupted = relay_all(fragile).await;
+    assert!(interrupted.is_err(), "the cleanup was interrupted");
+    let (half, _) = references(store).await;
+    let left = references_below(&half, &b, 17);
+    let in_pages: Vec<u64> = half
+        .iter()
+        .filter(|r| r.stream == b && !r.in_index)
+        .map(|r| r.position)
+        .collect();
+    assert!(
+        left.iter()
+            .any(|r| r.in_index && !in_pages.contains(&r.position)),
+        "a page was cut, its index item not: {left:?}"
+    );
+    support::fidelity("DELETE", &table, "");
+    relay_all(h.relay.clone()).await.unwrap();
+
+    let (after, gaps) = references(store).await;
+    for (k, below) in [(&a, 13), (&c, 13), (&b, 17)] {
+        assert_eq!(references_below(&after, k, below), vec![], "{k}");
+    }
+    // What is left of a and c: their deletion entries, page and index.
+    for k in [&a, &c] {
+        let left: Vec<_> = after.iter().filter(|r| &r.stream == k).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().all(|r| r.first == 13 && r.count == 1));
+    }
+    // b's batch (13–22) is cut to 17–22 at its old positions.
+    let batch = feed_before
+        .iter()
+        .find(|(k, rev, _, _)| k == &b && *rev == 17)
+        .unwrap()
+        .3;
+    let b_refs: Vec<_> = after.iter().filter(|r| r.stream == b).collect();
+    assert_eq!(b_refs.len(), 2, "{b_refs:?}");
+    assert!(
+        b_refs
+            .iter()
+            .all(|r| r.first == 17 && r.count == 6 && r.position == batch)
+    );
+    assert_eq!(gaps, 12 + 12 + 12 + 4, "a, c, b's singles and 13–16");
+    for k in [&d, &other] {
+        assert_eq!(
+            before.iter().filter(|r| &r.stream == k).collect::<Vec<_>>(),
+            after.iter().filter(|r| &r.stream == k).collect::<Vec<_>>(),
+            "{k} is untouched"
+        );
+    }
+
+    // Readers: the same events at the same positions, and the deletions.
+    let feed_after = whole_feed(store, &FeedFilter::All).await;
+    let kept: Vec<_> = feed_before
+        .iter()
+        .filter(|(k, rev, _, _)| k == &d || k == &other || (k == &b && *rev >= 17))
+        .cloned()
+        .collect();
+    let (deletions, rest): (Vec<_>, Vec<_>) = feed_after
+        .into_iter()
+        .partition(|(_, _, t, _)| t == STREAM_DELETED);
+    assert_eq!(rest, kept);
+    assert_eq!(
+        deletions.iter().map(|e| (&e.0, e.1)).collect::<Vec<_>>(),
+        vec![(&a, 13), (&c, 13)]
+    );
+    let typed = whole_feed(
+        store,
+        &FeedFilter::StreamType(StreamType::parse("refs").unwrap()),
+    )
+    .await;
+    let typed_kept: Vec<_> = typed
+        .iter()
+        .filter(|(_, _, t, _)| t != STREAM_DELETED)
+        .cloned()
+        .collect();
+    assert_eq!(
+        typed_kept,
+        kept.iter()
+            .filter(|(k, _, _, _)| k != &other)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
 }

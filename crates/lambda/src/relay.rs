@@ -203,11 +203,12 @@ pub fn change_records(
             let sequence_number = r.change.sequence_number.clone().ok_or_else(|| {
                 LambdaError::BadEvent(format!("record {} has no SequenceNumber", r.event_id))
             })?;
-            let image = &r.change.new_image;
+            let (new, old) = (&r.change.new_image, &r.change.old_image);
             Ok(ChangeRecord {
                 shard_id: shard.to_string(),
                 sequence_number,
-                new_image: (!image.is_empty()).then(|| image.clone().into()),
+                new_image: (!new.is_empty()).then(|| new.clone().into()),
+                old_image: (!old.is_empty()).then(|| old.clone().into()),
             })
         })
         .collect()

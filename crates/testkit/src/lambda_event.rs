@@ -52,6 +52,7 @@ pub fn record(arn: &str, r: &Record) -> Value {
             "ApproximateCreationDateTime": 1_795_673_518.0,
             "Keys": d.keys().map(image_json),
             "NewImage": d.new_image().map(image_json),
+            "OldImage": d.old_image().map(image_json),
             "SequenceNumber": d.sequence_number(),
             "SizeBytes": d.size_bytes().unwrap_or(1),
             "StreamViewType": d.stream_view_type().map(|v| v.as_str()),

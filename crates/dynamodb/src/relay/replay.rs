@@ -192,21 +192,34 @@ impl Relay {
             ));
         }
         let label = format!("replay:{shard}");
-        let mut changes: Vec<(&str, TipChange)> = Vec::new();
+        let mut parsed: Vec<(&str, TipChange)> = Vec::new();
+        let mut truncations = Vec::new();
         for r in records {
-            if let Some(img) = &r.new_image
-                && let Some(c) = parse_tip_change(img)?
-            {
-                changes.push((r.sequence_number.as_str(), c));
+            if let Some(img) = &r.new_image {
+                match parse_change(img, r.old_image.as_ref())? {
+                    Some(Change::Feed(c)) => parsed.push((r.sequence_number.as_str(), c)),
+                    Some(Change::Truncated(t)) => truncations.push(t),
+                    None => {}
+                }
             }
         }
-        changes.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
-        let Some(last_seq) = max_seq(changes.iter().map(|(s, _)| *s)).map(str::to_string) else {
+        parsed.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
+        let Some(last_seq) = max_seq(parsed.iter().map(|(s, _)| *s)).map(str::to_string) else {
+            for t in &truncations {
+                self.truncated(t).await?;
+            }
             return Ok(RelayOutput::default());
         };
-        let mut types = Vec::with_capacity(changes.len());
-        for (_, c) in &changes {
-            types.push(self.event_types(c).await?);
+        // Appends whose events were all erased since get no entry.
+        let mut types = Vec::with_capacity(parsed.len());
+        let mut changes = Vec::with_capacity(parsed.len());
+        for (seq, c) in parsed {
+            match self.event_types(&c).await? {
+                Events::Erased => continue,
+                Events::Types(t) => types.push(Some(t)),
+                Events::PartlyErased => types.push(None),
+            }
+            changes.push((seq, c));
         }
         let mut backoff = crate::retry::Backoff::default();
         let (entries, written): (Vec<FeedEntry>, Vec<FeedEntry>) = loop {
@@ -238,6 +251,15 @@ impl Relay {
                 None => return Err(DynamoError::Contention(backoff.attempts())),
             }
         };
+        for t in &truncations {
+            self.truncated(t).await?;
+        }
+        for (_, c) in &changes {
+            if c.kind == ChangeKind::Deleted {
+                self.store.purge_stream(&c.stream).await?;
+                self.deleted_references(c).await?;
+            }
+        }
         if let Some(p) = &self.progress {
             p.relayed(&entries);
         }

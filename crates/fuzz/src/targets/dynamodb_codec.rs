@@ -1,5 +1,5 @@
 //! The DynamoDB item codec: event blobs ([`codec::decode`], [`codec::count`])
-//! and feed page items ([`relay::parse_page`]).
+//! and feed page items ([`items::page_slots`], gaps included).
 //!
 //! The first byte of an input picks the decoder (even: a blob, odd: a
 //! feed page), the rest is its input. Checked, besides "no panic":
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use eventstore_core::{EventType, JsonObject, JsonValue, NewEvent, Timestamp};
-use eventstore_dynamodb::{codec, relay};
+use eventstore_dynamodb::{codec, items, relay};
 
 use crate::engine::Target;
 
@@ -147,16 +147,26 @@ fn check_page(text: &[u8]) {
         }
     }
     item.insert("g".to_owned(), AttributeValue::L(entries));
-    let Ok(parsed) = relay::parse_page(&item) else {
+    let Ok(parsed) = items::page_slots(&item) else {
         return;
     };
+    let entries = relay::parse_page(&item).expect("a page whose slots parse parses");
+    assert_eq!(
+        entries.len(),
+        parsed
+            .iter()
+            .filter(|s| matches!(s, items::PageSlot::Entry(_)))
+            .count()
+    );
     let mut next: u64 = sk.parse().expect("a parsed page's key is a number");
-    for entry in &parsed {
-        assert_eq!(entry.position, next, "entries are consecutive");
-        assert!(entry.count > 0 && entry.first_revision > 0);
-        next = entry
-            .position
-            .checked_add(entry.count)
+    for slot in &parsed {
+        if let items::PageSlot::Entry(entry) = slot {
+            assert_eq!(entry.position, next, "entries and gaps are consecutive");
+            assert!(entry.first_revision > 0);
+        }
+        assert!(slot.count() > 0);
+        next = next
+            .checked_add(slot.count())
             .expect("positions stay below u64::MAX");
     }
     if let (Some(AttributeValue::N(l)), Some(_)) = (item.get("l"), parsed.last()) {
