@@ -443,6 +443,10 @@ pub(crate) fn load(
         log_end: crate::format::FILE_HEADER_LEN,
         ..Checkpoint::default()
     };
+    // The rebuilt index numbers its runs from 1 again: blocks the failed
+    // load cached under those numbers are of the discarded runs, and must
+    // never be served for the new ones.
+    let cache = Arc::new(BlockCache::new(cache_bytes));
     Ok(Loaded {
         index: Index::with_base(Vec::new(), Some(feed.clone()), 0, 0, None),
         files: IndexFiles {

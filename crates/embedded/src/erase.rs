@@ -459,20 +459,31 @@ fn write_batch(
             .map_err(io(format!("writing {}", journal.display())))?;
         fs.sync_dir(dir)
             .map_err(io(format!("syncing the directory {}", dir.display())))?;
-        {
+        let in_place = {
             // No read of another record of these frames runs meanwhile.
             let _writing = shared.erase_lock.write().unwrap_or_else(|e| e.into_inner());
-            for (offset, image) in images {
-                shared
-                    .file
-                    .write_all_at(image, *offset)
-                    .map_err(io(format!("erasing in {}", shared.path.display())))?;
-            }
+            images
+                .iter()
+                .try_for_each(|(offset, image)| shared.file.write_all_at(image, *offset))
+                .map_err(io(format!("erasing in {}", shared.path.display())))
         }
-        shared
-            .file
-            .sync_data()
-            .map_err(io(format!("syncing {}", shared.path.display())))?;
+        .and_then(|()| {
+            shared
+                .file
+                .sync_data()
+                .map_err(io(format!("syncing {}", shared.path.display())))
+        });
+        if let Err(e) = in_place {
+            // The log's pages are shared with the writer: after a failed
+            // write or sync of the log, appends in the page cache may be
+            // lost while the writer's next sync succeeds (Linux reports a
+            // writeback error once per open file). Stop acknowledging
+            // until reopened; open applies the journal again.
+            shared.set_failed(format!(
+                "erasing removed events failed on the log ({e}); restart the server once the disk is healthy"
+            ));
+            return Err(e);
+        }
     }
     if mark.is_some() {
         write_mark(fs, dir, mark_value)?;

@@ -235,6 +235,8 @@ struct SimState {
     fail_all: HashMap<Op, i32>,
     /// Calls at which the process dies: (kind, 0-based call number).
     kill_at: HashSet<(Op, u64)>,
+    /// The files whose sync failed, in order.
+    failed_syncs: Vec<PathBuf>,
     /// After this many calls in all, every call fails (the process died).
     dead: bool,
     /// Bumped each time the simulated process dies (a kill or a power
@@ -355,6 +357,11 @@ impl SimFs {
         s.fail_all.clear();
         s.kill_at.clear();
         s.dead = false;
+    }
+
+    /// The files whose sync failed (with an errno, not a death), in order.
+    pub fn failed_syncs(&self) -> Vec<PathBuf> {
+        self.lock_state().failed_syncs.clone()
     }
 
     /// How many calls of kind `op` were made.
@@ -589,6 +596,9 @@ impl StorageFile for SimHandle {
         }
         let result = s.call(Op::Sync);
         let partial = result.is_err() && !s.dead;
+        if partial {
+            s.failed_syncs.push(self.path.clone());
+        }
         let r = if partial { s.next_random() } else { 0 };
         let f = s.files.get_mut(&self.path).ok_or_else(missing)?;
         let pending = std::mem::take(&mut f.pending);

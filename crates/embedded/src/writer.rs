@@ -408,6 +408,11 @@ impl Writer {
     /// appends left for the next commit when this one's frames reached
     /// [`MAX_COMMIT_BYTES`].
     fn commit(&mut self, batch: Vec<Job>) -> Vec<Job> {
+        if self.failed.is_none() {
+            // Erasure failed a write or sync of the log: this commit's
+            // pages could be dropped as its were.
+            self.failed = self.shared.failure();
+        }
         if let Some(reason) = &self.failed {
             for job in batch {
                 match job {
@@ -459,7 +464,15 @@ impl Writer {
             let written = self
                 .file
                 .write_all_at(&self.buf, self.end)
-                .and_then(|()| crate::metrics::timed_sync(|| self.file.sync_data()));
+                .and_then(|()| crate::metrics::timed_sync(|| self.file.sync_data()))
+                .and_then(|()| match self.shared.failure() {
+                    // Erasure's sync of the log failed while this commit's
+                    // pages were in the page cache: Linux reports a
+                    // writeback error once per open file, so this sync
+                    // succeeding proves nothing about them.
+                    Some(reason) => Err(std::io::Error::other(reason)),
+                    None => Ok(()),
+                });
             drop(spans);
             if let Err(e) = written {
                 self.fail(e, replies);

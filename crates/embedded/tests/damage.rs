@@ -828,3 +828,62 @@ async fn list_many(store: &EmbeddedStore) -> Result<String, String> {
     let types = store.stream_types().await.map_err(|e| e.to_string())?;
     Ok(format!("{out:?} {types:?}"))
 }
+
+/// A run damaged where open reads it makes open rebuild the index from the
+/// log, taking checkpoints as it replays, so that the new runs are numbered
+/// from 1 again: the rebuilt store reads exactly as before. (Open had
+/// cached blocks of the discarded runs under those numbers and served them
+/// for the new runs: a rebuilt store lost the last append of a stream. The
+/// byte-flipping test found it in some of the file layouts the checkpoint
+/// thread's timing produces; this one flips the first byte of each run.)
+#[test]
+fn a_rebuild_after_a_damaged_run_reads_as_before() {
+    let rt = runtime();
+    let (files, keys) = checkpointed_files(&rt);
+    let load = |flip: Option<&PathBuf>, every: u64| {
+        let fs = SimFs::new(14);
+        for (p, b) in &files {
+            let mut b = b.clone();
+            if Some(p) == flip {
+                b[0] ^= 1;
+            }
+            fs.set_contents(p, b);
+        }
+        EmbeddedStore::open_with(
+            dir(),
+            EmbeddedOptions {
+                checkpoint_events: every,
+                ..small_checkpoints(&fs)
+            },
+        )
+        .unwrap()
+    };
+    let original = rt.block_on(async {
+        let store = load(None, 3);
+        let seen = everything(&store, &keys).await.unwrap();
+        store.close().await;
+        seen
+    });
+    let mut rebuilt = 0;
+    // Rebuilds that checkpoint every 1 to 6 events: new runs of every
+    // number the old ones had.
+    for every in 1..=6 {
+        for run in files.keys().filter(|p| is_run(p)) {
+            rt.block_on(async {
+                let store = load(Some(run), every);
+                if store.open_stats().rebuilt.is_some() {
+                    rebuilt += 1;
+                    let seen = everything(&store, &keys).await.unwrap();
+                    assert_eq!(
+                        seen,
+                        original,
+                        "rebuilt with a checkpoint every {every} events after {} was damaged",
+                        run.display()
+                    );
+                }
+                store.close().await;
+            });
+        }
+    }
+    assert!(rebuilt >= 2, "open rebuilt {rebuilt} times");
+}

@@ -567,3 +567,150 @@ async fn a_damaged_removals_block_is_rebuilt_not_ignored() {
     store.close().await;
     drop(temp.dir);
 }
+
+/// A failed sync at any point of a deletion and its erasure (the deletion's
+/// commit, the journal, the log after the in-place writes, the mark, the
+/// directory entries): when it was a sync of the log, the store stops
+/// acknowledging appends until it is reopened, as after the writer's own
+/// failed sync. The log's pages are shared with the writer, and Linux
+/// reports a writeback error once per open file, so an append whose pages
+/// the failed sync dropped would otherwise be acknowledged by the writer's
+/// next sync, which succeeds. A failed sync of another file stops only
+/// erasure. Either way, after a power cut the next open keeps every
+/// acknowledged event and the acknowledged deletion, and its erasure
+/// completes.
+#[test]
+fn a_failed_sync_during_erasure_never_loses_an_acknowledged_append() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = PathBuf::from("/sim/erase-eio");
+    let open = |fs: &SimFs| {
+        EmbeddedStore::open_with(
+            &dir,
+            EmbeddedOptions {
+                fs: Arc::new(fs.clone()),
+                ..EmbeddedOptions::default()
+            },
+        )
+    };
+    let m = "MARKER-failed-sync";
+    let kept = key("other", "kept");
+    let gone = key("person", "gone");
+    let scenario = |store, fs| failed_sync_scenario(store, fs, m);
+    let clean = SimFs::new(3);
+    let (from, to) = rt.block_on(async {
+        let store = open(&clean).unwrap();
+        let s = scenario(store, clean.clone()).await;
+        assert!(s.1 && s.2);
+        (s.4.0, clean.count(Op::Sync))
+    });
+    let mut by_log_after_deletion = 0;
+    let mut by_other_files = 0;
+    for k in from..to {
+        let fs = SimFs::new(k);
+        fs.fail_nth(Op::Sync, k, libc_eio());
+        let (ids, deleted, acked, ready, (_, before_last)) = rt.block_on(async {
+            let store = open(&fs).unwrap();
+            scenario(store, fs.clone()).await
+        });
+        let failed = fs.failed_syncs();
+        let what = format!("sync {k} failed: {failed:?}");
+        match failed.first() {
+            // At close, after the last append: nothing to refuse.
+            _ if k >= before_last => {}
+            Some(p) if p.ends_with("events.log") => {
+                assert!(!acked, "{what}: an append was acknowledged after it");
+                assert!(ready.is_err(), "{what}: still ready");
+                if deleted {
+                    by_log_after_deletion += 1;
+                }
+            }
+            Some(_) => {
+                assert!(acked, "{what}: appends stopped for another file");
+                by_other_files += 1;
+            }
+            None => {}
+        }
+        fs.kill();
+        fs.power_cut(PowerCut::DropUnsynced);
+        rt.block_on(async {
+            let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            let read = read_all(&store, &kept).await;
+            let got: Vec<_> = read.iter().map(|e| e.event_id).collect();
+            assert_eq!(got[..ids.len()], ids[..], "{what}");
+            if deleted {
+                assert!(
+                    matches!(
+                        store.stream_info(&gone).await,
+                        Err(StoreError::StreamDeleted(_))
+                    ),
+                    "{what}: the deletion stands"
+                );
+            } else {
+                match store.delete_stream(&gone, None).await {
+                    Ok(_) | Err(StoreError::StreamNotFound(_)) => {}
+                    Err(e) => panic!("{what}: delete after restart: {e}"),
+                }
+            }
+            store
+                .compact()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: compact: {e}"));
+            store.close().await;
+        });
+        let holding: Vec<_> = fs
+            .list()
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains(".discarded-at-"))
+            .filter(|p| fs.contents(p).is_some_and(|b| holds(&b, m)))
+            .collect();
+        assert!(holding.is_empty(), "{what}: the marker is in {holding:?}");
+    }
+    assert!(
+        by_log_after_deletion >= 1 && by_other_files >= 1,
+        "the failures hit erasure's log sync ({by_log_after_deletion}) and other files ({by_other_files})"
+    );
+}
+
+/// What [`failed_sync_scenario`] saw.
+type FailedSyncRun = (
+    Vec<eventstore_core::EventId>,
+    bool,
+    bool,
+    Result<(), String>,
+    (u64, u64),
+);
+
+/// Appends the kept stream's events and a stream to delete, deletes it,
+/// erases, appends once more; returns the acknowledged ids of the kept
+/// stream, whether the deletion was acknowledged, whether the last append
+/// was, the readiness after it, and the syncs made before the deletion and
+/// before the last append.
+async fn failed_sync_scenario(store: EmbeddedStore, fs: SimFs, m: &str) -> FailedSyncRun {
+    let kept = key("other", "kept");
+    let gone = key("person", "gone");
+    let mut ids = Vec::new();
+    let e = secret_events(2, "kept");
+    let first: Vec<_> = e.iter().map(|e| e.event_id).collect();
+    append(&store, &kept, Expectation::Any, e).await.unwrap();
+    ids.extend(first);
+    append(&store, &gone, Expectation::Any, big_secret_events(3, m))
+        .await
+        .unwrap();
+    let before = fs.count(Op::Sync);
+    let deleted = store.delete_stream(&gone, None).await.is_ok();
+    let _ = store.compact().await;
+    let before_last = fs.count(Op::Sync);
+    let e = secret_events(1, "kept");
+    let last: Vec<_> = e.iter().map(|e| e.event_id).collect();
+    let acked = append(&store, &kept, Expectation::Any, e).await.is_ok();
+    if acked {
+        ids.extend(last);
+    }
+    let ready = store.readiness();
+    store.close().await;
+    (ids, deleted, acked, ready, (before, before_last))
+}
