@@ -574,6 +574,88 @@ fn a_damaged_index_is_found_by_check_and_rebuilt_by_repair() {
     });
 }
 
+/// Where a run's fences and Bloom filter lie, from its trailer (the last
+/// 64 bytes; see `src/run.rs`).
+fn run_parts(run: &[u8]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let t = &run[run.len() - 64..];
+    assert_eq!(&t[56..], b"EVIDXRN2");
+    let fences_offset = u64::from_le_bytes(t[0..8].try_into().unwrap()) as usize;
+    let fences_len = u32::from_le_bytes(t[8..12].try_into().unwrap()) as usize;
+    let bloom_bits = u64::from_le_bytes(t[20..28].try_into().unwrap()) as usize;
+    let bloom = fences_offset + fences_len;
+    (fences_offset..bloom, bloom..bloom + bloom_bits / 8)
+}
+
+/// Open reads a run's trailer and tables only; its Bloom filter and its
+/// fences are read, and checked against their own CRCs, by the first
+/// look-up that needs them. A damaged filter (whose cleared bits would say
+/// "no such stream") or damaged fences are found there: that look-up fails,
+/// and so does the next (the failure is not kept as a filter), an append
+/// that would start the stream again is refused, and `check` finds the
+/// damage. Intact again, the same store reads.
+#[test]
+fn a_damaged_bloom_filter_or_fences_fail_the_first_look_up_instead_of_being_served() {
+    let rt = runtime();
+    let fs = SimFs::new(17);
+    let k = key("lazy", "l-1");
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        for i in 0..3 {
+            store
+                .append(AppendRequest::new(k.clone(), Expectation::Any, vec![event(i)]).unwrap())
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let runs: Vec<PathBuf> = fs.list().into_iter().filter(|p| is_run(p)).collect();
+    let [run] = &runs[..] else {
+        panic!("one run after close: {runs:?}")
+    };
+    let original = fs.contents(run).unwrap();
+    let (fences, bloom) = run_parts(&original);
+    assert!(
+        fences.len() > 14 && bloom.len() >= 8,
+        "{fences:?} {bloom:?}"
+    );
+    for (what, range) in [("the Bloom filter", bloom), ("the fences", fences)] {
+        // Every bit of one byte: set bits are cleared.
+        for at in [range.start, range.start + range.len() / 2, range.end - 1] {
+            let mut bytes = original.clone();
+            bytes[at] ^= 0xFF;
+            fs.set_contents(run, bytes);
+            let store = open(&fs).unwrap_or_else(|e| {
+                panic!("{what}, byte {at}: open reads neither filter nor fences: {e}")
+            });
+            assert_eq!(store.open_stats().rebuilt, None, "{what}, byte {at}");
+            rt.block_on(async {
+                for _ in 0..2 {
+                    let e = store.stream_info(&k).await.expect_err(what).to_string();
+                    assert!(
+                        e.contains(&format!("{what}'s checksum does not match")),
+                        "{what}, byte {at}: {e}"
+                    );
+                }
+                let again = AppendRequest::new(k.clone(), Expectation::NoStream, vec![event(9)]);
+                let r = store.append(again.unwrap()).await;
+                assert!(r.is_err(), "{what}, byte {at}: {r:?}");
+                store.close().await;
+            });
+            drop(store);
+            let report = check_with(&fs, dir()).unwrap();
+            assert!(!report.is_intact(), "{what}, byte {at}: {report}");
+            assert!(report.to_string().contains(what), "{report}");
+        }
+    }
+    fs.set_contents(run, original);
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        assert_eq!(read_all(&store, &k).await.len(), 3);
+        store.close().await;
+    });
+    assert!(check_with(&fs, dir()).unwrap().is_intact());
+}
+
 /// Everything a reader can see of a store, read page by page with the
 /// errors kept: each stream forward and backward, its details, the global
 /// and per-type feeds, the listings and the type counts.
