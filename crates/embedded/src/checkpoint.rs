@@ -231,12 +231,16 @@ impl IndexFiles {
         self.runs = runs;
         self.next_run = seq + 1;
         self.checkpoint = at;
-        Ok(Arc::new(Run::open(
-            &*self.fs,
-            &path,
-            seq,
-            self.cache.clone(),
-        )?))
+        self.open_warm(&path, seq)
+    }
+
+    /// Opens a run this thread just wrote, its fences and filter read:
+    /// the writer's next look-ups must not read them (a merged run's
+    /// filter can take tens of MiB).
+    fn open_warm(&self, path: &Path, seq: u64) -> Result<Arc<Run>, EmbeddedError> {
+        let run = Run::open(&*self.fs, path, seq, self.cache.clone())?;
+        run.warm()?;
+        Ok(Arc::new(run))
     }
 
     /// The newest runs to merge, when their tier is full: the last
@@ -300,10 +304,7 @@ impl IndexFiles {
         self.write_manifest(&runs, seq + 1, &self.checkpoint)?;
         self.runs = runs;
         self.next_run = seq + 1;
-        Ok((
-            Arc::new(Run::open(&*self.fs, &path, seq, self.cache.clone())?),
-            replaced,
-        ))
+        Ok((self.open_warm(&path, seq)?, replaced))
     }
 
     /// Deletes run files no longer named (after the MANIFEST that dropped

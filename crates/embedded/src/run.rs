@@ -403,6 +403,9 @@ impl Fences {
     /// Parses the fences of `blocks` blocks, which must all lie before
     /// `end` and fill `bytes` exactly.
     fn parse(bytes: Box<[u8]>, blocks: u32, end: u64) -> Option<Self> {
+        if blocks as usize > bytes.len() / 14 {
+            return None;
+        }
         let mut starts = Vec::with_capacity(blocks as usize);
         let mut at = 0usize;
         for _ in 0..blocks {
