@@ -4,7 +4,7 @@
 //! location). See `docs/storage-engine.md`, "The on-disk index".
 //!
 //! ```text
-//! MANIFEST := "EVIDXMF1" | version u32 = 1 | last_position u64 | log_end u64
+//! MANIFEST := "EVIDXMF1" | version u32 = 3 | last_position u64 | log_end u64
 //!             | last_frame u64 | commit_start u64 | last_time i64 (i64::MIN: none)
 //!             | next_stream u32 | next_run u64 | runs u32 | (seq u64, tier u32){runs}
 //!             | crc u32 (CRC-32 of everything before it)
@@ -21,7 +21,10 @@ use crate::run::{BlockCache, Merge, Run, RunWriter};
 use crate::vfs::{FileSystem, StorageFile};
 
 const MANIFEST_MAGIC: &[u8; 8] = b"EVIDXMF1";
-const MANIFEST_VERSION: u32 = 2;
+/// 3: runs of version 2 (`EVIDXRN2`, fences and filter read on first
+/// use). A MANIFEST of an older version does not decode, and open rebuilds
+/// the index.
+const MANIFEST_VERSION: u32 = 3;
 /// Runs of one tier merged into one of the next.
 pub(crate) const FANOUT: usize = 8;
 
@@ -228,12 +231,16 @@ impl IndexFiles {
         self.runs = runs;
         self.next_run = seq + 1;
         self.checkpoint = at;
-        Ok(Arc::new(Run::open(
-            &*self.fs,
-            &path,
-            seq,
-            self.cache.clone(),
-        )?))
+        self.open_warm(&path, seq)
+    }
+
+    /// Opens a run this thread just wrote, its fences and filter read:
+    /// the writer's next look-ups must not read them (a merged run's
+    /// filter can take tens of MiB).
+    fn open_warm(&self, path: &Path, seq: u64) -> Result<Arc<Run>, EmbeddedError> {
+        let run = Run::open(&*self.fs, path, seq, self.cache.clone())?;
+        run.warm()?;
+        Ok(Arc::new(run))
     }
 
     /// The newest runs to merge, when their tier is full: the last
@@ -297,10 +304,7 @@ impl IndexFiles {
         self.write_manifest(&runs, seq + 1, &self.checkpoint)?;
         self.runs = runs;
         self.next_run = seq + 1;
-        Ok((
-            Arc::new(Run::open(&*self.fs, &path, seq, self.cache.clone())?),
-            replaced,
-        ))
+        Ok((self.open_warm(&path, seq)?, replaced))
     }
 
     /// Deletes run files no longer named (after the MANIFEST that dropped
@@ -640,6 +644,18 @@ impl Checkpointer {
             .spawn(move || {
                 let write = || index.write().unwrap_or_else(|e| e.into_inner());
                 let read = || index.read().unwrap_or_else(|e| e.into_inner());
+                // Open read only the runs' trailers: read their fences and
+                // filters now, beside the first requests, rather than in
+                // the first look-ups. A part that does not read is left
+                // for the look-ups that need it to fail on.
+                let runs = read().runs().to_vec();
+                for run in &runs {
+                    if let Err(e) = run.warm() {
+                        tracing::warn!(error = %e, "reading an index run's fences and filter");
+                    }
+                }
+                crate::metrics::index_size(runs.len(), runs.iter().map(|r| r.memory()).sum());
+                drop(runs);
                 for job in rx {
                     let started = std::time::Instant::now();
                     let result = (|| -> Result<(), EmbeddedError> {

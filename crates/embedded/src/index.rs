@@ -534,10 +534,12 @@ impl Index {
         // A block that does not read must fail the load, not end it early
         // (a deleted stream would come back).
         let errors = ReadErrors::default();
+        // Only the runs that hold removals are read (most hold none).
         let sources: Vec<_> = self
             .runs
             .iter()
             .rev()
+            .filter(|r| r.has_table(TAG_REMOVALS))
             .map(|r| errors.watch(r.iter_from(&[TAG_REMOVALS])))
             .collect();
         let mut removals = HashMap::new();

@@ -574,6 +574,88 @@ fn a_damaged_index_is_found_by_check_and_rebuilt_by_repair() {
     });
 }
 
+/// Where a run's fences and Bloom filter lie, from its trailer (the last
+/// 64 bytes; see `src/run.rs`).
+fn run_parts(run: &[u8]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let t = &run[run.len() - 64..];
+    assert_eq!(&t[56..], b"EVIDXRN2");
+    let fences_offset = u64::from_le_bytes(t[0..8].try_into().unwrap()) as usize;
+    let fences_len = u32::from_le_bytes(t[8..12].try_into().unwrap()) as usize;
+    let bloom_bits = u64::from_le_bytes(t[20..28].try_into().unwrap()) as usize;
+    let bloom = fences_offset + fences_len;
+    (fences_offset..bloom, bloom..bloom + bloom_bits / 8)
+}
+
+/// Open reads a run's trailer and tables only; its Bloom filter and its
+/// fences are read, and checked against their own CRCs, by the first
+/// look-up that needs them. A damaged filter (whose cleared bits would say
+/// "no such stream") or damaged fences are found there: that look-up fails,
+/// and so does the next (the failure is not kept as a filter), an append
+/// that would start the stream again is refused, and `check` finds the
+/// damage. Intact again, the same store reads.
+#[test]
+fn a_damaged_bloom_filter_or_fences_fail_the_first_look_up_instead_of_being_served() {
+    let rt = runtime();
+    let fs = SimFs::new(17);
+    let k = key("lazy", "l-1");
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        for i in 0..3 {
+            store
+                .append(AppendRequest::new(k.clone(), Expectation::Any, vec![event(i)]).unwrap())
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let runs: Vec<PathBuf> = fs.list().into_iter().filter(|p| is_run(p)).collect();
+    let [run] = &runs[..] else {
+        panic!("one run after close: {runs:?}")
+    };
+    let original = fs.contents(run).unwrap();
+    let (fences, bloom) = run_parts(&original);
+    assert!(
+        fences.len() > 14 && bloom.len() >= 8,
+        "{fences:?} {bloom:?}"
+    );
+    for (what, range) in [("the Bloom filter", bloom), ("the fences", fences)] {
+        // Every bit of one byte: set bits are cleared.
+        for at in [range.start, range.start + range.len() / 2, range.end - 1] {
+            let mut bytes = original.clone();
+            bytes[at] ^= 0xFF;
+            fs.set_contents(run, bytes);
+            let store = open(&fs).unwrap_or_else(|e| {
+                panic!("{what}, byte {at}: open reads neither filter nor fences: {e}")
+            });
+            assert_eq!(store.open_stats().rebuilt, None, "{what}, byte {at}");
+            rt.block_on(async {
+                for _ in 0..2 {
+                    let e = store.stream_info(&k).await.expect_err(what).to_string();
+                    assert!(
+                        e.contains(&format!("{what}'s checksum does not match")),
+                        "{what}, byte {at}: {e}"
+                    );
+                }
+                let again = AppendRequest::new(k.clone(), Expectation::NoStream, vec![event(9)]);
+                let r = store.append(again.unwrap()).await;
+                assert!(r.is_err(), "{what}, byte {at}: {r:?}");
+                store.close().await;
+            });
+            drop(store);
+            let report = check_with(&fs, dir()).unwrap();
+            assert!(!report.is_intact(), "{what}, byte {at}: {report}");
+            assert!(report.to_string().contains(what), "{report}");
+        }
+    }
+    fs.set_contents(run, original);
+    rt.block_on(async {
+        let store = open(&fs).unwrap();
+        assert_eq!(read_all(&store, &k).await.len(), 3);
+        store.close().await;
+    });
+    assert!(check_with(&fs, dir()).unwrap().is_intact());
+}
+
 /// Everything a reader can see of a store, read page by page with the
 /// errors kept: each stream forward and backward, its details, the global
 /// and per-type feeds, the listings and the type counts.
@@ -582,7 +664,13 @@ async fn everything(store: &EmbeddedStore, keys: &[StreamKey]) -> Result<String,
     let e = |e: eventstore_core::StoreError| e.to_string();
     let mut out = String::new();
     for k in keys {
-        let info = store.stream_info(k).await.map_err(e)?;
+        let info = match store.stream_info(k).await {
+            Err(eventstore_core::StoreError::StreamDeleted(_)) => {
+                writeln!(out, "{k} deleted").unwrap();
+                continue;
+            }
+            other => other.map_err(e)?,
+        };
         writeln!(out, "{info:?}").unwrap();
         for read in [
             StreamRead::forward_after(Revision::ZERO, 3),
@@ -626,30 +714,47 @@ async fn listings(store: &EmbeddedStore, keys: &[StreamKey]) -> Result<String, S
     Ok(out)
 }
 
-/// A checkpointed store of three streams of two types (several runs and
-/// `feed.idx`): its files and keys.
+/// A checkpointed store of four streams of three types (several runs and
+/// `feed.idx`), one of them deleted and one truncated, both erased: its
+/// files and keys.
 fn checkpointed_files(
     rt: &tokio::runtime::Runtime,
 ) -> (BTreeMap<PathBuf, Vec<u8>>, Vec<StreamKey>) {
     let fs = SimFs::new(13);
-    let keys = vec![key("alpha", "a-1"), key("alpha", "a-2"), key("beta", "b-1")];
+    let keys = vec![
+        key("alpha", "a-1"),
+        key("alpha", "a-2"),
+        key("beta", "b-1"),
+        key("gamma", "g-1"),
+    ];
     rt.block_on(async {
         let store = EmbeddedStore::open_with(dir(), small_checkpoints(&fs)).unwrap();
+        let append = |k: &StreamKey, round: usize, i: usize| {
+            store.append(
+                AppendRequest::new(
+                    k.clone(),
+                    Expectation::Any,
+                    vec![event(10 * round + i), event(100 + 10 * round + i)],
+                )
+                .unwrap(),
+            )
+        };
         for round in 0..3 {
             for (i, k) in keys.iter().enumerate() {
-                store
-                    .append(
-                        AppendRequest::new(
-                            k.clone(),
-                            Expectation::Any,
-                            vec![event(10 * round + i), event(100 + 10 * round + i)],
-                        )
-                        .unwrap(),
-                    )
-                    .await
-                    .unwrap();
+                append(k, round, i).await.unwrap();
             }
         }
+        // A deletion and a truncation, erased (the ERASED mark, stubs in
+        // the log, the removals table), under more appends.
+        store.delete_stream(&keys[3], None).await.unwrap();
+        store
+            .truncate_stream(&keys[1], Revision::new(3), None)
+            .await
+            .unwrap();
+        for (i, k) in keys[..3].iter().enumerate() {
+            append(k, 3, i).await.unwrap();
+        }
+        store.compact().await.unwrap();
         store.close().await;
     });
     let files: BTreeMap<PathBuf, Vec<u8>> = fs
@@ -835,7 +940,7 @@ async fn list_many(store: &EmbeddedStore) -> Result<String, String> {
 /// cached blocks of the discarded runs under those numbers and served them
 /// for the new runs: a rebuilt store lost the last append of a stream. The
 /// byte-flipping test found it in some of the file layouts the checkpoint
-/// thread's timing produces; this one flips the first byte of each run.)
+/// thread's timing produces; this one damages the trailer of each run, which open reads.)
 #[test]
 fn a_rebuild_after_a_damaged_run_reads_as_before() {
     let rt = runtime();
@@ -845,7 +950,8 @@ fn a_rebuild_after_a_damaged_run_reads_as_before() {
         for (p, b) in &files {
             let mut b = b.clone();
             if Some(p) == flip {
-                b[0] ^= 1;
+                let last = b.len() - 1;
+                b[last] ^= 1;
             }
             fs.set_contents(p, b);
         }
