@@ -245,6 +245,18 @@ enum Events {
     Erased,
 }
 
+/// What the current `tip` says of an append's events `first..=last`:
+/// `None` while they are all readable.
+fn erasure(tip: &Tip, first: u64, last: u64) -> Option<Events> {
+    if tip.deleted.is_some() || tip.first_kept() > last {
+        Some(Events::Erased)
+    } else if tip.first_kept() > first {
+        Some(Events::PartlyErased)
+    } else {
+        None
+    }
+}
+
 /// A tip record as the relay sees it.
 enum Change {
     /// An append or a deletion: an entry of the feed.
@@ -712,15 +724,7 @@ impl Relay {
             return Ok(Events::Types(t));
         }
         let last = c.tip.revision;
-        let erased = |t: &Tip| {
-            if t.deleted.is_some() || t.first_kept() > last {
-                Some(Events::Erased)
-            } else if t.first_kept() > first {
-                Some(Events::PartlyErased)
-            } else {
-                None
-            }
-        };
+        let erased = |t: &Tip| erasure(t, first, last);
         let tip = match self.store.get_tip(&c.stream).await? {
             Some(t) => match erased(&t) {
                 Some(e) => return Ok(e),

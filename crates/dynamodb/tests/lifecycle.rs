@@ -606,3 +606,40 @@ async fn the_feed_keeps_no_reference_to_removed_events() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A replay of a batch the relay gave up on (`relay replay-failures`), run
+/// after the stream was deleted and the feed's references to it removed,
+/// puts none of them back, though the records' images still hold the
+/// events; the deletion's entry is not written twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_after_a_deletion_puts_no_reference_back() {
+    let h = support::harness("replay-refs", None, false).await;
+    let store = &h.store;
+    let table = store.table().to_string();
+    let gone = key("late", "l-1");
+    let kept = key("late", "k-1");
+    for _ in 0..3 {
+        append(store, &gone, vec![event("", 0)]).await;
+        append(store, &kept, vec![event("", 0)]).await;
+    }
+    let failed = support::stream_batches(store.client(), &table, 100).await;
+    for batch in &failed {
+        h.relay.process(batch).await.unwrap();
+    }
+    store.delete_stream(&gone, None).await.unwrap();
+    for batch in support::stream_batches(store.client(), &table, 100).await {
+        h.relay.process(&batch).await.unwrap();
+    }
+    let (refs, _) = references(store).await;
+    assert_eq!(references_below(&refs, &gone, 4), vec![]);
+    for batch in &failed {
+        h.relay.replay(batch).await.unwrap();
+    }
+    let (after, _) = references(store).await;
+    assert_eq!(
+        references_below(&after, &gone, 4),
+        vec![],
+        "a replay put them back"
+    );
+    assert_eq!(after, refs, "the replay changed the feed");
+}

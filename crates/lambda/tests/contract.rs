@@ -31,12 +31,10 @@ impl Drop for Proc {
     }
 }
 
+/// The emulator must be told its port: one no other process can be
+/// handed meanwhile.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    eventstore_testkit::process::port_for_a_child()
 }
 
 /// `cargo lambda watch` serving only the Lambda APIs on `port`.

@@ -36,12 +36,10 @@ impl Drop for Proc {
     }
 }
 
+/// The emulator must be told its port: one no other process can be
+/// handed meanwhile.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    eventstore_testkit::process::port_for_a_child()
 }
 
 fn wait_for_port(port: u16, what: &str) {

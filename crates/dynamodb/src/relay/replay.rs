@@ -214,7 +214,18 @@ impl Relay {
         let mut types = Vec::with_capacity(parsed.len());
         let mut changes = Vec::with_capacity(parsed.len());
         for (seq, c) in parsed {
-            match self.event_types(&c).await? {
+            let mut events = self.event_types(&c).await?;
+            if c.kind == ChangeKind::Append && matches!(events, Events::Types(_)) {
+                // Types read from the record's image say nothing of what
+                // happened since: a replay runs long after, when the
+                // stream may be deleted and its references removed.
+                if let Some(tip) = self.store.get_tip(&c.stream).await?
+                    && let Some(e) = erasure(&tip, c.first_revision(), c.tip.revision)
+                {
+                    events = e;
+                }
+            }
+            match events {
                 Events::Erased => continue,
                 Events::Types(t) => types.push(Some(t)),
                 Events::PartlyErased => types.push(None),
