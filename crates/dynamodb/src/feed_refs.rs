@@ -218,47 +218,18 @@ impl DynamoStore {
                 return Ok(false);
             }
             let version = get_u64(page, attr::page::VERSION)?;
-            let (condition, value) = unchanged(version);
             let sk = items::get_str(page, items::SK)?;
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(items::key(items::FEED_PK, sk)))
-                .update_expression(format!(
-                    "SET {} = :g, {} = :v",
-                    attr::page::ENTRIES,
-                    attr::page::VERSION
-                ))
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(
-                    [
-                        (
-                            ":g".to_string(),
-                            AttributeValue::L(kept.iter().map(|k| s(k.to_text())).collect()),
-                        ),
-                        (":v".to_string(), n(version.unwrap_or(0) + 1)),
-                    ]
-                    .into_iter()
-                    .chain(value.map(|v| (":y".to_string(), v)))
-                    .collect(),
-                ))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(true),
-                Err(SdkError::ServiceError(se))
-                    if matches!(
-                        se.err(),
-                        UpdateItemError::ConditionalCheckFailedException(_)
-                    ) =>
-                {
-                    // Another cleanup rewrote the page since it was read.
-                    if !backoff.wait().await {
-                        return Err(DynamoError::Contention(backoff.attempts()));
-                    }
-                }
-                Err(e) => return Err(sdk_err("UpdateItem", e)),
+            let entries = kept.iter().map(|k| s(k.to_text())).collect();
+            let names = (attr::page::ENTRIES, attr::page::VERSION);
+            if self
+                .set_entries(items::key(items::FEED_PK, sk), names, entries, version)
+                .await?
+            {
+                return Ok(true);
+            }
+            // Another cleanup rewrote the page since it was read.
+            if !backoff.wait().await {
+                return Err(DynamoError::Contention(backoff.attempts()));
             }
         }
     }
@@ -290,8 +261,8 @@ impl DynamoStore {
                 .map(|e| s(type_feed_text(&e)))
                 .collect();
             let version = get_u64(item, attr::type_feed::VERSION)?;
-            let (condition, value) = unchanged(version);
-            let failed = if kept.is_empty() {
+            let done = if kept.is_empty() {
+                let (condition, value) = unchanged(version);
                 let result = self
                     .client
                     .delete_item()
@@ -304,56 +275,72 @@ impl DynamoStore {
                     .send()
                     .await;
                 match result {
-                    Ok(_) => return Ok(true),
+                    Ok(_) => true,
                     Err(SdkError::ServiceError(se))
                         if matches!(
                             se.err(),
                             DeleteItemError::ConditionalCheckFailedException(_)
                         ) =>
                     {
-                        true
+                        false
                     }
                     Err(e) => return Err(sdk_err("DeleteItem", e)),
                 }
             } else {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(items::key(pk, at)))
-                    .update_expression(format!(
-                        "SET {} = :g, {} = :v",
-                        attr::type_feed::ENTRIES,
-                        attr::type_feed::VERSION
-                    ))
-                    .condition_expression(condition)
-                    .set_expression_attribute_values(Some(
-                        [
-                            (":g".to_string(), AttributeValue::L(kept)),
-                            (":v".to_string(), n(version.unwrap_or(0) + 1)),
-                        ]
-                        .into_iter()
-                        .chain(value.map(|v| (":y".to_string(), v)))
-                        .collect(),
-                    ))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => return Ok(true),
-                    Err(SdkError::ServiceError(se))
-                        if matches!(
-                            se.err(),
-                            UpdateItemError::ConditionalCheckFailedException(_)
-                        ) =>
-                    {
-                        true
-                    }
-                    Err(e) => return Err(sdk_err("UpdateItem", e)),
-                }
+                let names = (attr::type_feed::ENTRIES, attr::type_feed::VERSION);
+                self.set_entries(items::key(pk, at), names, kept, version)
+                    .await?
             };
-            if failed && !backoff.wait().await {
+            if done {
+                return Ok(true);
+            }
+            // Another cleanup rewrote the item since it was read.
+            if !backoff.wait().await {
                 return Err(DynamoError::Contention(backoff.attempts()));
             }
+        }
+    }
+
+    /// Sets the entries of the item at `key` (attributes `names`: entries,
+    /// version) and counts one more rewrite, if the item is there and its
+    /// version is still `version`; false when it changed since it was read.
+    async fn set_entries(
+        &self,
+        key: Item,
+        (entries_name, version_name): (&str, &str),
+        entries: Vec<AttributeValue>,
+        version: Option<u64>,
+    ) -> Result<bool, DynamoError> {
+        let (condition, value) = unchanged(version);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(format!("SET {entries_name} = :g, {version_name} = :v"))
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(
+                [
+                    (":g".to_string(), AttributeValue::L(entries)),
+                    (":v".to_string(), n(version.unwrap_or(0) + 1)),
+                ]
+                .into_iter()
+                .chain(value.map(|v| (":y".to_string(), v)))
+                .collect(),
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("UpdateItem", e)),
         }
     }
 }
