@@ -38,7 +38,7 @@ use crate::items::{
     self, FeedEntry, Item, PageSlot, attr, cond, get_u64, n, page_slots, parse_type_feed_item, s,
     type_feed_text,
 };
-use crate::retry::Backoff;
+use crate::retry::{Backoff, is_retryable};
 use crate::store::{DynamoStore, sdk_err};
 
 /// How much earlier than a stream's creation the cleanup still looks: the
@@ -276,11 +276,13 @@ impl DynamoStore {
                     .await;
                 match result {
                     Ok(_) => true,
+                    // Changed since it was read, or a transient refusal (a
+                    // transaction on the item, a throttle): read again.
                     Err(SdkError::ServiceError(se))
                         if matches!(
                             se.err(),
                             DeleteItemError::ConditionalCheckFailedException(_)
-                        ) =>
+                        ) || se.err().meta().code().is_some_and(is_retryable) =>
                     {
                         false
                     }
@@ -303,7 +305,8 @@ impl DynamoStore {
 
     /// Sets the entries of the item at `key` (attributes `names`: entries,
     /// version) and counts one more rewrite, if the item is there and its
-    /// version is still `version`; false when it changed since it was read.
+    /// version is still `version`; false when it changed since it was read
+    /// or the write was refused for a while (the caller reads again).
     async fn set_entries(
         &self,
         key: Item,
@@ -332,11 +335,13 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
+            // Changed since it was read, or a transient refusal (a
+            // transaction on the item, a throttle): the caller reads again.
             Err(SdkError::ServiceError(se))
                 if matches!(
                     se.err(),
                     UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
+                ) || se.err().meta().code().is_some_and(is_retryable) =>
             {
                 Ok(false)
             }

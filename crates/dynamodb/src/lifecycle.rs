@@ -430,33 +430,38 @@ impl DynamoStore {
         first: u64,
     ) -> Result<(), DynamoError> {
         let f = attr::listing::FIRST;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(items::key(
-                items::listing_pk(&stream.stream_type),
-                items::listing_sk(updated.max(0) as u64, stream.stream_id.as_str()),
-            )))
-            .update_expression(format!("SET {f} = :f"))
-            .condition_expression(format!(
-                "{} AND (attribute_not_exists({f}) OR {f} < :f)",
-                cond::PRESENT
-            ))
-            .expression_attribute_values(":f", n(first))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(se))
-                if matches!(
-                    se.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(())
+        let mut backoff = Backoff::default();
+        loop {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(items::key(
+                    items::listing_pk(&stream.stream_type),
+                    items::listing_sk(updated.max(0) as u64, stream.stream_id.as_str()),
+                )))
+                .update_expression(format!("SET {f} = :f"))
+                .condition_expression(format!(
+                    "{} AND (attribute_not_exists({f}) OR {f} < :f)",
+                    cond::PRESENT
+                ))
+                .expression_attribute_values(":f", n(first))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(se)) => match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(_) => return Ok(()),
+                    // A transaction on the item, a throttle: again, later.
+                    other if other.meta().code().is_some_and(is_retryable) => {
+                        if !backoff.wait().await {
+                            return Err(DynamoError::Contention(backoff.attempts()));
+                        }
+                    }
+                    _ => return Err(sdk_err("UpdateItem", SdkError::ServiceError(se))),
+                },
+                Err(e) => return Err(sdk_err("UpdateItem", e)),
             }
-            Err(e) => Err(sdk_err("UpdateItem", e)),
         }
     }
 }
