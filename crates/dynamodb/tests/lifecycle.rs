@@ -73,6 +73,18 @@ async fn table_text(store: &DynamoStore) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
+    for item in every_item(store).await {
+        for (name, value) in &item {
+            out.push(name.clone());
+            flatten(value, &mut out);
+        }
+    }
+    out
+}
+
+/// Every item of the table (a consistent scan).
+async fn every_item(store: &DynamoStore) -> Vec<items::Item> {
+    let mut out = Vec::new();
     let mut start = None;
     loop {
         let page = store
@@ -84,12 +96,7 @@ async fn table_text(store: &DynamoStore) -> Vec<String> {
             .send()
             .await
             .unwrap();
-        for item in page.items() {
-            for (name, value) in item {
-                out.push(name.clone());
-                flatten(value, &mut out);
-            }
-        }
+        out.extend(page.items().iter().cloned());
         start = page.last_evaluated_key().cloned();
         if start.is_none() {
             return out;
@@ -361,51 +368,37 @@ struct Reference {
 async fn references(store: &DynamoStore) -> (Vec<Reference>, u64) {
     let mut refs = Vec::new();
     let mut gaps = 0;
-    let mut start = None;
-    loop {
-        let page = store
-            .client()
-            .scan()
-            .table_name(store.table())
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            let pk = items::get_str(item, items::PK).unwrap();
-            if pk == items::FEED_PK {
-                for slot in items::page_slots(item).unwrap() {
-                    match slot {
-                        items::PageSlot::Entry(e) => refs.push(Reference {
-                            stream: e.stream,
-                            first: e.first_revision,
-                            count: e.count,
-                            position: e.position,
-                            in_index: false,
-                        }),
-                        items::PageSlot::Gap(k) => gaps += k,
-                    }
-                }
-            } else if let Some(t) = pk.strip_prefix(items::TYPE_FEED_PREFIX) {
-                let t = StreamType::parse(t).unwrap();
-                for e in items::parse_type_feed_item(&t, item).unwrap() {
-                    refs.push(Reference {
+    for item in every_item(store).await {
+        let item = &item;
+        let pk = items::get_str(item, items::PK).unwrap();
+        if pk == items::FEED_PK {
+            for slot in items::page_slots(item).unwrap() {
+                match slot {
+                    items::PageSlot::Entry(e) => refs.push(Reference {
                         stream: e.stream,
                         first: e.first_revision,
                         count: e.count,
                         position: e.position,
-                        in_index: true,
-                    });
+                        in_index: false,
+                    }),
+                    items::PageSlot::Gap(k) => gaps += k,
                 }
             }
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            refs.sort_by_key(|r| (r.in_index, r.position));
-            return (refs, gaps);
+        } else if let Some(t) = pk.strip_prefix(items::TYPE_FEED_PREFIX) {
+            let t = StreamType::parse(t).unwrap();
+            for e in items::parse_type_feed_item(&t, item).unwrap() {
+                refs.push(Reference {
+                    stream: e.stream,
+                    first: e.first_revision,
+                    count: e.count,
+                    position: e.position,
+                    in_index: true,
+                });
+            }
         }
     }
+    refs.sort_by_key(|r| (r.in_index, r.position));
+    (refs, gaps)
 }
 
 /// The references of `stream` that point below revision `below`, the
