@@ -622,10 +622,11 @@ pub(crate) struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// A checkpoint (and its merges) is in progress.
     busy: Arc<std::sync::atomic::AtomicBool>,
-    /// A checkpoint failed: no more are taken until the store is reopened
-    /// (the deltas stay in memory; the log is the truth, and the next open
-    /// replays it from the last checkpoint that was written whole).
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    /// A checkpoint failed (why): no more are taken until the store is
+    /// reopened (the deltas stay in memory; the log is the truth, and the
+    /// next open replays it from the last checkpoint that was written
+    /// whole).
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Checkpointer {
@@ -633,12 +634,13 @@ impl Checkpointer {
     pub(crate) fn start(
         mut files: IndexFiles,
         index: Arc<std::sync::RwLock<Index>>,
+        failed: Arc<std::sync::Mutex<Option<String>>>,
     ) -> Result<Self, EmbeddedError> {
         use std::sync::atomic::Ordering;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (b, f) = (busy.clone(), failed.clone());
+        crate::metrics::checkpoint_failed(false);
         let thread = std::thread::Builder::new()
             .name("eventstore-checkpoint".into())
             .spawn(move || {
@@ -675,7 +677,8 @@ impl Checkpointer {
                     })();
                     if let Err(e) = result {
                         tracing::error!(error = %e, "writing the index failed; no more checkpoints until the store is reopened (the log is intact and the next open replays it)");
-                        f.store(true, Ordering::SeqCst);
+                        *f.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        crate::metrics::checkpoint_failed(true);
                     }
                     let r = read();
                     crate::metrics::index_size(r.runs().len(), r.run_memory());
@@ -695,7 +698,12 @@ impl Checkpointer {
     /// Whether a new checkpoint may start.
     pub(crate) fn idle(&self) -> bool {
         use std::sync::atomic::Ordering;
-        !self.busy.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst)
+        !self.busy.load(Ordering::SeqCst)
+            && self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
     }
 
     /// Hands a frozen delta to the thread.

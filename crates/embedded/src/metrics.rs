@@ -66,6 +66,9 @@ impl Drop for Queued {
 pub const CHECKPOINT_SECONDS: &str = "eventstore_index_checkpoint_seconds";
 /// Events written to the index by checkpoints (counter).
 pub const CHECKPOINT_EVENTS: &str = "eventstore_index_checkpoint_events_total";
+/// 1 after a checkpoint of the index failed (none is taken until the store
+/// is reopened; the log goes on), else 0 (gauge).
+pub const CHECKPOINT_FAILED: &str = "eventstore_index_checkpoint_failed";
 /// Seconds one merge of index runs took (histogram).
 pub const MERGE_SECONDS: &str = "eventstore_index_merge_seconds";
 /// Run files of the index (gauge).
@@ -81,6 +84,10 @@ pub const OPEN_REPLAYED_EVENTS: &str = "eventstore_open_replayed_events";
 pub(crate) fn checkpointed(events: u64, took: std::time::Duration) {
     metrics::histogram!(CHECKPOINT_SECONDS).record(took.as_secs_f64());
     metrics::counter!(CHECKPOINT_EVENTS).increment(events);
+}
+
+pub(crate) fn checkpoint_failed(failed: bool) {
+    metrics::gauge!(CHECKPOINT_FAILED).set(if failed { 1.0 } else { 0.0 });
 }
 
 pub(crate) fn merged(took: std::time::Duration) {

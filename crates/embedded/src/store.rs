@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     /// Why the store stopped acknowledging appends, after a failed write or
     /// sync (fail-stop until reopened).
     pub failed: Mutex<Option<String>>,
+    /// Why the last checkpoint of the index failed; then no more are taken
+    /// until the store is reopened (appends go on: the log is the truth).
+    pub checkpoint_failure: Arc<Mutex<Option<String>>>,
     pub path: PathBuf,
     /// Readers hold it (shared) from their index look-up until their log
     /// reads are done; erasure holds it (exclusive) while it rewrites
@@ -218,6 +221,7 @@ impl EmbeddedStore {
             type_progress: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             failed: Mutex::new(None),
+            checkpoint_failure: Arc::new(Mutex::new(None)),
             path: log_path,
             erase_lock: RwLock::new(()),
         });
@@ -229,7 +233,8 @@ impl EmbeddedStore {
             shared.clone(),
             erase_tasks,
         )?;
-        let checkpointer = checkpoint::Checkpointer::start(files, index)?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(files, index, shared.checkpoint_failure.clone())?;
         let (commands, queue) = mpsc::sync_channel(options.queue_capacity.max(1));
         let (stop_tx, stopped) = watch::channel(false);
         let writer = Writer::new(
@@ -309,6 +314,20 @@ impl EmbeddedStore {
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(unavailable()),
         }
         answer.await.map_err(|_| unavailable())?
+    }
+
+    /// Why writing the index failed, if it did since open. Appends and
+    /// reads go on (the log is the truth, and the index's deltas stay in
+    /// memory), but no checkpoint is taken until the store is reopened:
+    /// memory grows with every append and the next open replays the log
+    /// from the last checkpoint. The metric
+    /// `eventstore_index_checkpoint_failed` is 1 meanwhile.
+    pub fn checkpoint_failure(&self) -> Option<String> {
+        self.shared
+            .checkpoint_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// What open did to the index: the checkpoint it started from and how

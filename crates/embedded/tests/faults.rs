@@ -839,3 +839,67 @@ fn a_commit_torn_before_the_last_byte_of_its_frame() {
         ],
     ));
 }
+
+/// A checkpoint of the index that cannot write its run (`ENOSPC` when it
+/// creates the file) is reported by the store (and by the
+/// `eventstore_index_checkpoint_failed` metric), appends and reads go on,
+/// and a reopen replays the log after the last checkpoint written whole:
+/// nothing acknowledged is missing.
+#[tokio::test]
+async fn a_failed_checkpoint_is_reported_and_appends_go_on() {
+    let fs = SimFs::new(11);
+    let k = key("ckpt", "s");
+    let store = open_every(&fs, 2).unwrap();
+    for i in 0..4 {
+        append(&store, &k, Expectation::Any, vec![event(i)])
+            .await
+            .unwrap();
+    }
+    // Wait until the first checkpoints are in (then a failure is this test's).
+    let mut waited = 0;
+    while fs.count(Op::Create) == 0 && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(store.checkpoint_failure(), None);
+    fs.fail_every(Op::Create, ENOSPC);
+    for i in 4..40 {
+        append(&store, &k, Expectation::Any, vec![event(i)])
+            .await
+            .unwrap();
+    }
+    let mut failure = None;
+    for _ in 0..500 {
+        failure = store.checkpoint_failure();
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let failure = failure.expect("the failed checkpoint is reported");
+    assert!(
+        failure.contains("No space") || failure.contains("28"),
+        "{failure}"
+    );
+    // Appends and reads go on.
+    append(&store, &k, Expectation::Any, vec![event(40)])
+        .await
+        .unwrap();
+    assert_eq!(read_all(&store, &k).await.len(), 41);
+    store.close().await;
+    drop(store);
+    fs.heal();
+    let store = open_every(&fs, 2).unwrap();
+    assert_eq!(store.checkpoint_failure(), None);
+    assert!(
+        store.open_stats().replayed_events > 0,
+        "the events after the last whole checkpoint are replayed: {:?}",
+        store.open_stats()
+    );
+    let events = read_all(&store, &k).await;
+    assert_eq!(events.len(), 41);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.revision.get(), i as u64 + 1);
+    }
+    store.close().await;
+}
