@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use eventstore_api::{FeedPage, FeedPageEnvelope};
 use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, JsonValue, NewEvent, StreamId, StreamKey,
     StreamType,
@@ -329,6 +330,35 @@ async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     Ok(r.json().await?)
 }
 
+/// A page of the global feed, parsed as a typed consumer parses it (each
+/// event's fields checked, payloads kept as their JSON text), and checked:
+/// positions after `after`, strictly increasing, the last one reported as
+/// the page's `lastPosition`.
+async fn feed_page(http: &reqwest::Client, url: &str, after: u64) -> anyhow::Result<FeedPage> {
+    let r = http.get(url).send().await.context("feed request")?;
+    if !r.status().is_success() {
+        bail!("GET {url} answered {}", r.status());
+    }
+    let page = serde_json::from_slice::<FeedPageEnvelope>(&r.bytes().await?)
+        .with_context(|| format!("GET {url}: not a feed page"))?
+        .event_page;
+    let mut previous = after;
+    for e in &page.events {
+        let position = e.position.map_or(0, |p| p.get());
+        if position <= previous {
+            bail!("GET {url}: position {position} after {previous}");
+        }
+        previous = position;
+    }
+    if !page.events.is_empty() && page.last_position.get() != previous {
+        bail!(
+            "GET {url}: lastPosition {} but the last event is at {previous}",
+            page.last_position.get()
+        );
+    }
+    Ok(page)
+}
+
 /// Runs the scenario and prints its figures (text or one JSON object).
 pub async fn run(dir: &Path, events: u64, pages: u64, as_json: bool) -> anyhow::Result<()> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -449,20 +479,15 @@ pub async fn run(dir: &Path, events: u64, pages: u64, as_json: bool) -> anyhow::
         let mut after = mix(k ^ 0x5EED) % events.saturating_sub(10_000).max(1);
         k += 1;
         for _ in 0..10 {
-            let page = get(
+            let page = feed_page(
                 &http,
                 &format!("{}/events?after-position={after}&limit=1000", server.url),
+                after,
             )
             .await?;
-            let n = page
-                .pointer("/eventPage/events")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+            let n = page.events.len();
             read += n as u64;
-            after = page
-                .pointer("/eventPage/lastPosition")
-                .and_then(Value::as_u64)
-                .unwrap_or(after);
+            after = page.last_position.get();
             if n < 1000 {
                 break;
             }
