@@ -19,7 +19,7 @@ use eventstore_core::{
     StoreError, StreamKey, StreamRead,
 };
 use eventstore_embedded::vfs::{Op, PowerCut, SimFs};
-use eventstore_embedded::{EmbeddedOptions, EmbeddedStore};
+use eventstore_embedded::{EmbeddedError, EmbeddedOptions, EmbeddedStore};
 
 fn marker() -> String {
     format!("MARKER-{}", uuid::Uuid::new_v4().simple())
@@ -486,6 +486,98 @@ fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
         }
     }
     assert!(runs > 100, "enough calls to fail: {runs}");
+}
+
+/// A crash during an erasure leaves `erase.journal` behind; then a bit of
+/// the journal flips before the restart (a crash and damage at rest
+/// together). Whichever bit flipped, open either refuses, naming the
+/// damage, or opens the store as acknowledged, and its erasure then
+/// completes: a journal that does not check is never half applied, and the
+/// frames it would have finished are never served damaged.
+#[test]
+fn a_flipped_bit_in_an_interrupted_erasures_journal_is_never_silent() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = PathBuf::from("/sim/erase-journal");
+    let open = |fs: &SimFs| {
+        EmbeddedStore::open_with(
+            &dir,
+            EmbeddedOptions {
+                fs: Arc::new(fs.clone()),
+                checkpoint_events: 3,
+                ..EmbeddedOptions::default()
+            },
+        )
+    };
+    let m = "MARKER-journal-flip";
+    let clean = SimFs::new(5);
+    rt.block_on(async {
+        let store = open(&clean).unwrap();
+        session(&store, m).await;
+        store.close().await;
+    });
+    let journal = dir.join("erase.journal");
+    let (mut crashes, mut flips, mut refused) = (0, 0, 0);
+    for n in 0..clean.count(Op::Write) {
+        let fs = SimFs::new(n * 31);
+        fs.kill_at(Op::Write, n);
+        let s = rt.block_on(async {
+            let store = open(&fs).ok()?;
+            let s = session(&store, m).await;
+            store.close().await;
+            Some(s)
+        });
+        fs.kill();
+        fs.heal();
+        let Some(bytes) = fs.contents(&journal) else {
+            continue;
+        };
+        crashes += 1;
+        let files: Vec<(PathBuf, Vec<u8>)> = fs
+            .list()
+            .into_iter()
+            .filter_map(|p| fs.contents(&p).map(|b| (p, b)))
+            .collect();
+        // Every byte of a small journal, a spread of a large one's.
+        let stride = (bytes.len() / 48).max(1);
+        for at in (0..bytes.len()).step_by(stride) {
+            flips += 1;
+            let copy = SimFs::new(at as u64);
+            for (p, b) in &files {
+                copy.set_contents(p, b.clone());
+            }
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 1 << (at % 8);
+            copy.set_contents(&journal, damaged);
+            let what = format!("death at write {n}, journal byte {at} flipped");
+            let store = match open(&copy) {
+                Ok(store) => store,
+                Err(EmbeddedError::Corrupt { .. }) => {
+                    refused += 1;
+                    continue;
+                }
+                Err(e) => panic!("{what}: open failed otherwise: {e}"),
+            };
+            rt.block_on(as_acknowledged_then_erased(
+                store,
+                &copy,
+                s.as_ref(),
+                &what,
+                m,
+            ));
+            let report = eventstore_embedded::check_with(&copy, &dir)
+                .unwrap_or_else(|e| panic!("{what}: check: {e}"));
+            assert!(report.is_intact(), "{what}: {report}");
+        }
+    }
+    assert!(
+        crashes > 0 && flips > 20,
+        "crashes with a journal: {crashes}, flips: {flips}"
+    );
+    eprintln!("{crashes} crashes left a journal; {flips} flips, {refused} refused at open");
 }
 
 /// After a restart: no acknowledged event of the kept stream is lost, an
