@@ -30,6 +30,8 @@ async fn traceparent_is_kept_in_the_answer_and_the_log() {
             &data,
             "--log-format",
             "json",
+            "--log-level",
+            "info,access=debug",
         ],
         &[],
     );
@@ -239,4 +241,60 @@ async fn otlp_export_carries_the_dynamodb_calls_under_the_store_call() {
     for name in ["request", "append", "DynamoDB.TransactWriteItems"] {
         assert!(has_span(&bodies, name), "a span named {name}");
     }
+}
+
+/// At the default level the access log has a line for a refused request
+/// (with its request id) and none for an answered one; `access=debug`
+/// (the test above) adds those.
+#[tokio::test]
+async fn the_default_access_log_keeps_refusals_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let server = Server::start(
+        BIN,
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            &data,
+            "--log-format",
+            "json",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/streams/quiet", server.url))
+        .header("x-request-id", "req-answered-1")
+        .json(&serde_json::json!({"initialEvent": {"eventType": "E", "payload": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .get(format!(
+            "{}/streams/quiet/no-such-stream/details",
+            server.url
+        ))
+        .header("x-request-id", "req-refused-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.stderr.lock().unwrap().clone();
+        if log.contains("req-refused-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let finished = |id: &str| {
+        log.lines()
+            .any(|l| l.contains("request finished") && l.contains(id))
+    };
+    assert!(finished("req-refused-1"), "{log}");
+    assert!(!finished("req-answered-1"), "{log}");
+    server.stop();
 }

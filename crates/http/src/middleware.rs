@@ -81,10 +81,16 @@ pub(crate) async fn request_context(
     let elapsed = started.elapsed();
     crate::metrics::request_finished(&method, route.as_deref(), status, elapsed);
     let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    // The access log: failures at `info` (4xx) and `warn` (5xx); answered
+    // requests only at `debug` (`--log-level info,access=debug`), because a
+    // line per append costs a quarter of the server's time per append
+    // (docs/benchmarks.md) and the metrics count them already.
     if response.status().is_server_error() {
-        tracing::warn!(status, elapsed_ms, "request finished");
+        tracing::warn!(target: "access", status, elapsed_ms, "request finished");
+    } else if response.status().is_client_error() {
+        tracing::info!(target: "access", status, elapsed_ms, "request finished");
     } else {
-        tracing::info!(status, elapsed_ms, "request finished");
+        tracing::debug!(target: "access", status, elapsed_ms, "request finished");
     }
     response
 }

@@ -5,9 +5,16 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
+/// `info`, with every request's access log line.
+const INFO: &str = "info,access=debug";
+
 /// Installs the JSON subscriber. The level comes from `RUST_LOG`, else from
 /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging configuration), else
-/// `info`. Safe to call twice (the second call does nothing).
+/// `info`. At `info` the access log's line for every request is kept (the
+/// local server logs answered requests only at `debug`; here a line per
+/// invocation is cheap beside the invocation, and a Function URL has no
+/// access log of its own). Safe to call twice (the second call does
+/// nothing).
 pub fn init() {
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -15,9 +22,10 @@ pub fn init() {
             std::env::var("AWS_LAMBDA_LOG_LEVEL")
                 .ok()
                 .map(|l| l.to_lowercase())
+                .map(|l| if l == "info" { INFO.to_owned() } else { l })
         })
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(INFO));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
