@@ -554,7 +554,9 @@ pub(crate) async fn read_stream(
         ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds to hold the request while nothing is past `after-position` (default 0)."),
     ),
     responses(
-        (status = 200, description = "A page of the feed.", body = FeedPageEnvelope),
+        (status = 200, description = "A page of the feed.", body = FeedPageEnvelope, headers(
+            ("Link" = String, description = "The next page: `<?after-position=P&limit=L[&wait=W]>; rel=\"next\"`, a reference of a query alone that resolves against the URL asked (P is `lastPosition`)."),
+        )),
         (status = 400, description = "Invalid position, limit or wait.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 503, description = "As many long polls as the server allows are already waiting (only when `wait` > 0 and nothing is past `after-position`), with `Retry-After` (seconds); or the server is shutting down.", body = ErrorBody),
@@ -565,7 +567,7 @@ pub(crate) async fn read_stream(
 pub(crate) async fn read_feed(
     State(state): State<AppState>,
     query: QueryParams,
-) -> Result<Json<FeedPageEnvelope>, ApiError> {
+) -> Result<FeedAnswer, ApiError> {
     feed(&state, FeedFilter::All, &query).await
 }
 
@@ -584,7 +586,9 @@ pub(crate) async fn read_feed(
         ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds to hold the request while nothing is past `after-position` (default 0)."),
     ),
     responses(
-        (status = 200, description = "A page of the type's feed.", body = FeedPageEnvelope),
+        (status = 200, description = "A page of the type's feed.", body = FeedPageEnvelope, headers(
+            ("Link" = String, description = "The next page: `<?after-position=P&limit=L[&wait=W]>; rel=\"next\"`, a reference of a query alone that resolves against the URL asked (P is `lastPosition`)."),
+        )),
         (status = 400, description = "Invalid stream type, position, limit or wait.", body = ErrorBody),
         (status = 401, description = "An API key is required.", body = ErrorBody),
         (status = 503, description = "As many long polls as the server allows are already waiting (only when `wait` > 0 and nothing is past `after-position`), with `Retry-After` (seconds); or the server is shutting down.", body = ErrorBody),
@@ -596,26 +600,54 @@ pub(crate) async fn read_type_feed(
     State(state): State<AppState>,
     TypeParam(stream_type): TypeParam,
     query: QueryParams,
-) -> Result<Json<FeedPageEnvelope>, ApiError> {
+) -> Result<FeedAnswer, ApiError> {
     feed(&state, FeedFilter::StreamType(stream_type), &query).await
 }
+
+/// A feed page, with a `Link` header naming the next page.
+type FeedAnswer = (
+    [(axum::http::HeaderName, String); 1],
+    Json<FeedPageEnvelope>,
+);
 
 async fn feed(
     state: &AppState,
     filter: FeedFilter,
     query: &QueryParams,
-) -> Result<Json<FeedPageEnvelope>, ApiError> {
+) -> Result<FeedAnswer, ApiError> {
     let after = query.position("after-position")?.unwrap_or(Position::ZERO);
     let limit = query.limit()?;
     let wait = query.wait()?;
     let page = read_feed_waiting(state, &filter, after, limit, wait).await?;
-    Ok(Json(FeedPageEnvelope {
-        event_page: FeedPage {
-            events: page.events,
-            has_more: page.has_more,
-            last_position: page.last_position,
-        },
-    }))
+    Ok((
+        [(
+            axum::http::header::LINK,
+            next_link(page.last_position, limit, wait),
+        )],
+        Json(FeedPageEnvelope {
+            event_page: FeedPage {
+                events: page.events,
+                has_more: page.has_more,
+                last_position: page.last_position,
+            },
+        }),
+    ))
+}
+
+/// The `Link` header of a feed page (RFC 8288): the next page, as a
+/// reference made of a query alone, which resolves against the URL the
+/// client asked (RFC 3986, 5.2.2), whatever prefix a proxy or stage put
+/// before the path. It is known when the answer's headers arrive, so a
+/// reader can ask for the next page while it parses this one.
+fn next_link(last: Position, limit: usize, wait: Duration) -> String {
+    let wait = match wait.as_secs() {
+        0 => String::new(),
+        s => format!("&wait={s}"),
+    };
+    format!(
+        "<?after-position={}&limit={limit}{wait}>; rel=\"next\"",
+        last.get()
+    )
 }
 
 /// Reads a feed page; while it is empty and `wait` has not passed, waits
