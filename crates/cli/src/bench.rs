@@ -24,8 +24,9 @@ pub struct BenchArgs {
     /// API key, when the server requires one.
     #[arg(long, env = "EVENT_STORE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Scenarios to run (comma-separated): single, concurrent, batch, read;
-    /// or scale (alone), which starts its own servers on `--data-dir`.
+    /// Scenarios to run (comma-separated): single, concurrent, batch, read,
+    /// feed (reads only); or scale (alone), which starts its own servers on
+    /// `--data-dir`.
     #[arg(
         long,
         value_delimiter = ',',
@@ -58,6 +59,9 @@ pub struct BenchArgs {
     /// `--max-long-polls` and `--max-connections` must leave room for them.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub idle_long_polls: usize,
+    /// Events read by each reader of the feed scenario.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    pub feed_events: u64,
     /// Events loaded by the scale scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
@@ -86,6 +90,11 @@ pub enum Scenario {
     Batch,
     /// Paging a long stream and the global feed.
     Read,
+    /// The global feed of the server as it is, from random positions in
+    /// pages of 1,000 (`--feed-events` events): one reader waiting for each
+    /// page, then one asking for the next page (the answer's `Link`
+    /// header) before it parses the current one. Writes nothing.
+    Feed,
     /// How the embedded store's costs grow with its size: loads
     /// `--events` events into `--data-dir` and measures open times, memory
     /// and reads on servers it starts itself (see `scale.rs`).
@@ -290,6 +299,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await?,
             ],
             Scenario::Read => read(&target, args.read_events).await?,
+            Scenario::Feed => feed(&target, args.feed_events).await?,
             Scenario::Scale => bail!("the scale scenario runs alone"),
         };
         for r in reports {
@@ -300,6 +310,44 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         idle.finish(args.json)?;
     }
     Ok(())
+}
+
+/// The feed scenario: the server's global feed as it is, read from random
+/// positions below its head by one reader, then by one that prefetches.
+async fn feed(t: &Target, total: u64) -> anyhow::Result<Vec<Report>> {
+    let reader = crate::feed_reader::FeedReader {
+        http: t.http.clone(),
+        url: t.url.clone(),
+        api_key: t.api_key.clone(),
+    };
+    let head = reader.head().await?;
+    if head == 0 {
+        bail!("the feed scenario reads a server's feed: this one has no events");
+    }
+    // New positions at every run and for each reader: pages a run read
+    // before are in the page cache.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut reports = Vec::new();
+    for (i, (name, prefetch)) in [
+        ("global feed, one reader, pages of 1,000", false),
+        ("global feed, one reader prefetching pages", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = reader
+            .read(head, total, seed.wrapping_add(i as u64), prefetch)
+            .await?;
+        reports.push(Report {
+            name,
+            events: r.events,
+            elapsed: r.elapsed,
+            latency: None,
+        });
+    }
+    Ok(reports)
 }
 
 /// Long polls held on a quiet type while the scenarios run.

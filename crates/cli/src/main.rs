@@ -12,6 +12,7 @@ mod bench;
 mod client_cmds;
 mod config;
 mod dynamodb_cmd;
+mod feed_reader;
 mod relay_cmd;
 mod scale;
 mod serve;

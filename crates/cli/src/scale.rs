@@ -29,12 +29,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use eventstore_api::{FeedPage, FeedPageEnvelope};
 use eventstore_core::{
     AppendRequest, EventStore, EventType, Expectation, JsonValue, NewEvent, StreamId, StreamKey,
     StreamType,
 };
 use eventstore_embedded::EmbeddedStore;
+
+use crate::feed_reader::{FeedReader, mix};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
@@ -49,15 +50,6 @@ const FEED_EVENTS: u64 = 200_000;
 /// HTTP clients of the append-rate comparison, and how long each side runs.
 const RATE_CLIENTS: u64 = 64;
 const RATE_TIME: Duration = Duration::from_secs(3);
-
-/// A fast, well-mixed hash (SplitMix64) standing in for a random source:
-/// the same N always loads the same store.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 /// The stream id and event count of append number `i`.
 fn plan(i: u64, short_streams: u64) -> (String, usize) {
@@ -330,35 +322,6 @@ async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     Ok(r.json().await?)
 }
 
-/// A page of the global feed, parsed as a typed consumer parses it (each
-/// event's fields checked, payloads kept as their JSON text), and checked:
-/// positions after `after`, strictly increasing, the last one reported as
-/// the page's `lastPosition`.
-async fn feed_page(http: &reqwest::Client, url: &str, after: u64) -> anyhow::Result<FeedPage> {
-    let r = http.get(url).send().await.context("feed request")?;
-    if !r.status().is_success() {
-        bail!("GET {url} answered {}", r.status());
-    }
-    let page = serde_json::from_slice::<FeedPageEnvelope>(&r.bytes().await?)
-        .with_context(|| format!("GET {url}: not a feed page"))?
-        .event_page;
-    let mut previous = after;
-    for e in &page.events {
-        let position = e.position.map_or(0, |p| p.get());
-        if position <= previous {
-            bail!("GET {url}: position {position} after {previous}");
-        }
-        previous = position;
-    }
-    if !page.events.is_empty() && page.last_position.get() != previous {
-        bail!(
-            "GET {url}: lastPosition {} but the last event is at {previous}",
-            page.last_position.get()
-        );
-    }
-    Ok(page)
-}
-
 /// Runs the scenario and prints its figures (text or one JSON object).
 pub async fn run(dir: &Path, events: u64, pages: u64, as_json: bool) -> anyhow::Result<()> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -471,34 +434,31 @@ pub async fn run(dir: &Path, events: u64, pages: u64, as_json: bool) -> anyhow::
     );
     f.add("pageP99Ms", json!(p99), format!("  p99 {p99:.2} ms"));
 
-    // The global feed from random positions, pages of 1,000.
-    let mut read = 0;
-    let mut k = 0;
-    let t = Instant::now();
-    while read < FEED_EVENTS.min(events).min(pages.max(1) * 100) {
-        let mut after = mix(k ^ 0x5EED) % events.saturating_sub(10_000).max(1);
-        k += 1;
-        for _ in 0..10 {
-            let page = feed_page(
-                &http,
-                &format!("{}/events?after-position={after}&limit=1000", server.url),
-                after,
-            )
-            .await?;
-            let n = page.events.len();
-            read += n as u64;
-            after = page.last_position.get();
-            if n < 1000 {
-                break;
-            }
-        }
-    }
-    let feed_rate = read as f64 / t.elapsed().as_secs_f64();
+    // The global feed from random positions, pages of 1,000: one reader
+    // waiting for each page, then one asking for the next page (named by
+    // the answer's `Link` header) before it parses the current one.
+    let reader = FeedReader {
+        http: http.clone(),
+        url: server.url.clone(),
+        api_key: None,
+    };
+    let total = FEED_EVENTS.min(events).min(pages.max(1) * 100);
+    let sequential = reader.read(events, total, 0x5EED, false).await?;
     f.add(
         "feedEventsPerSecond",
-        json!(feed_rate),
+        json!(sequential.rate()),
         format!(
-            "global feed from random positions (HTTP, pages of 1,000): {feed_rate:.0} events/s"
+            "global feed from random positions (HTTP, pages of 1,000, one reader): {:.0} events/s",
+            sequential.rate()
+        ),
+    );
+    let prefetching = reader.read(events, total, 0xFEED, true).await?;
+    f.add(
+        "feedPrefetchingEventsPerSecond",
+        json!(prefetching.rate()),
+        format!(
+            "  one reader asking for the next page before it parses the current one: {:.0} events/s",
+            prefetching.rate()
         ),
     );
     let rss_reads = rss_mib(server.pid());

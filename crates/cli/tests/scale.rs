@@ -7,9 +7,11 @@
 //! the log after the index's checkpoint, and the server's memory after
 //! open does not grow with the events.
 
+mod support;
+
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[test]
 fn the_scale_scenario_loads_reads_and_survives_a_kill() {
@@ -48,6 +50,7 @@ fn the_scale_scenario_loads_reads_and_survives_a_kill() {
         "pageP50Ms",
         "pageP99Ms",
         "feedEventsPerSecond",
+        "feedPrefetchingEventsPerSecond",
         "rssAfterReadsMiB",
         "openAfterKillSeconds",
         "indexMiB",
@@ -134,4 +137,71 @@ fn open_replays_only_the_tail_and_memory_does_not_grow_with_the_events() {
         b - a < 8.0,
         "memory grows with the events: {a:.1} MiB at 150,000, {b:.1} MiB at 300,000"
     );
+}
+
+/// `bench --scenarios feed` against a running server: finds the feed's
+/// head, reads it with both readers (every page parsed and its positions
+/// checked, the prefetching one following the `Link` headers) and reports
+/// both rates; it writes nothing.
+#[tokio::test]
+async fn the_feed_scenario_reads_a_running_servers_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let server = support::Server::start(
+        support::BIN,
+        &["serve", "--port", "0", "--data-dir", &data],
+        &[("RUST_LOG", "warn")],
+    );
+    let http = reqwest::Client::new();
+    for b in 0..25 {
+        let events: Vec<Value> = (0..100)
+            .map(|i| json!({"eventType": "fed", "payload": {"b": b, "i": i}}))
+            .collect();
+        let r = http
+            .post(format!("{}/streams/feed/s-{}/events", server.url, b % 7))
+            .json(&json!({"expectedRevision": "any", "events": events}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let out = tokio::process::Command::new(support::BIN)
+        .env("RUST_LOG", "warn")
+        .args(["bench", "--url", &server.url, "--scenarios", "feed"])
+        .args(["--feed-events", "2500", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "feed scenario failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "{stdout}");
+    for r in &reports {
+        assert!(r["events"].as_u64().unwrap() >= 2500, "{r}");
+        assert!(r["eventsPerSecond"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(
+        reports[1]["scenario"]
+            .as_str()
+            .unwrap()
+            .contains("prefetching")
+    );
+    // Nothing was written.
+    let head: Value = http
+        .get(format!("{}/events?after-position=2499", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(head["eventPage"]["lastPosition"], 2500);
+    server.stop();
 }
