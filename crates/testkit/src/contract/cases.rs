@@ -124,13 +124,21 @@ async fn read_feed(api: &Api, path: &str, after: u64, limit: u64) -> Vec<Value> 
     let mut after = after;
     let mut out = Vec::new();
     loop {
-        let page = api
+        let answer = api
             .get(&format!("{path}?after-position={after}&limit={limit}"))
-            .await
-            .assert_status(200);
+            .await;
+        let link = answer.header("link").map(str::to_owned);
+        let page = answer.assert_status(200);
         let events = page_events(&page);
         assert!(events.len() as u64 <= limit, "{page}");
         let last = page["eventPage"]["lastPosition"].as_u64().unwrap();
+        // Every feed page names the next one (a query resolved against
+        // the URL asked), before its body is read.
+        assert_eq!(
+            link.as_deref(),
+            Some(format!("<?after-position={last}&limit={limit}>; rel=\"next\"").as_str()),
+            "{path}: the Link header names the next page"
+        );
         match events.last() {
             Some(e) => assert_eq!(e["position"].as_u64(), Some(last), "{page}"),
             None => assert_eq!(last, after, "an empty page says where it started"),
