@@ -324,6 +324,38 @@ async fn session(store: &EmbeddedStore, m: &str) -> Session {
     s
 }
 
+/// Every kind of call an erasure makes, for the tests that fail or die
+/// at each of them.
+const ERASURE_OPS: [Op; 7] = [
+    Op::Write,
+    Op::Sync,
+    Op::SyncDir,
+    Op::Rename,
+    Op::Create,
+    Op::SetLen,
+    Op::Remove,
+];
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The store in `dir` on the simulated disk, checkpointed every 3 events.
+fn open_sim(dir: &Path, fs: &SimFs) -> Result<EmbeddedStore, EmbeddedError> {
+    EmbeddedStore::open_with(
+        dir,
+        EmbeddedOptions {
+            fs: Arc::new(fs.clone()),
+            checkpoint_events: 3,
+            ..EmbeddedOptions::default()
+        },
+    )
+}
+
 /// A death at every call of the scenario (the erasure's journal, in-place
 /// writes, syncs, the mark's rename, the journal's deletion among them),
 /// then a power cut of each kind: after the restart no acknowledged event
@@ -332,22 +364,9 @@ async fn session(store: &EmbeddedStore, m: &str) -> Session {
 /// in no file.
 #[test]
 fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = PathBuf::from("/sim/erase");
-    let open = |fs: &SimFs| {
-        EmbeddedStore::open_with(
-            &dir,
-            EmbeddedOptions {
-                fs: Arc::new(fs.clone()),
-                checkpoint_events: 3,
-                ..EmbeddedOptions::default()
-            },
-        )
-    };
+    let open = |fs: &SimFs| open_sim(&dir, fs);
     let m = "MARKER-crash-scenario";
     let clean = SimFs::new(7);
     rt.block_on(async {
@@ -357,17 +376,8 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
         store.close().await;
         assert!(!sim_holds(&clean, m));
     });
-    let ops = [
-        Op::Write,
-        Op::Sync,
-        Op::SyncDir,
-        Op::Rename,
-        Op::Create,
-        Op::SetLen,
-        Op::Remove,
-    ];
     let mut runs = 0;
-    for op in ops {
+    for op in ERASURE_OPS {
         for n in 0..clean.count(op) {
             runs += 1;
             let fs = SimFs::new(n * 17 + op as u64);
@@ -418,22 +428,9 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
 /// completes.
 #[test]
 fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = PathBuf::from("/sim/erase-fail");
-    let open = |fs: &SimFs| {
-        EmbeddedStore::open_with(
-            &dir,
-            EmbeddedOptions {
-                fs: Arc::new(fs.clone()),
-                checkpoint_events: 3,
-                ..EmbeddedOptions::default()
-            },
-        )
-    };
+    let open = |fs: &SimFs| open_sim(&dir, fs);
     let m = "MARKER-failed-call";
     let clean = SimFs::new(9);
     rt.block_on(async {
@@ -442,17 +439,8 @@ fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
         assert!(s.deleted && s.truncated && s.kept.len() == 3);
         store.close().await;
     });
-    let ops = [
-        Op::Write,
-        Op::Sync,
-        Op::SyncDir,
-        Op::Rename,
-        Op::Create,
-        Op::SetLen,
-        Op::Remove,
-    ];
     let mut runs = 0;
-    for op in ops {
+    for op in ERASURE_OPS {
         for n in 0..clean.count(op) {
             for errno in [libc_eio(), 28] {
                 runs += 1;
@@ -496,22 +484,9 @@ fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
 /// frames it would have finished are never served damaged.
 #[test]
 fn a_flipped_bit_in_an_interrupted_erasures_journal_is_never_silent() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = PathBuf::from("/sim/erase-journal");
-    let open = |fs: &SimFs| {
-        EmbeddedStore::open_with(
-            &dir,
-            EmbeddedOptions {
-                fs: Arc::new(fs.clone()),
-                checkpoint_events: 3,
-                ..EmbeddedOptions::default()
-            },
-        )
-    };
+    let open = |fs: &SimFs| open_sim(&dir, fs);
     let m = "MARKER-journal-flip";
     let clean = SimFs::new(5);
     rt.block_on(async {
@@ -770,11 +745,7 @@ async fn a_damaged_removals_block_is_rebuilt_not_ignored() {
 /// completes.
 #[test]
 fn a_failed_sync_during_erasure_never_loses_an_acknowledged_append() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = PathBuf::from("/sim/erase-eio");
     let open = |fs: &SimFs| {
         EmbeddedStore::open_with(
