@@ -356,6 +356,47 @@ fn open_sim(dir: &Path, fs: &SimFs) -> Result<EmbeddedStore, EmbeddedError> {
     )
 }
 
+/// One session of the scenario on `fs`, closed; `None` when the store
+/// did not open.
+fn session_on(rt: &tokio::runtime::Runtime, dir: &Path, fs: &SimFs, m: &str) -> Option<Session> {
+    rt.block_on(async {
+        let store = open_sim(dir, fs).ok()?;
+        let s = session(&store, m).await;
+        store.close().await;
+        Some(s)
+    })
+}
+
+/// Reopens the store on `fs` after the faults: it is as acknowledged by
+/// `s`, its erasure completes, and `check` finds it intact.
+fn reopened_as_acknowledged(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    fs: &SimFs,
+    s: Option<&Session>,
+    what: &str,
+    m: &str,
+) {
+    let store = open_sim(dir, fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+    reopened_store_as_acknowledged(rt, dir, fs, store, s, what, m);
+}
+
+/// [`reopened_as_acknowledged`] for a store reopened already.
+fn reopened_store_as_acknowledged(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    fs: &SimFs,
+    store: EmbeddedStore,
+    s: Option<&Session>,
+    what: &str,
+    m: &str,
+) {
+    rt.block_on(as_acknowledged_then_erased(store, fs, s, what, m));
+    let report =
+        eventstore_embedded::check_with(fs, dir).unwrap_or_else(|e| panic!("{what}: check: {e}"));
+    assert!(report.is_intact(), "{what}: {report}");
+}
+
 /// A death at every call of the scenario (the erasure's journal, in-place
 /// writes, syncs, the mark's rename, the journal's deletion among them),
 /// then a power cut of each kind: after the restart no acknowledged event
@@ -383,14 +424,7 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
             let fs = SimFs::new(n * 17 + op as u64);
             fs.kill_at(op, n);
             let what = format!("death at {op:?} call {n}");
-            let s = rt.block_on(async {
-                let Ok(store) = open(&fs) else {
-                    return None;
-                };
-                let s = session(&store, m).await;
-                store.close().await;
-                Some(s)
-            });
+            let s = session_on(&rt, &dir, &fs, m);
             fs.kill();
             match n % 4 {
                 0 => fs.heal(),
@@ -403,17 +437,7 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
             if let Ok(report) = eventstore_embedded::check_with(&fs, &dir) {
                 assert!(report.is_intact(), "{what}: check before reopen: {report}");
             }
-            let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
-            rt.block_on(as_acknowledged_then_erased(
-                store,
-                &fs,
-                s.as_ref(),
-                &what,
-                m,
-            ));
-            let report = eventstore_embedded::check_with(&fs, &dir)
-                .unwrap_or_else(|e| panic!("{what}: check: {e}"));
-            assert!(report.is_intact(), "{what}: {report}");
+            reopened_as_acknowledged(&rt, &dir, &fs, s.as_ref(), &what, m);
         }
     }
     assert!(runs > 50, "enough calls to die at: {runs}");
@@ -447,29 +471,12 @@ fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
                 let fs = SimFs::new(n * 13 + op as u64 + errno as u64);
                 fs.fail_nth(op, n, errno);
                 let what = format!("{op:?} call {n} fails with errno {errno}");
-                let s = rt.block_on(async {
-                    let Ok(store) = open(&fs) else {
-                        return None;
-                    };
-                    let s = session(&store, m).await;
-                    store.close().await;
-                    Some(s)
-                });
+                let s = session_on(&rt, &dir, &fs, m);
                 fs.heal();
                 if runs % 2 == 0 {
                     fs.power_cut(PowerCut::DropUnsynced);
                 }
-                let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
-                rt.block_on(as_acknowledged_then_erased(
-                    store,
-                    &fs,
-                    s.as_ref(),
-                    &what,
-                    m,
-                ));
-                let report = eventstore_embedded::check_with(&fs, &dir)
-                    .unwrap_or_else(|e| panic!("{what}: check: {e}"));
-                assert!(report.is_intact(), "{what}: {report}");
+                reopened_as_acknowledged(&rt, &dir, &fs, s.as_ref(), &what, m);
             }
         }
     }
@@ -499,12 +506,7 @@ fn a_flipped_bit_in_an_interrupted_erasures_journal_is_never_silent() {
     for n in 0..clean.count(Op::Write) {
         let fs = SimFs::new(n * 31);
         fs.kill_at(Op::Write, n);
-        let s = rt.block_on(async {
-            let store = open(&fs).ok()?;
-            let s = session(&store, m).await;
-            store.close().await;
-            Some(s)
-        });
+        let s = session_on(&rt, &dir, &fs, m);
         fs.kill();
         fs.heal();
         let Some(bytes) = fs.contents(&journal) else {
@@ -536,16 +538,7 @@ fn a_flipped_bit_in_an_interrupted_erasures_journal_is_never_silent() {
                 }
                 Err(e) => panic!("{what}: open failed otherwise: {e}"),
             };
-            rt.block_on(as_acknowledged_then_erased(
-                store,
-                &copy,
-                s.as_ref(),
-                &what,
-                m,
-            ));
-            let report = eventstore_embedded::check_with(&copy, &dir)
-                .unwrap_or_else(|e| panic!("{what}: check: {e}"));
-            assert!(report.is_intact(), "{what}: {report}");
+            reopened_store_as_acknowledged(&rt, &dir, &copy, store, s.as_ref(), &what, m);
         }
     }
     assert!(
