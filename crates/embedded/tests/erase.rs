@@ -367,6 +367,17 @@ fn session_on(rt: &tokio::runtime::Runtime, dir: &Path, fs: &SimFs, m: &str) -> 
     })
 }
 
+/// The scenario without a fault, on a new simulated disk: its calls are
+/// what the fault tests fail or die at. Every request succeeds and the
+/// marker is erased.
+fn clean_run(rt: &tokio::runtime::Runtime, dir: &Path, seed: u64, m: &str) -> SimFs {
+    let clean = SimFs::new(seed);
+    let s = session_on(rt, dir, &clean, m).expect("the store opens");
+    assert!(s.deleted && s.truncated && s.kept.len() == 3);
+    assert!(!sim_holds(&clean, m));
+    clean
+}
+
 /// Reopens the store on `fs` after the faults: it is as acknowledged by
 /// `s`, its erasure completes, and `check` finds it intact.
 fn reopened_as_acknowledged(
@@ -407,16 +418,8 @@ fn reopened_store_as_acknowledged(
 fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
     let rt = runtime();
     let dir = PathBuf::from("/sim/erase");
-    let open = |fs: &SimFs| open_sim(&dir, fs);
     let m = "MARKER-crash-scenario";
-    let clean = SimFs::new(7);
-    rt.block_on(async {
-        let store = open(&clean).unwrap();
-        let s = session(&store, m).await;
-        assert!(s.deleted && s.truncated && s.kept.len() == 3);
-        store.close().await;
-        assert!(!sim_holds(&clean, m));
-    });
+    let clean = clean_run(&rt, &dir, 7, m);
     let mut runs = 0;
     for op in ERASURE_OPS {
         for n in 0..clean.count(op) {
@@ -454,15 +457,8 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
 fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
     let rt = runtime();
     let dir = PathBuf::from("/sim/erase-fail");
-    let open = |fs: &SimFs| open_sim(&dir, fs);
     let m = "MARKER-failed-call";
-    let clean = SimFs::new(9);
-    rt.block_on(async {
-        let store = open(&clean).unwrap();
-        let s = session(&store, m).await;
-        assert!(s.deleted && s.truncated && s.kept.len() == 3);
-        store.close().await;
-    });
+    let clean = clean_run(&rt, &dir, 9, m);
     let mut runs = 0;
     for op in ERASURE_OPS {
         for n in 0..clean.count(op) {
@@ -495,12 +491,7 @@ fn a_flipped_bit_in_an_interrupted_erasures_journal_is_never_silent() {
     let dir = PathBuf::from("/sim/erase-journal");
     let open = |fs: &SimFs| open_sim(&dir, fs);
     let m = "MARKER-journal-flip";
-    let clean = SimFs::new(5);
-    rt.block_on(async {
-        let store = open(&clean).unwrap();
-        session(&store, m).await;
-        store.close().await;
-    });
+    let clean = clean_run(&rt, &dir, 5, m);
     let journal = dir.join("erase.journal");
     let (mut crashes, mut flips, mut refused) = (0, 0, 0);
     for n in 0..clean.count(Op::Write) {
