@@ -14,6 +14,7 @@ use eventstore_core::{
     Position, Revision, STREAM_DELETED, StoreError, StreamId, StreamKey, StreamRead, StreamType,
 };
 use eventstore_dynamodb::{DynamoStore, codec, items};
+use support::{every_item, references, references_below};
 
 fn key(t: &str, id: &str) -> StreamKey {
     StreamKey::new(StreamType::parse(t).unwrap(), StreamId::parse(id).unwrap())
@@ -80,28 +81,6 @@ async fn table_text(store: &DynamoStore) -> Vec<String> {
         }
     }
     out
-}
-
-/// Every item of the table (a consistent scan).
-async fn every_item(store: &DynamoStore) -> Vec<items::Item> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = store
-            .client()
-            .scan()
-            .table_name(store.table())
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        out.extend(page.items().iter().cloned());
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return out;
-        }
-    }
 }
 
 fn found(text: &[String], mark: &str) -> usize {
@@ -350,64 +329,6 @@ async fn an_interrupted_deletion_is_finished_by_the_relay_or_the_next_request() 
             other => panic!("an append to a deleted stream: {other:?}"),
         }
     }
-}
-
-/// A reference to an append in the feed: in a page (`in_index` false) or
-/// in its type's index (true).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Reference {
-    stream: StreamKey,
-    first: u64,
-    count: u64,
-    position: u64,
-    in_index: bool,
-}
-
-/// Every reference the feed's pages and type index hold, and the number
-/// of positions the pages hold as gaps.
-async fn references(store: &DynamoStore) -> (Vec<Reference>, u64) {
-    let mut refs = Vec::new();
-    let mut gaps = 0;
-    for item in every_item(store).await {
-        let item = &item;
-        let pk = items::get_str(item, items::PK).unwrap();
-        if pk == items::FEED_PK {
-            for slot in items::page_slots(item).unwrap() {
-                match slot {
-                    items::PageSlot::Entry(e) => refs.push(Reference {
-                        stream: e.stream,
-                        first: e.first_revision,
-                        count: e.count,
-                        position: e.position,
-                        in_index: false,
-                    }),
-                    items::PageSlot::Gap(k) => gaps += k,
-                }
-            }
-        } else if let Some(t) = pk.strip_prefix(items::TYPE_FEED_PREFIX) {
-            let t = StreamType::parse(t).unwrap();
-            for e in items::parse_type_feed_item(&t, item).unwrap() {
-                refs.push(Reference {
-                    stream: e.stream,
-                    first: e.first_revision,
-                    count: e.count,
-                    position: e.position,
-                    in_index: true,
-                });
-            }
-        }
-    }
-    refs.sort_by_key(|r| (r.in_index, r.position));
-    (refs, gaps)
-}
-
-/// The references of `stream` that point below revision `below`, the
-/// `$stream-deleted` entry (a deleted stream's at `below`) excepted.
-fn references_below(refs: &[Reference], stream: &StreamKey, below: u64) -> Vec<Reference> {
-    refs.iter()
-        .filter(|r| &r.stream == stream && r.first < below)
-        .cloned()
-        .collect()
 }
 
 /// Every event of a feed (all, or one type's) with its position.

@@ -200,3 +200,207 @@ async fn across_a_live_split(faults: bool) {
         "some stream's records are in a parent shard and in its child"
     );
 }
+
+/// Deletions and truncations whose records land in a child shard while
+/// the appends they remove are in its parent (and a second split after
+/// them): the poller reads the parent first, so the feed ends with every
+/// kept event once, in order, one `$stream-deleted` entry per deletion,
+/// nothing of the removed events, and no reference to them left in the
+/// feed's pages or type index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_and_truncations_across_a_live_split() {
+    removals_across_a_live_split(false).await;
+}
+
+/// The same with the fidelity layer's faults on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_and_truncations_across_a_live_split_with_faults() {
+    removals_across_a_live_split(true).await;
+}
+
+async fn removals_across_a_live_split(faults: bool) {
+    let h = support::harness_with("split-del", None, false, faults).await;
+    let store = h.store.clone();
+    let table = store.table().to_string();
+    support::virtual_shards(&table, 3);
+    let keys: Vec<StreamKey> = (0..12)
+        .map(|s| {
+            StreamKey::new(
+                StreamType::parse(if s % 2 == 0 { "even" } else { "odd" }).unwrap(),
+                StreamId::parse(format!("d-{s}")).unwrap(),
+            )
+        })
+        .collect();
+    let mut revisions = vec![0u64; keys.len()];
+    let mut append_round = |round: std::ops::Range<usize>| {
+        let store = store.clone();
+        let keys = keys.clone();
+        let mut counts = Vec::new();
+        for a in round {
+            for (s, k) in keys.iter().enumerate() {
+                counts.push((s, k.clone(), 1 + (a + s) % 2));
+            }
+        }
+        for (s, _, n) in &counts {
+            revisions[*s] += *n as u64;
+        }
+        async move {
+            for (_, k, n) in counts {
+                let events = (0..n).map(event).collect();
+                store
+                    .append(AppendRequest::new(k, Expectation::Any, events).unwrap())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    append_round(0..4).await;
+    // Split the shard that holds d-0's records (a stream's records go to
+    // a shard by a hash of its key); the streams of that shard are the
+    // ones whose removals cross the split.
+    let by_shard = support::records_by_shard(store.client(), &table).await;
+    let shard_of = |k: &StreamKey| -> String {
+        let pk = items::stream_pk(k);
+        by_shard
+            .iter()
+            .find(|(_, _, records)| records.iter().any(|r| holds(r, &pk)))
+            .map(|(id, _, _)| id.clone())
+            .expect("the stream's records are in a shard")
+    };
+    let home = shard_of(&keys[0]);
+    let (crossing, elsewhere): (Vec<usize>, Vec<usize>) =
+        (0..keys.len()).partition(|&s| shard_of(&keys[s]) == home);
+    assert!(
+        crossing.len() >= 2 && !elsewhere.is_empty(),
+        "{crossing:?} {elsewhere:?}"
+    );
+    let first = support::split_shard(&table, Some(&home));
+    let _poller = spawn_poller(
+        support::streams_client().await,
+        h.relay.clone(),
+        Duration::from_millis(50),
+    );
+    append_round(4..8).await;
+    // The removals, after the split: their records go to the children.
+    let deleted = [crossing[0], elsewhere[0]];
+    let truncated = [(crossing[1], 4u64), (*elsewhere.last().unwrap(), 7)];
+    for s in deleted {
+        store.delete_stream(&keys[s], None).await.unwrap();
+    }
+    for (s, at) in truncated {
+        store
+            .truncate_stream(&keys[s], Revision::new(at), None)
+            .await
+            .unwrap();
+    }
+    let child = first["children"][0].as_str().unwrap().to_string();
+    support::split_shard(&table, Some(&child));
+    let untouched: Vec<usize> = (0..keys.len())
+        .filter(|s| !deleted.contains(s) && !truncated.iter().any(|(t, _)| t == s))
+        .collect();
+    for s in untouched.iter().copied().chain([truncated[0].0]) {
+        store
+            .append(AppendRequest::new(keys[s].clone(), Expectation::Any, vec![event(99)]).unwrap())
+            .await
+            .unwrap();
+        revisions[s] += 1;
+    }
+
+    // What the feed must end as: per stream, the kept revisions, and the
+    // deletion entries at the revision after the last.
+    let mut expected: BTreeMap<StreamKey, Vec<(u64, bool)>> = BTreeMap::new();
+    for (s, k) in keys.iter().enumerate() {
+        let from = truncated
+            .iter()
+            .find(|(t, _)| *t == s)
+            .map_or(1, |(_, at)| *at);
+        let list = if deleted.contains(&s) {
+            vec![(revisions[s] + 1, true)]
+        } else {
+            (from..=revisions[s]).map(|r| (r, false)).collect()
+        };
+        expected.insert(k.clone(), list);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let (refs, got) = loop {
+        let feed = whole_feed(&store).await;
+        let mut got: BTreeMap<StreamKey, Vec<(u64, bool)>> = BTreeMap::new();
+        for e in &feed {
+            got.entry(e.stream_key()).or_default().push((
+                e.revision.get(),
+                e.event_type.as_str() == eventstore_core::STREAM_DELETED,
+            ));
+        }
+        let (refs, _) = support::references(&store).await;
+        let stale: usize = keys
+            .iter()
+            .enumerate()
+            .map(|(s, k)| {
+                let below = if deleted.contains(&s) {
+                    revisions[s] + 1
+                } else {
+                    truncated
+                        .iter()
+                        .find(|(t, _)| *t == s)
+                        .map_or(1, |(_, at)| *at)
+                };
+                support::references_below(&refs, k, below).len()
+            })
+            .sum();
+        if (got == expected && stale == 0) || tokio::time::Instant::now() > deadline {
+            break (refs, got);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(got, expected, "the feed after the removals");
+    for (s, k) in keys.iter().enumerate() {
+        if deleted.contains(&s) {
+            assert_eq!(
+                support::references_below(&refs, k, revisions[s] + 1),
+                vec![],
+                "{k}: no reference to a deleted stream's events"
+            );
+        }
+        if let Some((_, at)) = truncated.iter().find(|(t, _)| *t == s) {
+            assert_eq!(
+                support::references_below(&refs, k, *at),
+                vec![],
+                "{k}: no reference below the truncation"
+            );
+        }
+    }
+    let feed = whole_feed(&store).await;
+    let positions: Vec<u64> = feed.iter().map(|e| e.position.unwrap().get()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+
+    // The shape: the crossing streams' records are in the split shard
+    // (their early appends) and in a child (the removal among them).
+    let by_shard = support::records_by_shard(store.client(), &table).await;
+    let parent = first["closed"].as_str().unwrap();
+    assert_eq!(parent, home);
+    for s in [deleted[0], truncated[0].0] {
+        let pk = items::stream_pk(&keys[s]);
+        let shards: HashSet<&str> = by_shard
+            .iter()
+            .filter(|(_, _, records)| records.iter().any(|r| holds(r, &pk)))
+            .map(|(id, _, _)| id.as_str())
+            .collect();
+        assert!(
+            shards.contains(parent) && shards.len() > 1,
+            "{}: records in the parent and a child: {shards:?}",
+            keys[s]
+        );
+    }
+}
+
+/// Whether the record is of an item in the partition `pk`.
+fn holds(r: &eventstore_dynamodb::ChangeRecord, pk: &str) -> bool {
+    [&r.new_image, &r.old_image]
+        .into_iter()
+        .flatten()
+        .any(|img| {
+            img.get(items::PK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|p| p == pk)
+        })
+}
