@@ -559,3 +559,49 @@ async fn a_replay_after_a_deletion_puts_no_reference_back() {
     );
     assert_eq!(after, refs, "the replay changed the feed");
 }
+
+/// Lambda redelivers a batch, to an instance with nothing in memory, after
+/// the relay handled it and the records after it (a deletion and a
+/// truncation, whose cleanups removed the feed's references): the
+/// redelivery and every batch after it, handled again by the new instance
+/// and by the first one, change nothing — no reference comes back, no
+/// entry repeats, no position moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_batch_after_the_cleanups_changes_nothing() {
+    let h = support::harness("redeliver", None, false).await;
+    let store = &h.store;
+    let table = store.table().to_string();
+    let gone = key("again", "g-1");
+    let cut = key("again", "c-1");
+    let kept = key("again", "k-1");
+    for _ in 0..4 {
+        for k in [&gone, &cut, &kept] {
+            append(store, k, vec![event("", 0)]).await;
+        }
+    }
+    store.delete_stream(&gone, None).await.unwrap();
+    store
+        .truncate_stream(&cut, Revision::new(3), None)
+        .await
+        .unwrap();
+    append(store, &kept, vec![event("", 0)]).await;
+    let batches = support::stream_batches(store.client(), &table, 5).await;
+    assert!(batches.len() > 2, "several batches: {}", batches.len());
+    for batch in &batches {
+        h.relay.process(batch).await.unwrap();
+    }
+    let (refs, gaps) = references(store).await;
+    assert_eq!(references_below(&refs, &gone, 5), vec![]);
+    assert_eq!(references_below(&refs, &cut, 3), vec![]);
+    let feed = whole_feed(store, &FeedFilter::All).await;
+    let fresh = eventstore_dynamodb::Relay::new(store.clone());
+    for relay in [&fresh, &h.relay] {
+        for from in [0, batches.len() / 2] {
+            for batch in &batches[from..] {
+                relay.process(batch).await.unwrap();
+            }
+            assert_eq!(references(store).await, (refs.clone(), gaps));
+            assert_eq!(whole_feed(store, &FeedFilter::All).await, feed);
+        }
+    }
+}
