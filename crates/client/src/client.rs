@@ -742,6 +742,8 @@ impl Client {
 
     /// The global feed: every event of every stream in feed order.
     ///
+    /// The next page is asked for as soon as a page arrives, while its
+    /// events are consumed (needs a Tokio runtime).
     /// Without [`FeedOptions::follow`] the stream ends at the end of the
     /// feed; with it, it waits for new events with long polls and never
     /// ends. It resumes after the last position it yielded, so no event is
@@ -782,6 +784,7 @@ impl Client {
         filter: FeedFilter,
         options: FeedOptions,
     ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static {
+        use futures::future::{FutureExt, RemoteHandle};
         struct State {
             client: Client,
             filter: FeedFilter,
@@ -789,6 +792,26 @@ impl Client {
             after: Position,
             done: bool,
             failures: u32,
+            /// The next page, asked for as soon as the previous one came,
+            /// while its events are consumed (dropped with the stream).
+            next: Option<RemoteHandle<Result<FeedPage>>>,
+        }
+        impl State {
+            fn fetch(
+                &self,
+            ) -> impl std::future::Future<Output = Result<FeedPage>> + Send + 'static {
+                let (client, filter, options, after) = (
+                    self.client.clone(),
+                    self.filter.clone(),
+                    self.options,
+                    self.after,
+                );
+                async move {
+                    client
+                        .feed_page(&filter, after, options.page_size, options.follow)
+                        .await
+                }
+            }
         }
         let state = State {
             client: self.clone(),
@@ -797,16 +820,17 @@ impl Client {
             after: options.after,
             done: false,
             failures: 0,
+            next: None,
         };
         let pages = stream::unfold(state, |mut s| async move {
             if s.done {
                 return None;
             }
-            match s
-                .client
-                .feed_page(&s.filter, s.after, s.options.page_size, s.options.follow)
-                .await
-            {
+            let answer = match s.next.take() {
+                Some(next) => next.await,
+                None => s.fetch().await,
+            };
+            match answer {
                 Ok(page) => {
                     s.failures = 0;
                     let after = s.after;
@@ -822,6 +846,10 @@ impl Client {
                         .max(last.unwrap_or(Position::ZERO));
                     if s.options.follow.is_none() && (!page.has_more || events.is_empty()) {
                         s.done = true;
+                    } else {
+                        let (fetch, handle) = s.fetch().remote_handle();
+                        tokio::spawn(fetch);
+                        s.next = Some(handle);
                     }
                     Some((Ok(events), s))
                 }

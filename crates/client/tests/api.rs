@@ -626,3 +626,51 @@ async fn streams_are_deleted_and_truncated_with_typed_errors() {
         other => panic!("an unknown stream: {other:?}"),
     }
 }
+
+/// The feed asks for the next page as soon as a page arrives, while the
+/// consumer still works through its events; the events come out once each,
+/// in order, all the same.
+#[tokio::test]
+async fn the_feed_asks_for_the_next_page_while_a_page_is_consumed() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = router(AppState::new(Arc::new(MemoryStore::new()))).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counter = counter.clone();
+            async move {
+                if req.uri().path() == "/events" {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(req).await
+            }
+        },
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let c = client(&url);
+    let t = st("prefetched");
+    let events: Vec<_> = (0..10).map(event).collect();
+    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    c.append(&t, &sid("p-1"), Expectation::NoStream, events)
+        .await
+        .unwrap();
+
+    let mut feed = std::pin::pin!(c.feed(FeedOptions::from_start().page_size(2)));
+    let first = feed.try_next().await.unwrap().unwrap();
+    // The consumer holds the first page; the second is asked for already.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while asked.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "the next page is asked for"
+    );
+    let mut got = vec![first.event_id];
+    while let Some(e) = feed.try_next().await.unwrap() {
+        got.push(e.event_id);
+    }
+    assert_eq!(got, ids);
+}
