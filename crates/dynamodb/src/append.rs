@@ -182,6 +182,17 @@ enum Claim {
 }
 
 impl DynamoStore {
+    /// Tells the relay's progress in this process (if any) that `stream`
+    /// holds an append up to `last`: written now, or found written before
+    /// (a retry answered with the original revisions, after a lost answer
+    /// perhaps). Listings read later wait until the relay has indexed it,
+    /// so a writer reads its own appends in them either way.
+    fn note_committed(&self, stream: &StreamKey, last: Revision) {
+        if let Some(p) = &self.progress {
+            p.committed(stream, last.get());
+        }
+    }
+
     async fn locate_ids(
         &self,
         stream: &StreamKey,
@@ -1016,6 +1027,7 @@ impl DynamoStore {
                         (first..=last).map(|r| Some(Revision::new(r))).collect();
                     match decide(expectation, Revision::new(tip.revision), &ids, &found)? {
                         Decision::AlreadyAppended { first, last } => {
+                            self.note_committed(&stream, last);
                             return Ok(AppendOutcome {
                                 stream: tip.info(&stream),
                                 first_revision: first,
@@ -1037,9 +1049,7 @@ impl DynamoStore {
                         }
                         cache.insert(stream.clone(), outcome.stream.created_at.as_micros());
                     }
-                    if let Some(p) = &self.progress {
-                        p.committed(&stream, outcome.last_revision.get());
-                    }
+                    self.note_committed(&stream, outcome.last_revision);
                     return Ok(outcome);
                 }
                 Attempt::Conflict => {
@@ -1078,6 +1088,7 @@ impl DynamoStore {
                     match decide(expectation, Revision::new(current), &ids, &found)? {
                         Decision::AlreadyAppended { first, last } => {
                             let tip = tip.expect("ids found in an existing stream");
+                            self.note_committed(&stream, last);
                             return Ok(AppendOutcome {
                                 stream: tip.info(&stream),
                                 first_revision: first,

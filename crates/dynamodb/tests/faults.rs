@@ -621,3 +621,79 @@ async fn retry_across_expectation_kinds(with_faults: bool) {
         }
     }
 }
+
+/// An append whose answer was lost after it was written is answered as a
+/// retry ("already appended"); a listing read right after still waits for
+/// the relay to index it, as it does after any append this process wrote:
+/// the writer sees its touch move the stream to the end of the listing.
+/// (Before, only appends written by the call itself were waited for: under
+/// the standard faults the conformance suite listed a touched stream in
+/// its old place.)
+#[tokio::test]
+async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
+    let h = support::harness("lost-listing", None, false).await;
+    let table = h.store.table().to_string();
+    // A slow relay: the listing is stale for up to a second after an
+    // append unless the read waits for it.
+    let _poller = eventstore_dynamodb::spawn_poller(
+        support::streams_client().await,
+        h.relay.clone(),
+        Duration::from_secs(1),
+    );
+    let t = StreamType::parse("touched").unwrap();
+    let (a, b) = (key("touched", "a"), key("touched", "b"));
+    for k in [&a, &b] {
+        h.store
+            .append(
+                AppendRequest::new(k.clone(), Expectation::NoStream, vec![large_event("E")])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let listed = |store: eventstore_dynamodb::DynamoStore| {
+        let t = t.clone();
+        async move {
+            let page = store.list_streams(&t, None, None, 10).await.unwrap();
+            page.streams
+                .into_iter()
+                .map(|s| s.stream_id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(h.store.clone()).await, ["a", "b"]);
+    // The touch is a small append (one `UpdateItem` of the tip): its
+    // answer is lost after it was written, the SDK sends it again, and the
+    // condition then fails on the ids already there.
+    faults(
+        &table,
+        &[format!(
+            r#"{{"op":"UpdateItem","fault":"lost","probability":1,"times":1,"match":"{}"}}"#,
+            items::stream_pk(&a)
+        )],
+    );
+    let out = h
+        .store
+        .append(
+            AppendRequest::new(
+                a.clone(),
+                Expectation::Exact(Revision::new(1)),
+                vec![NewEvent::new(
+                    EventType::parse("E").unwrap(),
+                    JsonValue::from_text("1").unwrap(),
+                )],
+            )
+            .unwrap(),
+        )
+        .await
+        .expect("written once, answered");
+    assert_eq!(out.last_revision, Revision::new(2));
+    let report = support::fidelity("GET", &table, "");
+    assert!(report.contains("UpdateItem:lost"), "{report}");
+    assert!(out.already_appended, "answered as a retry of itself");
+    assert_eq!(
+        listed(h.store.clone()).await,
+        ["b", "a"],
+        "a was touched last"
+    );
+}
