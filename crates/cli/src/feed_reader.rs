@@ -26,6 +26,7 @@ impl FeedRead {
 }
 
 /// The global feed's reader: its server and key.
+#[derive(Clone)]
 pub struct FeedReader {
     pub http: reqwest::Client,
     /// The server's base URL, without a trailing `/`.
@@ -110,11 +111,7 @@ impl FeedReader {
             for i in 0..PAGES_PER_POSITION {
                 let next = if prefetch && i + 1 < PAGES_PER_POSITION {
                     let next_after = link_after(&answer)?;
-                    let reader = FeedReader {
-                        http: self.http.clone(),
-                        url: self.url.clone(),
-                        api_key: self.api_key.clone(),
-                    };
+                    let reader = self.clone();
                     Some((
                         next_after,
                         tokio::spawn(async move { reader.send(next_after).await }),
