@@ -21,7 +21,7 @@ use crate::config::{LogArgs, LogFormat};
 
 /// What the exported spans include beyond `info`: the store calls (debug
 /// spans of the backends) and the AWS SDK's calls under them.
-const OTLP_FILTER: &str = "info,eventstore_embedded=debug,eventstore_dynamodb=debug,aws_sdk_dynamodb=debug,aws_smithy_runtime=debug";
+const OTLP_FILTER: &str = "info,eventstore_http=debug,eventstore_embedded=debug,eventstore_dynamodb=debug,aws_sdk_dynamodb=debug,aws_smithy_runtime=debug";
 
 /// The exporter's provider, flushed by [`shutdown`].
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();

@@ -125,7 +125,7 @@ pub(crate) async fn readiness(State(state): State<AppState>) -> Result<Json<Live
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(level = "debug", skip(state, body))]
 pub(crate) async fn create_stream(
     State(state): State<AppState>,
     TypeParam(stream_type): TypeParam,
@@ -163,7 +163,7 @@ pub(crate) async fn create_stream(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(level = "debug", skip(state))]
 pub(crate) async fn list_streams(
     State(state): State<AppState>,
     TypeParam(stream_type): TypeParam,
@@ -220,7 +220,7 @@ pub(crate) async fn list_streams(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(level = "debug", skip(state))]
 pub(crate) async fn stream_details(
     State(state): State<AppState>,
     KeyParam(key): KeyParam,
@@ -272,7 +272,7 @@ fn require_admin(state: &AppState, role: Option<KeyRole>) -> Result<(), ApiError
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state, role))]
+#[tracing::instrument(level = "debug", skip(state, role))]
 pub(crate) async fn delete_stream(
     State(state): State<AppState>,
     role: Option<Extension<KeyRole>>,
@@ -318,7 +318,7 @@ pub(crate) async fn delete_stream(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state, role, body))]
+#[tracing::instrument(level = "debug", skip(state, role, body))]
 pub(crate) async fn truncate_stream(
     State(state): State<AppState>,
     role: Option<Extension<KeyRole>>,
@@ -366,7 +366,7 @@ pub(crate) async fn truncate_stream(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state, params, body), fields(revision))]
+#[tracing::instrument(level = "debug", skip(state, params, body), fields(revision))]
 pub(crate) async fn append_event(
     State(state): State<AppState>,
     KeyParam(key): KeyParam,
@@ -447,7 +447,7 @@ fn success_status(already_appended: bool) -> StatusCode {
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(level = "debug", skip(state, body))]
 pub(crate) async fn append_events(
     State(state): State<AppState>,
     KeyParam(key): KeyParam,
@@ -496,7 +496,7 @@ pub(crate) async fn append_events(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(level = "debug", skip(state))]
 pub(crate) async fn read_stream(
     State(state): State<AppState>,
     KeyParam(key): KeyParam,
@@ -563,7 +563,7 @@ pub(crate) async fn read_stream(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(level = "debug", skip(state))]
 pub(crate) async fn read_feed(
     State(state): State<AppState>,
     query: QueryParams,
@@ -595,7 +595,7 @@ pub(crate) async fn read_feed(
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(level = "debug", skip(state))]
 pub(crate) async fn read_type_feed(
     State(state): State<AppState>,
     TypeParam(stream_type): TypeParam,
@@ -728,7 +728,7 @@ const MAX_EMPTY_WAKE_PAUSE: Duration = Duration::from_secs(1);
         (status = 500, description = "Internal error; details are in the server log under the request id.", body = ErrorBody),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(level = "debug", skip(state))]
 pub(crate) async fn stream_types(
     State(state): State<AppState>,
 ) -> Result<Json<StreamTypesResponse>, ApiError> {
