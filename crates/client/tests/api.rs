@@ -674,3 +674,68 @@ async fn the_feed_asks_for_the_next_page_while_a_page_is_consumed() {
     }
     assert_eq!(got, ids);
 }
+
+/// In follow mode, a prefetched page whose request keeps failing (503
+/// beyond the client's retries) is yielded as one error; the feed then
+/// asks again from where it was, and every event still comes out once, in
+/// order.
+#[tokio::test]
+async fn a_prefetched_page_that_fails_in_follow_mode_is_an_error_and_the_feed_goes_on() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    // The client retries 3 times: feed requests 2 to 6 fail, so the
+    // prefetched page fails for good once (requests 2–5) and its next
+    // attempt (request 6) needs one retry.
+    let app = router(AppState::new(Arc::new(MemoryStore::new()))).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counter = counter.clone();
+            async move {
+                if req.uri().path() == "/events" {
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    if (2..=6).contains(&n) {
+                        return axum::response::IntoResponse::into_response(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        );
+                    }
+                }
+                next.run(req).await
+            }
+        },
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let c = client(&url);
+    let t = st("flaky");
+    let events: Vec<_> = (0..10).map(event).collect();
+    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    c.append(&t, &sid("f-1"), Expectation::NoStream, events)
+        .await
+        .unwrap();
+
+    let feed = c.feed(
+        FeedOptions::from_start()
+            .page_size(4)
+            .follow_with_wait(Duration::from_secs(1)),
+    );
+    let mut feed = std::pin::pin!(feed);
+    let (mut got, mut errors) = (Vec::new(), Vec::new());
+    let collected = tokio::time::timeout(Duration::from_secs(30), async {
+        while got.len() < ids.len() {
+            match feed.next().await {
+                Some(Ok(e)) => got.push(e.event_id),
+                Some(Err(e)) => errors.push(e),
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(collected.is_ok(), "every event came: {got:?} {errors:?}");
+    assert_eq!(got, ids, "each event once, in order");
+    assert_eq!(errors.len(), 1, "one failed page: {errors:?}");
+    assert!(errors[0].is_transient(), "{:?}", errors[0]);
+    assert!(
+        asked.load(Ordering::SeqCst) >= 7,
+        "the failed page was asked again"
+    );
+}

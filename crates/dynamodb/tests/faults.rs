@@ -631,15 +631,33 @@ async fn retry_across_expectation_kinds(with_faults: bool) {
 /// its old place.)
 #[tokio::test]
 async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
-    let h = support::harness("lost-listing", None, false).await;
+    listing_after_a_lost_answer(
+        "lost-listing",
+        Expectation::Exact(Revision::new(1)),
+        "UpdateItem",
+    )
+    .await;
+}
+
+/// The same on the checked path (`any`: a `TransactGetItems` of the tip
+/// and the append-id item, then a `PutItem` of the tip conditioned on the
+/// tip as read): the resend's condition fails, and the re-read finds the
+/// ids.
+#[tokio::test]
+async fn a_listing_after_a_checked_append_whose_answer_was_lost_shows_it() {
+    listing_after_a_lost_answer("lost-listing-any", Expectation::Any, "PutItem").await;
+}
+
+async fn listing_after_a_lost_answer(name: &str, expectation: Expectation, op: &str) {
+    let h = support::harness(name, None, false).await;
     let table = h.store.table().to_string();
-    // A slow relay: the listing is stale for up to a second after an
-    // append unless the read waits for it.
-    let _poller = eventstore_dynamodb::spawn_poller(
-        support::streams_client().await,
-        h.relay.clone(),
-        Duration::from_secs(1),
-    );
+    // The relay runs only when the test says so: a listing that does not
+    // wait for it shows the stream in its old place.
+    let relay_all = || async {
+        for batch in support::stream_batches(h.store.client(), &table, 25).await {
+            h.relay.process(&batch).await.unwrap();
+        }
+    };
     let t = StreamType::parse("touched").unwrap();
     let (a, b) = (key("touched", "a"), key("touched", "b"));
     for k in [&a, &b] {
@@ -651,6 +669,7 @@ async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
             .await
             .unwrap();
     }
+    relay_all().await;
     let listed = |store: eventstore_dynamodb::DynamoStore| {
         let t = t.clone();
         async move {
@@ -662,13 +681,14 @@ async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
         }
     };
     assert_eq!(listed(h.store.clone()).await, ["a", "b"]);
-    // The touch is a small append (one `UpdateItem` of the tip): its
-    // answer is lost after it was written, the SDK sends it again, and the
-    // condition then fails on the ids already there.
+    // The touch's write (one `UpdateItem` of the tip when pinned, one
+    // `PutItem` of it when checked) has its answer lost after it was
+    // applied, and the SDK sends it again: the condition then fails on the
+    // ids, or the tip, already there.
     faults(
         &table,
         &[format!(
-            r#"{{"op":"UpdateItem","fault":"lost","probability":1,"times":1,"match":"{}"}}"#,
+            r#"{{"op":"{op}","fault":"lost","probability":1,"times":1,"match":"{}"}}"#,
             items::stream_pk(&a)
         )],
     );
@@ -677,7 +697,7 @@ async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
         .append(
             AppendRequest::new(
                 a.clone(),
-                Expectation::Exact(Revision::new(1)),
+                expectation,
                 vec![NewEvent::new(
                     EventType::parse("E").unwrap(),
                     JsonValue::from_text("1").unwrap(),
@@ -687,13 +707,24 @@ async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
         )
         .await
         .expect("written once, answered");
+    assert_eq!(out.first_revision, Revision::new(2));
     assert_eq!(out.last_revision, Revision::new(2));
     let report = support::fidelity("GET", &table, "");
-    assert!(report.contains("UpdateItem:lost"), "{report}");
+    assert!(report.contains(&format!("{op}:lost")), "{report}");
     assert!(out.already_appended, "answered as a retry of itself");
-    assert_eq!(
-        listed(h.store.clone()).await,
-        ["b", "a"],
-        "a was touched last"
+    let slice = h
+        .store
+        .read_stream(&a, StreamRead::forward())
+        .await
+        .unwrap();
+    assert_eq!(slice.events.len(), 2, "stored once");
+    // The listing waits for the relay to index the touch.
+    let listing = tokio::spawn(listed(h.store.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !listing.is_finished(),
+        "the listing waits for the relay to index the append"
     );
+    relay_all().await;
+    assert_eq!(listing.await.unwrap(), ["b", "a"], "a was touched last");
 }

@@ -605,3 +605,87 @@ async fn a_redelivered_batch_after_the_cleanups_changes_nothing() {
         }
     }
 }
+
+/// One deletion's cleanup run twice at the same moment (two relay
+/// instances handed the same record, or the relay and the request that
+/// finishes a deletion), then a third time by the relay: each page loses
+/// the stream's references once, its gap count counts each removed
+/// position once, and every other stream's references and positions stay
+/// as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_deletions_cleanup_run_twice_at_once_removes_each_reference_once() {
+    let h = support::harness("twice", None, false).await;
+    let store = &h.store;
+    let table = store.table().to_string();
+    let gone = key("twice", "g-1");
+    let kept = key("twice", "k-1");
+    let other = key("elsewhere", "o-1");
+    for _ in 0..12 {
+        for k in [&gone, &kept, &other] {
+            append(store, k, vec![event("", 0)]).await;
+        }
+    }
+    // A batch of the deleted stream too: one entry of 10 positions.
+    append(store, &gone, (0..10).map(|_| event("", 20)).collect()).await;
+    for batch in support::stream_batches(store.client(), &table, 7).await {
+        h.relay.process(&batch).await.unwrap();
+    }
+    let (before, no_gaps) = references(store).await;
+    assert_eq!(no_gaps, 0);
+    assert_eq!(
+        references_below(&before, &gone, 23).len(),
+        26,
+        "page and index"
+    );
+    let feed_before = whole_feed(store, &FeedFilter::All).await;
+    assert_eq!(feed_before.len(), 46);
+
+    store.delete_stream(&gone, None).await.unwrap();
+    let (one, two) = tokio::join!(
+        store.purge_feed_references(&gone, 23, 1, 0),
+        store.purge_feed_references(&gone, 23, 1, 0),
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert!(one.pages_changed + two.pages_changed > 0, "{one:?} {two:?}");
+    let check = |refs: &[support::Reference], gaps: u64| {
+        assert_eq!(references_below(refs, &gone, 23), vec![]);
+        assert_eq!(gaps, 12 + 10, "each removed position is one gap");
+        for k in [&kept, &other] {
+            assert_eq!(
+                before.iter().filter(|r| &r.stream == k).collect::<Vec<_>>(),
+                refs.iter().filter(|r| &r.stream == k).collect::<Vec<_>>(),
+                "{k} is untouched"
+            );
+        }
+    };
+    let (mid, gaps) = references(store).await;
+    check(&mid, gaps);
+
+    // The relay handles the deletion's record: its own cleanup finds
+    // nothing left to remove, and writes the deletion's entry.
+    for batch in support::stream_batches(store.client(), &table, 7).await {
+        h.relay.process(&batch).await.unwrap();
+    }
+    let (after, gaps) = references(store).await;
+    let (deletion, rest): (Vec<_>, Vec<_>) = after.iter().cloned().partition(|r| r.stream == gone);
+    check(&rest, gaps);
+    assert_eq!(
+        deletion.len(),
+        2,
+        "the deletion's entry, page and index: {deletion:?}"
+    );
+    let kept_feed: Vec<_> = feed_before
+        .iter()
+        .filter(|(k, _, _, _)| k != &gone)
+        .cloned()
+        .collect();
+    let (deletions, feed_after): (Vec<_>, Vec<_>) = whole_feed(store, &FeedFilter::All)
+        .await
+        .into_iter()
+        .partition(|(_, _, t, _)| t == STREAM_DELETED);
+    assert_eq!(
+        feed_after, kept_feed,
+        "the same events at the same positions"
+    );
+    assert_eq!(deletions.len(), 1);
+}
