@@ -225,13 +225,21 @@ impl IndexFiles {
         self.fs
             .sync_dir(&self.dir)
             .map_err(io(format!("syncing the directory {}", self.dir.display())))?;
+        // Opened before the MANIFEST names it: once the MANIFEST is
+        // written nothing can fail, so a failure leaves this state (and
+        // the index the caller installs the run in) as they were, and the
+        // checkpoint can be tried again.
+        let run = self.open_warm(&path, seq)?;
         let mut runs = self.runs.clone();
         runs.push(RunMeta { seq, tier: 0 });
-        self.write_manifest(&runs, seq + 1, &at)?;
+        if let Err(e) = self.write_manifest(&runs, seq + 1, &at) {
+            self.cache.forget(seq);
+            return Err(e);
+        }
         self.runs = runs;
         self.next_run = seq + 1;
         self.checkpoint = at;
-        self.open_warm(&path, seq)
+        Ok(run)
     }
 
     /// Opens a run this thread just wrote, its fences and filter read:
@@ -296,15 +304,20 @@ impl IndexFiles {
         self.fs
             .sync_dir(&self.dir)
             .map_err(io(format!("syncing the directory {}", self.dir.display())))?;
+        // As in `checkpoint`: nothing fails after the MANIFEST.
+        let run = self.open_warm(&path, seq)?;
         let mut runs = self.runs[..from].to_vec();
         runs.push(RunMeta {
             seq,
             tier: tier + 1,
         });
-        self.write_manifest(&runs, seq + 1, &self.checkpoint)?;
+        if let Err(e) = self.write_manifest(&runs, seq + 1, &self.checkpoint) {
+            self.cache.forget(seq);
+            return Err(e);
+        }
         self.runs = runs;
         self.next_run = seq + 1;
-        Ok((self.open_warm(&path, seq)?, replaced))
+        Ok((run, replaced))
     }
 
     /// Deletes run files no longer named (after the MANIFEST that dropped
@@ -609,6 +622,11 @@ pub(crate) fn checkpoint_now(
     Ok(())
 }
 
+/// The longest pause before a failed checkpoint is tried again (the
+/// first is `EmbeddedOptions::checkpoint_retry`; it doubles with every
+/// failure).
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One checkpoint for the checkpoint thread: the frozen delta and what it
 /// covers.
 struct Job {
@@ -622,10 +640,9 @@ pub(crate) struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// A checkpoint (and its merges) is in progress.
     busy: Arc<std::sync::atomic::AtomicBool>,
-    /// A checkpoint failed (why): no more are taken until the store is
-    /// reopened (the deltas stay in memory; the log is the truth, and the
-    /// next open replays it from the last checkpoint that was written
-    /// whole).
+    /// Why the checkpoint in progress failed, while it is tried again
+    /// (the deltas stay in memory meanwhile; the log is the truth, and an
+    /// open replays it from the last checkpoint that was written whole).
     failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
@@ -635,10 +652,11 @@ impl Checkpointer {
         mut files: IndexFiles,
         index: Arc<std::sync::RwLock<Index>>,
         failed: Arc<std::sync::Mutex<Option<String>>>,
+        busy: Arc<std::sync::atomic::AtomicBool>,
+        retry: std::time::Duration,
     ) -> Result<Self, EmbeddedError> {
         use std::sync::atomic::Ordering;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (b, f) = (busy.clone(), failed.clone());
         crate::metrics::checkpoint_failed(false);
         let thread = std::thread::Builder::new()
@@ -658,32 +676,68 @@ impl Checkpointer {
                 }
                 crate::metrics::index_size(runs.len(), runs.iter().map(|r| r.memory()).sum());
                 drop(runs);
-                for job in rx {
+                // Jobs that arrived while one was being tried again (the
+                // writer waits for each to finish, so none should).
+                let mut queued = std::collections::VecDeque::new();
+                while let Some(job) = queued.pop_front().or_else(|| rx.recv().ok()) {
                     let started = std::time::Instant::now();
-                    let result = (|| -> Result<(), EmbeddedError> {
-                        let run = files.checkpoint(&job.frozen, job.at)?;
-                        write().install(run, files.feed.clone());
-                        crate::metrics::checkpointed(job.frozen.positions(), started.elapsed());
-                        while let Some((from, tier)) = files.merge_candidates() {
-                            let started = std::time::Instant::now();
-                            let inputs = read().runs()[from..].to_vec();
-                            let (run, replaced) = files.merge(from, tier, &inputs)?;
-                            write().replace_runs(&replaced, run);
-                            drop(inputs);
-                            files.delete_runs(&replaced);
-                            crate::metrics::merged(started.elapsed());
-                        }
-                        Ok(())
-                    })();
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "writing the index failed; no more checkpoints until the store is reopened (the log is intact and the next open replays it)");
+                    let mut installed = false;
+                    let mut pause = retry.min(RETRY_MAX);
+                    loop {
+                        // A failure changes neither the files' state nor the
+                        // index (see `IndexFiles::checkpoint`), so the same
+                        // job is tried again from the step that failed.
+                        let result = (|| -> Result<(), EmbeddedError> {
+                            if !installed {
+                                let run = files.checkpoint(&job.frozen, job.at)?;
+                                write().install(run, files.feed.clone());
+                                installed = true;
+                                crate::metrics::checkpointed(
+                                    job.frozen.positions(),
+                                    started.elapsed(),
+                                );
+                            }
+                            while let Some((from, tier)) = files.merge_candidates() {
+                                let started = std::time::Instant::now();
+                                let inputs = read().runs()[from..].to_vec();
+                                let (run, replaced) = files.merge(from, tier, &inputs)?;
+                                write().replace_runs(&replaced, run);
+                                drop(inputs);
+                                files.delete_runs(&replaced);
+                                crate::metrics::merged(started.elapsed());
+                            }
+                            Ok(())
+                        })();
+                        let Err(e) = result else {
+                            let mut failed = f.lock().unwrap_or_else(|e| e.into_inner());
+                            if failed.take().is_some() {
+                                tracing::info!("the index is written again");
+                                crate::metrics::checkpoint_failed(false);
+                            }
+                            break;
+                        };
+                        tracing::error!(error = %e, retry_in_s = pause.as_secs_f64(), "writing the index failed; appends and reads go on, the index's deltas stay in memory until it is written (the log is intact, and an open replays it)");
                         *f.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                         crate::metrics::checkpoint_failed(true);
+                        // The writer sends nothing while this job is in
+                        // progress; the channel closes when the store stops.
+                        match rx.recv_timeout(pause) {
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                pause = (pause * 2).min(RETRY_MAX);
+                            }
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                                b.store(false, Ordering::SeqCst);
+                                return;
+                            }
+                            Ok(later) => queued.push_back(later),
+                        }
                     }
                     let r = read();
                     crate::metrics::index_size(r.runs().len(), r.run_memory());
                     drop(r);
-                    b.store(false, Ordering::SeqCst);
+                    if queued.is_empty() {
+                        b.store(false, Ordering::SeqCst);
+                    }
                 }
             })
             .map_err(|e| EmbeddedError::io("starting the checkpoint thread", e))?;
@@ -695,15 +749,17 @@ impl Checkpointer {
         })
     }
 
-    /// Whether a new checkpoint may start.
+    /// Whether a new checkpoint may start: none is in progress (or being
+    /// tried again after a failure).
     pub(crate) fn idle(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        !self.busy.load(Ordering::SeqCst)
-            && self
-                .failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_none()
+        !self.busy.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn failing(&self) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Hands a frozen delta to the thread.
@@ -716,9 +772,10 @@ impl Checkpointer {
         }
     }
 
-    /// Waits for the checkpoint in progress (and its merges) to finish.
+    /// Waits for the checkpoint in progress (and its merges) to finish, or
+    /// to fail (it is then tried again until the store stops).
     pub(crate) fn wait_idle(&self) {
-        while self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+        while self.busy.load(std::sync::atomic::Ordering::SeqCst) && !self.failing() {
             if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
                 return;
             }

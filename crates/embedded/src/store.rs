@@ -53,6 +53,9 @@ pub struct EmbeddedOptions {
     pub checkpoint_interval: Duration,
     /// The most bytes of index blocks kept in memory.
     pub index_cache_bytes: usize,
+    /// The pause before a failed checkpoint is tried again; it doubles
+    /// with every failure of the same checkpoint, up to 30 s.
+    pub checkpoint_retry: Duration,
 }
 
 impl EmbeddedOptions {
@@ -62,6 +65,8 @@ impl EmbeddedOptions {
     pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
     /// The default of [`EmbeddedOptions::index_cache_bytes`].
     pub const DEFAULT_INDEX_CACHE_BYTES: usize = 64 << 20;
+    /// The default of [`EmbeddedOptions::checkpoint_retry`].
+    pub const DEFAULT_CHECKPOINT_RETRY: Duration = Duration::from_millis(500);
 }
 
 impl Default for EmbeddedOptions {
@@ -72,6 +77,7 @@ impl Default for EmbeddedOptions {
             checkpoint_events: Self::DEFAULT_CHECKPOINT_EVENTS,
             checkpoint_interval: Self::DEFAULT_CHECKPOINT_INTERVAL,
             index_cache_bytes: Self::DEFAULT_INDEX_CACHE_BYTES,
+            checkpoint_retry: Self::DEFAULT_CHECKPOINT_RETRY,
         }
     }
 }
@@ -106,9 +112,11 @@ pub(crate) struct Shared {
     /// Why the store stopped acknowledging appends, after a failed write or
     /// sync (fail-stop until reopened).
     pub failed: Mutex<Option<String>>,
-    /// Why the last checkpoint of the index failed; then no more are taken
-    /// until the store is reopened (appends go on: the log is the truth).
+    /// Why the checkpoint of the index in progress failed, while it is
+    /// tried again (appends go on: the log is the truth).
     pub checkpoint_failure: Arc<Mutex<Option<String>>>,
+    /// A checkpoint (with its merges) is being written, or tried again.
+    pub checkpoint_busy: Arc<std::sync::atomic::AtomicBool>,
     pub path: PathBuf,
     /// Readers hold it (shared) from their index look-up until their log
     /// reads are done; erasure holds it (exclusive) while it rewrites
@@ -222,6 +230,7 @@ impl EmbeddedStore {
             closed: AtomicBool::new(false),
             failed: Mutex::new(None),
             checkpoint_failure: Arc::new(Mutex::new(None)),
+            checkpoint_busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             path: log_path,
             erase_lock: RwLock::new(()),
         });
@@ -233,8 +242,13 @@ impl EmbeddedStore {
             shared.clone(),
             erase_tasks,
         )?;
-        let checkpointer =
-            checkpoint::Checkpointer::start(files, index, shared.checkpoint_failure.clone())?;
+        let checkpointer = checkpoint::Checkpointer::start(
+            files,
+            index,
+            shared.checkpoint_failure.clone(),
+            shared.checkpoint_busy.clone(),
+            options.checkpoint_retry,
+        )?;
         let (commands, queue) = mpsc::sync_channel(options.queue_capacity.max(1));
         let (stop_tx, stopped) = watch::channel(false);
         let writer = Writer::new(
@@ -316,11 +330,12 @@ impl EmbeddedStore {
         answer.await.map_err(|_| unavailable())?
     }
 
-    /// Why writing the index failed, if it did since open. Appends and
-    /// reads go on (the log is the truth, and the index's deltas stay in
-    /// memory), but no checkpoint is taken until the store is reopened:
-    /// memory grows with every append and the next open replays the log
-    /// from the last checkpoint. The metric
+    /// Why writing the index fails, while it does. Appends and reads go on
+    /// (the log is the truth, and the index's deltas stay in memory); the
+    /// checkpoint is tried again after 0.5 s, then after pauses doubling up
+    /// to 30 s, until it is written (then this is `None` again).
+    /// Meanwhile memory grows with every append, and an open would replay
+    /// the log from the last checkpoint written. The metric
     /// `eventstore_index_checkpoint_failed` is 1 meanwhile.
     pub fn checkpoint_failure(&self) -> Option<String> {
         self.shared
@@ -328,6 +343,14 @@ impl EmbeddedStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether a checkpoint of the index (with the merges it makes due) is
+    /// being written, or tried again after a failure.
+    pub fn checkpoint_in_progress(&self) -> bool {
+        self.shared
+            .checkpoint_busy
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What open did to the index: the checkpoint it started from and how

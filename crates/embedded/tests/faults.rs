@@ -903,3 +903,78 @@ async fn a_failed_checkpoint_is_reported_and_appends_go_on() {
     }
     store.close().await;
 }
+
+/// A checkpoint that fails while the disk is full is tried again once it
+/// has room, without a restart: the failure is no longer reported, the
+/// checkpoints (and their merges) go on, a clean stop writes the last one
+/// (the reopen replays nothing), and the index agrees with the log.
+#[tokio::test]
+async fn a_failed_checkpoint_is_tried_again_once_the_disk_has_room() {
+    let fs = SimFs::new(12);
+    let k = key("ckpt", "again");
+    let store = open_every(&fs, 2).unwrap();
+    for i in 0..4 {
+        append(&store, &k, Expectation::Any, vec![event(i)])
+            .await
+            .unwrap();
+    }
+    let mut waited = 0;
+    while fs.count(Op::Create) == 0 && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    fs.fail_every(Op::Create, ENOSPC);
+    for i in 4..20 {
+        append(&store, &k, Expectation::Any, vec![event(i)])
+            .await
+            .unwrap();
+    }
+    let reported = async {
+        while store.checkpoint_failure().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reported)
+        .await
+        .expect("the failed checkpoint is reported");
+    let created = fs.count(Op::Create);
+    fs.heal();
+    let cleared = async {
+        while store.checkpoint_failure().is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), cleared)
+        .await
+        .expect("the checkpoint is tried again and written");
+    assert!(fs.count(Op::Create) > created, "a run was written");
+    // Checkpoints go on after it: a few more frozen deltas, with merges.
+    for i in 20..60 {
+        append(&store, &k, Expectation::Any, vec![event(i)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(read_all(&store, &k).await.len(), 60);
+    assert_eq!(store.checkpoint_failure(), None);
+    store.close().await;
+    drop(store);
+    let report = eventstore_embedded::check_with(&fs, dir()).unwrap();
+    assert!(report.is_intact(), "{report}");
+    let index = report.index.as_ref().expect("an index");
+    assert!(index.present && index.stale.is_none(), "{index:?}");
+    assert_eq!(index.checkpoint_position, 60, "the stop's checkpoint");
+    let store = open_every(&fs, 2).unwrap();
+    assert_eq!(
+        store.open_stats().replayed_events,
+        0,
+        "{:?}",
+        store.open_stats()
+    );
+    let events = read_all(&store, &k).await;
+    assert_eq!(events.len(), 60);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.revision.get(), i as u64 + 1);
+        assert_eq!(e.position.unwrap().get(), i as u64 + 1);
+    }
+    store.close().await;
+}

@@ -310,6 +310,121 @@ fn a_death_at_any_call_of_a_checkpoint_or_merge_loses_nothing() {
     assert!(runs > 50, "enough calls to die at: {runs}");
 }
 
+/// Every call of every kind (a spread of the reads) fails once (`EIO` or
+/// `ENOSPC`) while the store appends with a checkpoint after every 2
+/// events, and the process goes on. A failed checkpoint or merge is tried again (after 5 ms here) and
+/// written: the failure is no longer reported, the index agrees with the
+/// log (`check`), and a reopen after the clean stop replays nothing and
+/// finds every acknowledged event through the index. (A failed write or
+/// sync of the log stops the store's appends instead; the reopen then
+/// finds what was acknowledged.)
+#[test]
+fn a_failed_call_of_a_checkpoint_or_merge_is_tried_again_and_loses_nothing() {
+    let rt = runtime();
+    let clean = SimFs::new(6);
+    rt.block_on(async {
+        let store = open_every(&clean, 2).unwrap();
+        let acked = load(&store, 40, 0).await;
+        assert_eq!(acked.len(), 40);
+        store.close().await;
+    });
+    let open = |fs: &SimFs| {
+        EmbeddedStore::open_with(
+            dir(),
+            EmbeddedOptions {
+                fs: Arc::new(fs.clone()),
+                checkpoint_events: 2,
+                checkpoint_retry: std::time::Duration::from_millis(5),
+                ..EmbeddedOptions::default()
+            },
+        )
+    };
+    let ops = [
+        Op::Write,
+        Op::Sync,
+        Op::SyncDir,
+        Op::Rename,
+        Op::Create,
+        Op::SetLen,
+        Op::Remove,
+        Op::Read,
+    ];
+    let (mut runs, mut retried) = (0, 0);
+    for op in ops {
+        // Reads are many (look-ups, runs opened and merged): a spread.
+        let total = clean.count(op);
+        let stride = if op == Op::Read {
+            (total / 80).max(1)
+        } else {
+            1
+        };
+        for n in (0..total).step_by(stride as usize) {
+            runs += 1;
+            let errno = if n % 2 == 0 { 5 } else { 28 };
+            let fs = SimFs::new(n * 37 + op as u64);
+            fs.fail_nth(op, n, errno);
+            let what = format!("{op:?} call {n} fails with errno {errno}");
+            let Ok(store) = open(&fs) else {
+                continue;
+            };
+            let acked = rt.block_on(async {
+                let acked = load(&store, 40, 0).await;
+                let went_on = acked.len() == 40;
+                if went_on {
+                    // The failed checkpoint (if this call was one) is
+                    // written by a later try; no other starts until the
+                    // stop (the appends are over).
+                    let mut waited = 0;
+                    while store.checkpoint_in_progress() && waited < 2000 {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        waited += 1;
+                    }
+                    assert!(!store.checkpoint_in_progress(), "{what}: written");
+                    assert_eq!(store.checkpoint_failure(), None, "{what}: tried again");
+                }
+                // A failure of the stop's own checkpoint is not tried
+                // again: the next open replays the log after the last one.
+                let failed_in_stop = fs.count(op) <= n;
+                store.close().await;
+                (acked, went_on && !failed_in_stop)
+            });
+            let (acked, went_on) = acked;
+            if went_on {
+                let report = eventstore_embedded::check_with(&fs, dir())
+                    .unwrap_or_else(|e| panic!("{what}: check: {e}"));
+                assert!(report.is_intact(), "{what}: {report}");
+                let index = report.index.as_ref().expect("an index");
+                assert!(index.present && index.stale.is_none(), "{what}: {index:?}");
+                assert_eq!(
+                    index.checkpoint_position, 40,
+                    "{what}: the stop's checkpoint"
+                );
+                retried += 1;
+            }
+            fs.heal();
+            rt.block_on(async {
+                let store = open(&fs).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+                if went_on {
+                    assert_eq!(
+                        store.open_stats().replayed_events,
+                        0,
+                        "{what}: {:?}",
+                        store.open_stats()
+                    );
+                }
+                verify(&store, &acked, &what).await;
+                let more = load(&store, 3, 1000).await;
+                assert_eq!(more.len(), 3, "{what}");
+                store.close().await;
+            });
+        }
+    }
+    assert!(
+        runs > 50 && retried > 20,
+        "calls failed: {runs}, stores that went on: {retried}"
+    );
+}
+
 /// A stream with many revisions read page by page both ways, while its
 /// revisions are spread over merged runs, a run, the frozen and the active
 /// delta.
