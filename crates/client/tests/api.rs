@@ -627,19 +627,25 @@ async fn streams_are_deleted_and_truncated_with_typed_errors() {
     }
 }
 
-/// The feed asks for the next page as soon as a page arrives, while the
-/// consumer still works through its events; the events come out once each,
-/// in order, all the same.
-#[tokio::test]
-async fn the_feed_asks_for_the_next_page_while_a_page_is_consumed() {
+/// A server whose feed requests (`GET /events`) are counted; the n-th
+/// (from 1) is answered 503 when `refuse(n)`. Returns its URL and the
+/// count.
+async fn feed_counting_server(
+    refuse: impl Fn(usize) -> bool + Clone + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = asked.clone();
     let app = router(AppState::new(Arc::new(MemoryStore::new()))).layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let counter = counter.clone();
+            let (counter, refuse) = (counter.clone(), refuse.clone());
             async move {
                 if req.uri().path() == "/events" {
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    if refuse(n) {
+                        return axum::response::IntoResponse::into_response(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        );
+                    }
                 }
                 next.run(req).await
             }
@@ -648,13 +654,32 @@ async fn the_feed_asks_for_the_next_page_while_a_page_is_consumed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let c = client(&url);
-    let t = st("prefetched");
+    (url, asked)
+}
+
+/// Ten events in one stream of `t`; their ids in order.
+async fn ten_events(c: &Client, t: &str) -> Vec<EventId> {
     let events: Vec<_> = (0..10).map(event).collect();
     let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
-    c.append(&t, &sid("p-1"), Expectation::NoStream, events)
-        .await
-        .unwrap();
+    c.append(
+        &st(t),
+        &sid(&format!("{t}-1")),
+        Expectation::NoStream,
+        events,
+    )
+    .await
+    .unwrap();
+    ids
+}
+
+/// The feed asks for the next page as soon as a page arrives, while the
+/// consumer still works through its events; the events come out once each,
+/// in order, all the same.
+#[tokio::test]
+async fn the_feed_asks_for_the_next_page_while_a_page_is_consumed() {
+    let (url, asked) = feed_counting_server(|_| false).await;
+    let c = client(&url);
+    let ids = ten_events(&c, "prefetched").await;
 
     let mut feed = std::pin::pin!(c.feed(FeedOptions::from_start().page_size(2)));
     let first = feed.try_next().await.unwrap().unwrap();
@@ -681,37 +706,12 @@ async fn the_feed_asks_for_the_next_page_while_a_page_is_consumed() {
 /// order.
 #[tokio::test]
 async fn a_prefetched_page_that_fails_in_follow_mode_is_an_error_and_the_feed_goes_on() {
-    let asked = Arc::new(AtomicUsize::new(0));
-    let counter = asked.clone();
     // The client retries 3 times: feed requests 2 to 6 fail, so the
     // prefetched page fails for good once (requests 2–5) and its next
     // attempt (request 6) needs one retry.
-    let app = router(AppState::new(Arc::new(MemoryStore::new()))).layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let counter = counter.clone();
-            async move {
-                if req.uri().path() == "/events" {
-                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                    if (2..=6).contains(&n) {
-                        return axum::response::IntoResponse::into_response(
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        );
-                    }
-                }
-                next.run(req).await
-            }
-        },
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (url, asked) = feed_counting_server(|n| (2..=6).contains(&n)).await;
     let c = client(&url);
-    let t = st("flaky");
-    let events: Vec<_> = (0..10).map(event).collect();
-    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
-    c.append(&t, &sid("f-1"), Expectation::NoStream, events)
-        .await
-        .unwrap();
+    let ids = ten_events(&c, "flaky").await;
 
     let feed = c.feed(
         FeedOptions::from_start()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TempStore, append, key, read_all, read_feed_all};
+use common::{TempStore, WRITING_OPS, append, key, read_all, read_feed_all};
 use eventstore_core::{
     EventStore, EventType, Expectation, FeedFilter, JsonObject, JsonValue, NewEvent, Revision,
     StoreError, StreamKey, StreamRead,
@@ -324,18 +324,6 @@ async fn session(store: &EmbeddedStore, m: &str) -> Session {
     s
 }
 
-/// Every kind of call an erasure makes, for the tests that fail or die
-/// at each of them.
-const ERASURE_OPS: [Op; 7] = [
-    Op::Write,
-    Op::Sync,
-    Op::SyncDir,
-    Op::Rename,
-    Op::Create,
-    Op::SetLen,
-    Op::Remove,
-];
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -421,7 +409,7 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
     let m = "MARKER-crash-scenario";
     let clean = clean_run(&rt, &dir, 7, m);
     let mut runs = 0;
-    for op in ERASURE_OPS {
+    for op in WRITING_OPS {
         for n in 0..clean.count(op) {
             runs += 1;
             let fs = SimFs::new(n * 17 + op as u64);
@@ -460,7 +448,7 @@ fn a_failed_call_of_an_erasure_loses_nothing_and_erasure_completes() {
     let m = "MARKER-failed-call";
     let clean = clean_run(&rt, &dir, 9, m);
     let mut runs = 0;
-    for op in ERASURE_OPS {
+    for op in WRITING_OPS {
         for n in 0..clean.count(op) {
             for errno in [libc_eio(), 28] {
                 runs += 1;

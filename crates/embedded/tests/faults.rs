@@ -840,6 +840,28 @@ fn a_commit_torn_before_the_last_byte_of_its_frame() {
     ));
 }
 
+/// A store checkpointing every 2 events, with 4 events of `k` and its
+/// first checkpoints written; from then on no file can be created
+/// (`ENOSPC`), so its next checkpoint fails.
+async fn checkpoints_failing_from_now(fs: &SimFs, k: &StreamKey) -> EmbeddedStore {
+    let store = open_every(fs, 2).unwrap();
+    for i in 0..4 {
+        append(&store, k, Expectation::Any, vec![event(i)])
+            .await
+            .unwrap();
+    }
+    // Wait until the first checkpoints are in (then a failure is the
+    // test's).
+    let mut waited = 0;
+    while fs.count(Op::Create) == 0 && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(store.checkpoint_failure(), None);
+    fs.fail_every(Op::Create, ENOSPC);
+    store
+}
+
 /// A checkpoint of the index that cannot write its run (`ENOSPC` when it
 /// creates the file) is reported by the store (and by the
 /// `eventstore_index_checkpoint_failed` metric), appends and reads go on,
@@ -849,20 +871,7 @@ fn a_commit_torn_before_the_last_byte_of_its_frame() {
 async fn a_failed_checkpoint_is_reported_and_appends_go_on() {
     let fs = SimFs::new(11);
     let k = key("ckpt", "s");
-    let store = open_every(&fs, 2).unwrap();
-    for i in 0..4 {
-        append(&store, &k, Expectation::Any, vec![event(i)])
-            .await
-            .unwrap();
-    }
-    // Wait until the first checkpoints are in (then a failure is this test's).
-    let mut waited = 0;
-    while fs.count(Op::Create) == 0 && waited < 500 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
-    assert_eq!(store.checkpoint_failure(), None);
-    fs.fail_every(Op::Create, ENOSPC);
+    let store = checkpoints_failing_from_now(&fs, &k).await;
     for i in 4..40 {
         append(&store, &k, Expectation::Any, vec![event(i)])
             .await
@@ -912,18 +921,7 @@ async fn a_failed_checkpoint_is_reported_and_appends_go_on() {
 async fn a_failed_checkpoint_is_tried_again_once_the_disk_has_room() {
     let fs = SimFs::new(12);
     let k = key("ckpt", "again");
-    let store = open_every(&fs, 2).unwrap();
-    for i in 0..4 {
-        append(&store, &k, Expectation::Any, vec![event(i)])
-            .await
-            .unwrap();
-    }
-    let mut waited = 0;
-    while fs.count(Op::Create) == 0 && waited < 500 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
-    fs.fail_every(Op::Create, ENOSPC);
+    let store = checkpoints_failing_from_now(&fs, &k).await;
     for i in 4..20 {
         append(&store, &k, Expectation::Any, vec![event(i)])
             .await

@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{event, key, read_all, read_feed_all};
+use common::{WRITING_OPS, event, key, read_all, read_feed_all};
 use eventstore_core::{
     AppendRequest, EventId, EventStore, Expectation, FeedFilter, NewEvent, Revision, StreamKey,
 };
@@ -244,6 +244,20 @@ fn a_checkpoint_that_does_not_match_the_log_is_rebuilt_not_trusted() {
     });
 }
 
+/// The scenario of the tests below run once without faults (40 appends,
+/// a checkpoint every 2 events): its file layer counts the calls of each
+/// kind.
+fn clean_run(rt: &tokio::runtime::Runtime, seed: u64) -> SimFs {
+    let clean = SimFs::new(seed);
+    rt.block_on(async {
+        let store = open_every(&clean, 2).unwrap();
+        let acked = load(&store, 40, 0).await;
+        assert_eq!(acked.len(), 40);
+        store.close().await;
+    });
+    clean
+}
+
 /// A process death at every call of every kind while the store appends
 /// with a checkpoint after every 2 events (checkpoints, merges of 8 runs,
 /// deletions of merged runs), with and without a power cut of each kind
@@ -252,24 +266,9 @@ fn a_checkpoint_that_does_not_match_the_log_is_rebuilt_not_trusted() {
 #[test]
 fn a_death_at_any_call_of_a_checkpoint_or_merge_loses_nothing() {
     let rt = runtime();
-    let clean = SimFs::new(5);
-    rt.block_on(async {
-        let store = open_every(&clean, 2).unwrap();
-        let acked = load(&store, 40, 0).await;
-        assert_eq!(acked.len(), 40);
-        store.close().await;
-    });
-    let ops = [
-        Op::Write,
-        Op::Sync,
-        Op::SyncDir,
-        Op::Rename,
-        Op::Create,
-        Op::SetLen,
-        Op::Remove,
-    ];
+    let clean = clean_run(&rt, 5);
     let mut runs = 0;
-    for op in ops {
+    for op in WRITING_OPS {
         let total = clean.count(op);
         for n in 0..total {
             runs += 1;
@@ -321,13 +320,7 @@ fn a_death_at_any_call_of_a_checkpoint_or_merge_loses_nothing() {
 #[test]
 fn a_failed_call_of_a_checkpoint_or_merge_is_tried_again_and_loses_nothing() {
     let rt = runtime();
-    let clean = SimFs::new(6);
-    rt.block_on(async {
-        let store = open_every(&clean, 2).unwrap();
-        let acked = load(&store, 40, 0).await;
-        assert_eq!(acked.len(), 40);
-        store.close().await;
-    });
+    let clean = clean_run(&rt, 6);
     let open = |fs: &SimFs| {
         EmbeddedStore::open_with(
             dir(),
@@ -339,18 +332,8 @@ fn a_failed_call_of_a_checkpoint_or_merge_is_tried_again_and_loses_nothing() {
             },
         )
     };
-    let ops = [
-        Op::Write,
-        Op::Sync,
-        Op::SyncDir,
-        Op::Rename,
-        Op::Create,
-        Op::SetLen,
-        Op::Remove,
-        Op::Read,
-    ];
     let (mut runs, mut retried) = (0, 0);
-    for op in ops {
+    for op in WRITING_OPS.into_iter().chain([Op::Read]) {
         // Reads are many (look-ups, runs opened and merged): a spread.
         let total = clean.count(op);
         let stride = if op == Op::Read {

@@ -9,7 +9,20 @@ use eventstore_core::{
     StreamRead, StreamType,
 };
 use eventstore_embedded::EmbeddedStore;
+use eventstore_embedded::vfs::Op;
 use tempfile::TempDir;
+
+/// Every kind of call that writes, for the tests that fail or die at each
+/// call of a scenario (reads aside: they are many).
+pub const WRITING_OPS: [Op; 7] = [
+    Op::Write,
+    Op::Sync,
+    Op::SyncDir,
+    Op::Rename,
+    Op::Create,
+    Op::SetLen,
+    Op::Remove,
+];
 
 /// A store in a temporary directory that lives as long as the store.
 pub struct TempStore {
