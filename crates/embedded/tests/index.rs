@@ -283,40 +283,55 @@ fn a_death_at_any_call_of_a_checkpoint_or_merge_loses_nothing() {
                 store.close().await;
                 acked
             });
-            fs.kill();
-            match n % 4 {
-                0 => fs.heal(),
-                1 => fs.power_cut(PowerCut::DropUnsynced),
-                2 => fs.power_cut(PowerCut::TornPrefix),
-                _ => fs.power_cut(PowerCut::TornSectors),
-            }
-            rt.block_on(async {
-                let store = open_every(&fs, 2).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
-                verify(&store, &acked, &what).await;
-                let feed = read_feed_all(&store, &FeedFilter::All).await;
-                assert!(
-                    feed.len() <= acked.len() + 1,
-                    "{what}: at most the append that died is there besides"
-                );
-                // The store goes on: an append after the last position.
-                let more = load(&store, 3, 1000).await;
-                assert_eq!(more.len(), 3, "{what}");
-                assert_eq!(more[0].3, feed.len() as u64 + 1, "{what}");
-                store.close().await;
-            });
+            reopened_as_acknowledged(&rt, &fs, &acked, n, &what);
         }
     }
     assert!(runs > 50, "enough calls to die at: {runs}");
 }
 
+/// The process dies; then the power is cut in one of three ways (by `n`)
+/// or not. The reopened store finds every acknowledged event through the
+/// index, holds at most the append that died besides, and goes on.
+fn reopened_as_acknowledged(
+    rt: &tokio::runtime::Runtime,
+    fs: &SimFs,
+    acked: &Acked,
+    n: u64,
+    what: &str,
+) {
+    fs.kill();
+    match n % 4 {
+        0 => fs.heal(),
+        1 => fs.power_cut(PowerCut::DropUnsynced),
+        2 => fs.power_cut(PowerCut::TornPrefix),
+        _ => fs.power_cut(PowerCut::TornSectors),
+    }
+    rt.block_on(async {
+        let store = open_every(fs, 2).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+        verify(&store, acked, what).await;
+        let feed = read_feed_all(&store, &FeedFilter::All).await;
+        assert!(
+            feed.len() <= acked.len() + 1,
+            "{what}: at most the append that died is there besides"
+        );
+        // The store goes on: an append after the last position.
+        let more = load(&store, 3, 1000).await;
+        assert_eq!(more.len(), 3, "{what}");
+        assert_eq!(more[0].3, feed.len() as u64 + 1, "{what}");
+        store.close().await;
+    });
+}
+
 /// Every call of every kind (a spread of the reads) fails once (`EIO` or
 /// `ENOSPC`) while the store appends with a checkpoint after every 2
-/// events, and the process goes on. A failed checkpoint or merge is tried again (after 5 ms here) and
-/// written: the failure is no longer reported, the index agrees with the
-/// log (`check`), and a reopen after the clean stop replays nothing and
-/// finds every acknowledged event through the index. (A failed write or
-/// sync of the log stops the store's appends instead; the reopen then
-/// finds what was acknowledged.)
+/// events, and the process goes on. A failed checkpoint or merge is tried
+/// again (after 5 ms here) and written: the failure is no longer reported,
+/// the index agrees with the log (`check`), and a reopen after the clean
+/// stop replays nothing and finds every acknowledged event through the
+/// index. (A failed write or sync of the log stops the store's appends
+/// instead; the reopen then finds what was acknowledged.) And the same
+/// failure followed by a death at the next call of its kind (the retry's,
+/// mostly), with a power cut: the reopened store is as acknowledged.
 #[test]
 fn a_failed_call_of_a_checkpoint_or_merge_is_tried_again_and_loses_nothing() {
     let rt = runtime();
@@ -332,7 +347,7 @@ fn a_failed_call_of_a_checkpoint_or_merge_is_tried_again_and_loses_nothing() {
             },
         )
     };
-    let (mut runs, mut retried) = (0, 0);
+    let (mut runs, mut retried, mut died_retrying) = (0, 0, 0);
     for op in WRITING_OPS.into_iter().chain([Op::Read]) {
         // Reads are many (look-ups, runs opened and merged): a spread.
         let total = clean.count(op);
@@ -400,11 +415,39 @@ fn a_failed_call_of_a_checkpoint_or_merge_is_tried_again_and_loses_nothing() {
                 assert_eq!(more.len(), 3, "{what}");
                 store.close().await;
             });
+            // The same failure, then a death at the next call of its kind.
+            let fs = SimFs::new(n * 41 + op as u64);
+            fs.fail_nth(op, n, errno);
+            fs.kill_at(op, n + 1);
+            let what = format!("{what}, then death at call {}", n + 1);
+            let acked = rt.block_on(async {
+                let Ok(store) = open(&fs) else {
+                    return Vec::new();
+                };
+                let acked = load(&store, 40, 0).await;
+                if store.checkpoint_failure().is_some() {
+                    died_retrying += 1;
+                }
+                // Give the retry its time before the stop.
+                let mut waited = 0;
+                while store.checkpoint_in_progress() && !fs.is_dead() && waited < 40 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    waited += 1;
+                }
+                store.close().await;
+                acked
+            });
+            reopened_as_acknowledged(&rt, &fs, &acked, n, &what);
         }
     }
+    eprintln!(
+        "{runs} calls failed; {retried} stores went on; \
+         {died_retrying} died while a checkpoint was failing"
+    );
     assert!(
-        runs > 50 && retried > 20,
-        "calls failed: {runs}, stores that went on: {retried}"
+        runs > 50 && retried > 20 && died_retrying > 10,
+        "calls failed: {runs}, stores that went on: {retried}, \
+         died while a checkpoint was failing: {died_retrying}"
     );
 }
 
