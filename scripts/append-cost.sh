@@ -23,7 +23,7 @@ dir=$(mktemp -d)
 "$bin" serve --bind 127.0.0.1 --port "$port" --data-dir "$dir/data" >"$dir/log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-until curl -sf "http://127.0.0.1:$port/liveness-check" >/dev/null; do sleep 0.05; done
+until curl -sf "http://127.0.0.1:$port/readiness-check" >/dev/null; do sleep 0.05; done  # ready: the store is open
 cat >"$dir/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

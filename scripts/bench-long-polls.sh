@@ -18,7 +18,7 @@ for run in $(seq "$runs"); do
       --max-connections $((polls + 512)) --max-long-polls $((polls + 64)) \
       >"$dir/stdout" 2>"$dir/stderr" &
     pid=$!
-    until curl -sf "http://127.0.0.1:$port/liveness-check" >/dev/null; do sleep 0.1; done
+    until curl -sf "http://127.0.0.1:$port/readiness-check" >/dev/null; do sleep 0.1; done
     echo "## run $run, idle long polls: $idle, load: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$bin" bench --url "http://127.0.0.1:$port" --scenarios single,concurrent \
       --idle-long-polls "$idle" --json
