@@ -425,7 +425,7 @@ pub fn normalize(v: &Value, names: &mut Names) -> Value {
 }
 
 /// The server-made ids one side has seen, in order.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Names {
     created: Vec<String>,
     generated: HashMap<String, usize>,
@@ -811,7 +811,12 @@ pub async fn check(target: &Target, ops: &[Op]) -> Result<(), String> {
             } else {
                 Duration::ZERO
             };
+        // Names are learned from the answer that is compared last: a stale
+        // read of an eventually consistent feed (some appends not relayed
+        // yet) must not name the generated ids in its own order.
+        let names = other.names.clone();
         loop {
+            other.names = names.clone();
             let got = run_op(&mut other, &ctx, op, &other_current).await;
             if got == want {
                 break;
