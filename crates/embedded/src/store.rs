@@ -332,8 +332,9 @@ impl EmbeddedStore {
 
     /// Why writing the index fails, while it does. Appends and reads go on
     /// (the log is the truth, and the index's deltas stay in memory); the
-    /// checkpoint is tried again after 0.5 s, then after pauses doubling up
-    /// to 30 s, until it is written (then this is `None` again).
+    /// checkpoint is tried again after [`EmbeddedOptions::checkpoint_retry`]
+    /// (0.5 s by default), then after pauses doubling up to 30 s, until it
+    /// is written (then this is `None` again).
     /// Meanwhile memory grows with every append, and an open would replay
     /// the log from the last checkpoint written. The metric
     /// `eventstore_index_checkpoint_failed` is 1 meanwhile.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TempStore, WRITING_OPS, append, key, read_all, read_feed_all};
+use common::{TempStore, WRITING_OPS, append, die_and_cut, key, read_all, read_feed_all};
 use eventstore_core::{
     EventStore, EventType, Expectation, FeedFilter, JsonObject, JsonValue, NewEvent, Revision,
     StoreError, StreamKey, StreamRead,
@@ -416,13 +416,7 @@ fn a_death_at_any_call_of_an_erasure_loses_nothing_and_erasure_completes() {
             fs.kill_at(op, n);
             let what = format!("death at {op:?} call {n}");
             let s = session_on(&rt, &dir, &fs, m);
-            fs.kill();
-            match n % 4 {
-                0 => fs.heal(),
-                1 => fs.power_cut(PowerCut::DropUnsynced),
-                2 => fs.power_cut(PowerCut::TornPrefix),
-                _ => fs.power_cut(PowerCut::TornSectors),
-            }
+            die_and_cut(&fs, n);
             // check reads the log as open will leave it: an erasure cut
             // short is not damage.
             if let Ok(report) = eventstore_embedded::check_with(&fs, &dir) {

@@ -10,11 +10,11 @@ mod common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{WRITING_OPS, event, key, read_all, read_feed_all};
+use common::{WRITING_OPS, die_and_cut, event, key, read_all, read_feed_all};
 use eventstore_core::{
     AppendRequest, EventId, EventStore, Expectation, FeedFilter, NewEvent, Revision, StreamKey,
 };
-use eventstore_embedded::vfs::{FileSystem, Op, PowerCut, SimFs};
+use eventstore_embedded::vfs::{FileSystem, Op, SimFs};
 use eventstore_embedded::{EmbeddedError, EmbeddedOptions, EmbeddedStore};
 
 fn dir() -> PathBuf {
@@ -299,13 +299,7 @@ fn reopened_as_acknowledged(
     n: u64,
     what: &str,
 ) {
-    fs.kill();
-    match n % 4 {
-        0 => fs.heal(),
-        1 => fs.power_cut(PowerCut::DropUnsynced),
-        2 => fs.power_cut(PowerCut::TornPrefix),
-        _ => fs.power_cut(PowerCut::TornSectors),
-    }
+    die_and_cut(fs, n);
     rt.block_on(async {
         let store = open_every(fs, 2).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
         verify(&store, acked, what).await;

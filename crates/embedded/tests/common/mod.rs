@@ -9,8 +9,20 @@ use eventstore_core::{
     StreamRead, StreamType,
 };
 use eventstore_embedded::EmbeddedStore;
-use eventstore_embedded::vfs::Op;
+use eventstore_embedded::vfs::{Op, PowerCut, SimFs};
 use tempfile::TempDir;
+
+/// The process dies; then the power is cut in one of three ways, or not,
+/// chosen by `n` (the case's number), so that a sweep meets all four.
+pub fn die_and_cut(fs: &SimFs, n: u64) {
+    fs.kill();
+    match n % 4 {
+        0 => fs.heal(),
+        1 => fs.power_cut(PowerCut::DropUnsynced),
+        2 => fs.power_cut(PowerCut::TornPrefix),
+        _ => fs.power_cut(PowerCut::TornSectors),
+    }
+}
 
 /// Every kind of call that writes, for the tests that fail or die at each
 /// call of a scenario (reads aside: they are many).
