@@ -31,6 +31,8 @@ use crate::items::{self, AppendId, Chunk, Item, TIP_SK, Tip, n};
 use crate::retry::{Backoff, is_retryable};
 use crate::store::{DynamoStore, sdk_err};
 
+mod per_append;
+
 /// Most bytes of event blobs the tip holds; an append that would pass it
 /// moves the tip's events to a chunk item.
 pub const TIP_BYTES: usize = 640;
@@ -252,7 +254,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(items::key(
                     items::stream_pk(stream),
-                    items::append_id_sk(ids),
+                    items::id_sk(tip.per_append, ids),
                 )))
                 .consistent_read(true)
                 .send()
@@ -770,6 +772,7 @@ impl DynamoStore {
                 fingerprints: fps,
                 first: tip.and_then(|t| t.first),
                 deleted: None,
+                per_append: false,
             }
             .to_item(stream, tip.map_or(0, |t| t.updated), k);
             let mut cond = Put::builder().table_name(&self.table).set_item(Some(item));

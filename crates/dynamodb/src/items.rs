@@ -103,6 +103,23 @@ pub fn append_id_sk(ids: &[eventstore_core::EventId]) -> String {
     format!("{APPEND_ID_PREFIX}{hex}")
 }
 
+/// Sort-key prefix of the append-id items of streams whose appends are
+/// items of their own (see [`AppendItem`]): `#` sorts before the digits
+/// of revisions, so a query of the partition's newest key up to
+/// [`TIP_SK`] meets the stream's head, never one of these.
+pub const CLAIM_PREFIX: &str = "#";
+
+/// Sort key of an append-id item, for a stream of tip format (`i#…`) or
+/// of append items (`#…`): the first 16 bytes of SHA-256 over the ids.
+pub fn id_sk(per_append: bool, ids: &[eventstore_core::EventId]) -> String {
+    let sk = append_id_sk(ids);
+    if per_append {
+        format!("{CLAIM_PREFIX}{}", &sk[APPEND_ID_PREFIX.len()..])
+    } else {
+        sk
+    }
+}
+
 /// Partition key of a type's listing.
 pub fn listing_pk(stream_type: &StreamType) -> String {
     format!("L#{stream_type}")
@@ -219,6 +236,32 @@ pub mod attr {
         /// tip is then a tombstone: revision, times, no events).
         pub const DELETED: &str = "d";
     }
+    /// An append item (`S#{type}#{id}` / first revision): one append's
+    /// events, written once with `attribute_not_exists` (the append's
+    /// commit point), or a deletion's tombstone at the revision after the
+    /// last. Its [`chunk`] attributes hold the events; a truncation may
+    /// write its kept events again under a later key, without [`COUNT`].
+    pub mod append {
+        /// The append's event count, on the last item of an append only
+        /// (most appends are one item): what marks the item as an append
+        /// to the relay. A tombstone has 1.
+        pub const COUNT: &str = "k";
+        /// The stream's createdAt, µs.
+        pub const CREATED: &str = "c";
+        /// The commit time, µs (the stream's updatedAt from then on).
+        pub const UPDATED: &str = "u";
+        /// The stream's updatedAt before this append (the listing entry
+        /// to delete; absent on the first).
+        pub const PREVIOUS_UPDATE: &str = "v";
+        /// 4-byte fingerprints of the stream's last event ids (at least
+        /// [`crate::append::ID_WINDOW`] and the whole append), one binary.
+        pub const FINGERPRINTS: &str = "x";
+        /// The stream's first kept revision as the writer knew it (absent:
+        /// 1).
+        pub const FIRST: &str = "f";
+        /// On a tombstone: the deletion's time, µs.
+        pub const DELETED: &str = "d";
+    }
     /// A chunk item (`S#{type}#{id}` / first revision).
     pub mod chunk {
         /// Last revision.
@@ -313,6 +356,10 @@ pub struct Tip {
     pub first: Option<u64>,
     /// The deletion's time (µs) once the stream is deleted.
     pub deleted: Option<i64>,
+    /// The stream's appends are items of their own ([`AppendItem`]): this
+    /// tip is not an item but what the stream's newest item and its meta
+    /// item say (no events of its own: `base == revision`).
+    pub per_append: bool,
 }
 
 impl Tip {
@@ -331,6 +378,7 @@ impl Tip {
             fingerprints: get_blobs(item, FINGERPRINTS)?,
             first: get_u64(item, FIRST)?,
             deleted: get_u64(item, DELETED)?.map(|d| d as i64),
+            per_append: false,
         }))
     }
 
@@ -407,6 +455,161 @@ impl Chunk {
     }
 }
 
+/// The meta item of a stream of append items (`S#{type}#{id}` / `tip`,
+/// without a revision): written only by a truncation (its bound, and the
+/// stream's times for the relay) and by a deletion (its time, after the
+/// tombstone). Its attributes are the tip's names for the same things.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// The first kept revision (absent: 1).
+    pub first: Option<u64>,
+    /// The deletion's time, µs.
+    pub deleted: Option<i64>,
+    /// createdAt, µs (0: not written).
+    pub created: i64,
+    /// updatedAt when the truncation was made, µs (0: not written).
+    pub updated: i64,
+}
+
+impl Meta {
+    /// Reads a meta item; `None` for a tip item (it has a revision).
+    pub fn from_item(item: &Item) -> Result<Option<Self>, DynamoError> {
+        use attr::tip::*;
+        if item.contains_key(REVISION) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            first: get_u64(item, FIRST)?,
+            deleted: get_u64(item, DELETED)?.map(|d| d as i64),
+            created: get_u64(item, CREATED)?.unwrap_or(0) as i64,
+            updated: get_u64(item, UPDATED)?.unwrap_or(0) as i64,
+        }))
+    }
+}
+
+/// An append item: one append's events (`first ..= last`), or the
+/// deletion's tombstone at the revision after the stream's last. Written
+/// once, with `attribute_not_exists`: the item at a revision is the one
+/// append that took it, so the stream's revisions are its items' keys,
+/// without gap or overlap.
+#[derive(Debug, Clone, Default)]
+pub struct AppendItem {
+    /// First revision (the sort key).
+    pub first: u64,
+    /// Last revision (a tombstone: its own key).
+    pub last: u64,
+    /// Event blobs (a tombstone, or a truncated head: none).
+    pub blobs: Vec<Vec<u8>>,
+    /// The append's event count, on its last item (the relay's mark).
+    pub count: Option<u64>,
+    /// The stream's createdAt, µs.
+    pub created: i64,
+    /// The commit time, µs.
+    pub updated: i64,
+    /// The stream's updatedAt before it (0: none).
+    pub previous_update: i64,
+    /// Fingerprints of the stream's last event ids, 4 bytes each, in
+    /// revision order, ending at `last`.
+    pub fingerprints: Vec<u8>,
+    /// The first kept revision the writer knew (absent: 1).
+    pub first_kept: Option<u64>,
+    /// A tombstone: the deletion's time, µs.
+    pub deleted: Option<i64>,
+}
+
+impl AppendItem {
+    /// The item of `stream`.
+    pub fn to_item(&self, stream: &StreamKey) -> Item {
+        use attr::append::*;
+        let mut item = key(stream_pk(stream), pad(self.first));
+        item.insert(attr::chunk::LAST.into(), n(self.last));
+        if !self.blobs.is_empty() {
+            item.insert(
+                attr::chunk::EVENTS.into(),
+                blob_list(self.blobs.iter().cloned()),
+            );
+        }
+        if let Some(k) = self.count {
+            item.insert(COUNT.into(), n(k));
+        }
+        item.insert(CREATED.into(), n(self.created));
+        item.insert(UPDATED.into(), n(self.updated));
+        if self.previous_update > 0 {
+            item.insert(PREVIOUS_UPDATE.into(), n(self.previous_update));
+        }
+        if !self.fingerprints.is_empty() {
+            item.insert(FINGERPRINTS.into(), b(self.fingerprints.clone()));
+        }
+        if let Some(f) = self.first_kept.filter(|f| *f > 1) {
+            item.insert(FIRST.into(), n(f));
+        }
+        if let Some(d) = self.deleted {
+            item.insert(DELETED.into(), n(d));
+        }
+        item
+    }
+
+    /// Reads an append item; `None` for a chunk of a tip-format stream
+    /// (it has no commit time).
+    pub fn from_item(item: &Item) -> Result<Option<Self>, DynamoError> {
+        use attr::append::*;
+        let Some(updated) = get_u64(item, UPDATED)? else {
+            return Ok(None);
+        };
+        let chunk = Chunk::from_item(item)?;
+        let fingerprints = match item.get(FINGERPRINTS) {
+            None => Vec::new(),
+            Some(AttributeValue::B(v)) if v.as_ref().len() % 4 == 0 => v.as_ref().to_vec(),
+            Some(_) => {
+                return Err(DynamoError::Corrupt("append item: fingerprints".into()));
+            }
+        };
+        let deleted = get_u64(item, DELETED)?.map(|d| d as i64);
+        if deleted.is_none() && chunk.last < chunk.first {
+            return Err(DynamoError::Corrupt(format!(
+                "append item {}: ends at {}",
+                chunk.first, chunk.last
+            )));
+        }
+        Ok(Some(Self {
+            first: chunk.first,
+            last: chunk.last,
+            blobs: chunk.blobs,
+            count: get_u64(item, COUNT)?,
+            created: get_u64(item, CREATED)?.unwrap_or(0) as i64,
+            updated: updated as i64,
+            previous_update: get_u64(item, PREVIOUS_UPDATE)?.unwrap_or(0) as i64,
+            fingerprints,
+            first_kept: get_u64(item, FIRST)?,
+            deleted,
+        }))
+    }
+
+    /// The stream's state when this is its newest item and `meta` its
+    /// meta item.
+    pub fn head_tip(&self, meta: Option<&Meta>) -> Tip {
+        let revision = match self.deleted {
+            Some(_) => self.first - 1,
+            None => self.last,
+        };
+        let first = [self.first_kept, meta.and_then(|m| m.first)]
+            .into_iter()
+            .flatten()
+            .max();
+        Tip {
+            revision,
+            base: revision,
+            created: self.created,
+            updated: self.updated,
+            blobs: Vec::new(),
+            fingerprints: self.fingerprints.chunks(4).map(<[u8]>::to_vec).collect(),
+            first,
+            deleted: self.deleted.or(meta.and_then(|m| m.deleted)),
+            per_append: true,
+        }
+    }
+}
+
 /// An append-id item: the append with these event ids is stored at
 /// revisions `first ..= first + count - 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,9 +621,19 @@ pub struct AppendId {
 }
 
 impl AppendId {
-    /// The item of the append of `ids` in `stream`.
+    /// The item of the append of `ids` in `stream` (of tip format).
     pub fn to_item(self, stream: &StreamKey, ids: &[eventstore_core::EventId]) -> Item {
-        let mut item = key(stream_pk(stream), append_id_sk(ids));
+        self.to_item_of(false, stream, ids)
+    }
+
+    /// The item of the append of `ids` in `stream`, of either format.
+    pub fn to_item_of(
+        self,
+        per_append: bool,
+        stream: &StreamKey,
+        ids: &[eventstore_core::EventId],
+    ) -> Item {
+        let mut item = key(stream_pk(stream), id_sk(per_append, ids));
         item.insert(attr::append_id::FIRST.into(), n(self.first));
         item.insert(attr::append_id::COUNT.into(), n(self.count));
         item

@@ -103,6 +103,31 @@ impl DynamoStore {
                 });
             }
             check_expected(expected, Revision::new(tip.revision))?;
+            if tip.per_append {
+                match self.put_tombstone(stream, &tip, now).await? {
+                    Some(true) => {
+                        if let Some(p) = &self.progress {
+                            p.committed(stream, tip.revision + 1);
+                        }
+                        self.purge_stream(stream).await?;
+                        return Ok(DeleteOutcome {
+                            last_revision: Revision::new(tip.revision),
+                            position: None,
+                            already_deleted: false,
+                        });
+                    }
+                    // The revision after the last was taken (an append, a
+                    // deletion, or this call's own put whose answer was
+                    // lost): read again.
+                    Some(false) => continue,
+                    None => {
+                        if !backoff.wait().await {
+                            return Err(DynamoError::Contention(backoff.attempts()).into());
+                        }
+                        continue;
+                    }
+                }
+            }
             let result = self
                 .client
                 .update_item()
@@ -177,6 +202,19 @@ impl DynamoStore {
                 // Nothing more to remove; finish an interrupted cleanup.
                 self.purge_below(stream).await?;
                 return Ok(tip.info(stream));
+            }
+            if tip.per_append {
+                if self.set_meta_first(stream, &tip, bound).await? {
+                    self.purge_below(stream).await?;
+                    self.set_listing_first(stream, tip.updated, bound).await?;
+                    let mut after = tip.clone();
+                    after.first = Some(bound);
+                    return Ok(after.info(stream));
+                }
+                if !backoff.wait().await {
+                    return Err(DynamoError::Contention(backoff.attempts()).into());
+                }
+                continue;
             }
             let mut values: Item = Item::new();
             values.insert(":f".into(), n(bound));
@@ -258,13 +296,22 @@ impl DynamoStore {
         }
     }
 
-    /// Deletes every item of a deleted stream's partition but its tip
-    /// (chunks and append-id items), in `BatchWriteItem` calls of 25 keys.
+    /// Deletes every item of a deleted stream's partition but its tip or
+    /// meta item and its tombstone (chunks, append items and append-id
+    /// items), in `BatchWriteItem` calls of 25 keys.
     /// Idempotent; passes over the partition until none is left (an
     /// append-id item written by an append that was in flight when the
     /// stream was deleted is found by the next pass).
     pub(crate) async fn purge_stream(&self, stream: &StreamKey) -> Result<(), DynamoError> {
         let pk = items::stream_pk(stream);
+        if let Some(t) = self.get_tip(stream).await?
+            && t.per_append
+            && let Some(at) = t.deleted
+        {
+            // The meta item learns of the deletion before anything goes:
+            // a truncation's late rewrite of a chunk is conditioned on it.
+            self.mark_deleted(stream, at).await?;
+        }
         for _ in 0..3 {
             let mut keys = Vec::new();
             let mut start: Option<Item> = None;
@@ -275,15 +322,25 @@ impl DynamoStore {
                     .table_name(&self.table)
                     .key_condition_expression(cond::PARTITION)
                     .expression_attribute_values(":p", s(&pk))
-                    .projection_expression(format!("{}, {}", items::PK, items::SK))
+                    .projection_expression(format!(
+                        "{}, {}, {}",
+                        items::PK,
+                        items::SK,
+                        attr::append::DELETED
+                    ))
                     .consistent_read(true)
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
                     .map_err(|e| sdk_err("Query", e))?;
                 for item in page.items() {
-                    if items::get_str(item, items::SK)? != TIP_SK {
-                        keys.push(item.clone());
+                    // The tip (or meta item) and a tombstone stay.
+                    if items::get_str(item, items::SK)? != TIP_SK
+                        && !item.contains_key(attr::append::DELETED)
+                    {
+                        let mut key = item.clone();
+                        key.remove(attr::append::DELETED);
+                        keys.push(key);
                     }
                 }
                 start = page.last_evaluated_key().cloned();
@@ -338,16 +395,31 @@ impl DynamoStore {
                     .map_err(|e| sdk_err("Query", e))?;
                 for item in page.items() {
                     let chunk = Chunk::from_item(item)?;
-                    if chunk.last >= first {
-                        let kept = Chunk {
-                            first,
-                            last: chunk.last,
-                            blobs: trim_blobs(&chunk.blobs, chunk.first - 1, first)?,
-                        };
+                    // The newest append item of a stream of append items
+                    // stays, without its events: the next append's put is
+                    // built on it.
+                    let head_stub = tip.per_append
+                        && chunk.last == tip.revision
+                        && chunk.last < first
+                        && !chunk.blobs.is_empty();
+                    if chunk.last >= first || head_stub {
+                        // Written again with its kept events (and its other
+                        // attributes, but the relay's mark: it is no append).
+                        let mut kept = item.clone();
+                        kept.remove(attr::append::COUNT);
+                        if head_stub {
+                            kept.remove(attr::chunk::EVENTS);
+                        } else {
+                            kept.insert(items::SK.into(), s(pad(first)));
+                            kept.insert(
+                                attr::chunk::EVENTS.into(),
+                                items::blob_list(trim_blobs(&chunk.blobs, chunk.first - 1, first)?),
+                            );
+                        }
                         let build = |e| DynamoError::request("TransactWriteItems", e);
                         let put = Put::builder()
                             .table_name(&self.table)
-                            .set_item(Some(kept.to_item(stream)))
+                            .set_item(Some(kept))
                             .build()
                             .map_err(build)?;
                         let check = ConditionCheck::builder()
@@ -388,6 +460,12 @@ impl DynamoStore {
                             }
                             Err(e) => return Err(sdk_err("TransactWriteItems", e)),
                         }
+                        if head_stub {
+                            continue;
+                        }
+                    }
+                    if tip.per_append && chunk.last == tip.revision && chunk.last < first {
+                        continue; // the head, already without events
                     }
                     doomed.push(items::key(&pk, pad(chunk.first)));
                 }
@@ -397,6 +475,134 @@ impl DynamoStore {
                 }
             }
             return self.delete_keys(doomed).await;
+        }
+    }
+
+    /// Puts the tombstone of a stream of append items at the revision
+    /// after its last (`attribute_not_exists`: the deletion's commit
+    /// point; no append can take that revision after it, and none took it
+    /// before). `Some(false)`: the revision is taken; `None`: a transient
+    /// conflict.
+    async fn put_tombstone(
+        &self,
+        stream: &StreamKey,
+        tip: &items::Tip,
+        now: i64,
+    ) -> Result<Option<bool>, DynamoError> {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        let next = tip.revision + 1;
+        let item = items::AppendItem {
+            first: next,
+            last: next,
+            count: Some(1),
+            created: tip.created,
+            updated: tip.updated,
+            previous_update: tip.updated,
+            first_kept: tip.first,
+            deleted: Some(now),
+            ..items::AppendItem::default()
+        }
+        .to_item(stream);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(cond::ABSENT)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(true)),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(Some(false)),
+                other if other.meta().code().is_some_and(is_retryable) => Ok(None),
+                _ => Err(sdk_err("PutItem", SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(sdk_err("PutItem", e)),
+        }
+    }
+
+    /// Records a deletion (at `at`, µs) in the meta item of a stream of
+    /// append items, after its tombstone. Idempotent.
+    async fn mark_deleted(&self, stream: &StreamKey, at: i64) -> Result<(), DynamoError> {
+        let d = attr::tip::DELETED;
+        self.update_meta(
+            stream,
+            format!("SET {d} = if_not_exists({d}, :d)"),
+            None,
+            vec![(":d", n(at))],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets the first kept revision of a stream of append items to
+    /// `bound` in its meta item, conditioned on the bound read and on no
+    /// deletion; with the stream's times, for the relay. `false`: the
+    /// condition failed (a truncation or a deletion came first) or a
+    /// transient conflict.
+    async fn set_meta_first(
+        &self,
+        stream: &StreamKey,
+        tip: &items::Tip,
+        bound: u64,
+    ) -> Result<bool, DynamoError> {
+        use attr::tip::{CREATED, DELETED, FIRST, REVISION, UPDATED};
+        let mut values = vec![
+            (":f", n(bound)),
+            (":c", n(tip.created)),
+            (":u", n(tip.updated)),
+        ];
+        let read = match tip.first {
+            Some(f) => {
+                values.push((":f0", n(f)));
+                format!("{FIRST} = :f0")
+            }
+            None => format!("attribute_not_exists({FIRST})"),
+        };
+        self.update_meta(
+            stream,
+            format!("SET {FIRST} = :f, {CREATED} = :c, {UPDATED} = :u"),
+            Some(format!(
+                "{read} AND attribute_not_exists({DELETED}) AND attribute_not_exists({REVISION})"
+            )),
+            values,
+        )
+        .await
+    }
+
+    async fn update_meta(
+        &self,
+        stream: &StreamKey,
+        update: String,
+        condition: Option<String>,
+        values: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>,
+    ) -> Result<bool, DynamoError> {
+        let mut backoff = Backoff::default();
+        loop {
+            let mut req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(items::key(items::stream_pk(stream), TIP_SK)))
+                .update_expression(&update)
+                .set_condition_expression(condition.clone());
+            for (k, v) in &values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
+            match req.send().await {
+                Ok(_) => return Ok(true),
+                Err(SdkError::ServiceError(se)) => match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(_) => return Ok(false),
+                    other if other.meta().code().is_some_and(is_retryable) => {
+                        if !backoff.wait().await {
+                            return Err(DynamoError::Contention(backoff.attempts()));
+                        }
+                    }
+                    _ => return Err(sdk_err("UpdateItem", SdkError::ServiceError(se))),
+                },
+                Err(e) => return Err(sdk_err("UpdateItem", e)),
+            }
         }
     }
 

@@ -269,12 +269,35 @@ fn parse_change(image: &Item, old: Option<&Item>) -> Result<Option<Change>, Dyna
     let (Ok(pk), Ok(sk)) = (get_str(image, items::PK), get_str(image, items::SK)) else {
         return Ok(None);
     };
-    if sk != items::TIP_SK {
+    if sk != items::TIP_SK && !sk.starts_with(|c: char| c.is_ascii_digit()) {
         return Ok(None);
     }
     let Some(stream) = items::parse_stream_pk(pk)? else {
         return Ok(None);
     };
+    if sk != items::TIP_SK {
+        return parse_append_item(stream, image);
+    }
+    if let Some(meta) = items::Meta::from_item(image)? {
+        // The meta item of a stream of append items: a truncation sets its
+        // bound (a deletion's mark there changes nothing: its tombstone is
+        // the change).
+        let previous_first = match old {
+            Some(img) => items::Meta::from_item(img)?.and_then(|m| m.first),
+            None => None,
+        }
+        .unwrap_or(1);
+        return Ok(match (meta.deleted, meta.first) {
+            (None, Some(first)) if first > previous_first => Some(Change::Truncated(Truncation {
+                stream,
+                first,
+                previous_first,
+                created: meta.created,
+                updated: meta.updated,
+            })),
+            _ => None,
+        });
+    }
     let Some(tip) = Tip::from_item(image)? else {
         return Ok(None);
     };
@@ -318,6 +341,52 @@ fn parse_change(image: &Item, old: Option<&Item>) -> Result<Option<Change>, Dyna
         tip,
         count,
         previous_update,
+        kind: ChangeKind::Append,
+    })))
+}
+
+/// An append item's record: an append (its last item carries the count),
+/// or a deletion's tombstone; `None` for an item that is neither (an
+/// append's earlier items, a truncation's rewrite, a chunk of a stream of
+/// tip format).
+fn parse_append_item(stream: StreamKey, image: &Item) -> Result<Option<Change>, DynamoError> {
+    let Some(item) = items::AppendItem::from_item(image)? else {
+        return Ok(None);
+    };
+    let Some(count) = item.count else {
+        return Ok(None);
+    };
+    if item.deleted.is_some() {
+        return Ok(Some(Change::Feed(TipChange {
+            stream,
+            tip: item.head_tip(None),
+            count: 1,
+            previous_update: item.previous_update.max(0) as u64,
+            kind: ChangeKind::Deleted,
+        })));
+    }
+    if count == 0 || count > item.last {
+        return Err(DynamoError::Corrupt(format!(
+            "stream {stream}: an append of {count} events ending at {}",
+            item.last
+        )));
+    }
+    let tip = Tip {
+        revision: item.last,
+        base: item.first - 1,
+        created: item.created,
+        updated: item.updated,
+        blobs: item.blobs,
+        fingerprints: Vec::new(),
+        first: item.first_kept,
+        deleted: None,
+        per_append: true,
+    };
+    Ok(Some(Change::Feed(TipChange {
+        stream,
+        tip,
+        count,
+        previous_update: item.previous_update.max(0) as u64,
         kind: ChangeKind::Append,
     })))
 }

@@ -60,6 +60,10 @@ pub struct DynamoStore {
     /// `createdAt` of streams seen by this process (it never changes), so
     /// that a transactional append needs no read to answer with it.
     pub(crate) created: Arc<std::sync::Mutex<HashMap<StreamKey, i64>>>,
+    /// New streams are of tip format (the design before append items),
+    /// for tables shared with processes of an earlier version and for the
+    /// tests of that format. Streams keep the format they were created in.
+    pub(crate) tip_format: bool,
 }
 
 pub(crate) fn sdk_err<E, R>(operation: &'static str, err: SdkError<E, R>) -> DynamoError
@@ -78,7 +82,18 @@ impl DynamoStore {
             table: table.into(),
             progress: None,
             created: Arc::default(),
+            tip_format: false,
         }
+    }
+
+    /// Creates new streams in tip format, the design before append items
+    /// (docs/dynamodb.md, "Tables written by earlier versions"); a stream
+    /// of append items stays one.
+    /// For tables still written by processes of an earlier version, and
+    /// for the tests of that format.
+    pub fn with_tip_format(mut self) -> Self {
+        self.tip_format = true;
+        self
     }
 
     /// Shares progress with a relay running in this process: listings then
@@ -108,19 +123,77 @@ impl DynamoStore {
         }
     }
 
+    /// The stream's state: its tip item (a stream of tip format), or what
+    /// its newest append item and its meta item say (a stream of append
+    /// items); `None`: no stream. One `Query` of the partition's newest
+    /// key up to `tip` (append-id items of append-item streams sort before
+    /// revisions, so it finds the tip, the meta item or the newest append
+    /// item), and a second for the newest append item when the first found
+    /// a meta item.
     pub(crate) async fn get_tip(&self, stream: &StreamKey) -> Result<Option<Tip>, DynamoError> {
+        let pk = items::stream_pk(stream);
         let out = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(items::key(items::stream_pk(stream), TIP_SK)))
+            .key_condition_expression(cond::SORT_AT_MOST)
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":s", s(TIP_SK))
+            .scan_index_forward(false)
+            .limit(1)
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk_err("GetItem", e))?;
-        match out.item() {
-            Some(item) => Tip::from_item(item),
-            None => Ok(None),
+            .map_err(|e| sdk_err("Query", e))?;
+        let Some(item) = out.items().first() else {
+            return Ok(None);
+        };
+        let sk = items::get_str(item, items::SK)?;
+        if sk.starts_with(items::CLAIM_PREFIX) {
+            // Append-id items sort first: the stream has only claims of
+            // appends that have not been put (yet).
+            return Ok(None);
+        }
+        if sk != TIP_SK {
+            return self.head_tip(stream, item, None).map(Some);
+        }
+        let Some(meta) = items::Meta::from_item(item)? else {
+            return Tip::from_item(item);
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond::SORT_BETWEEN)
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":lo", s(pad(1)))
+            .expression_attribute_values(":hi", s(pad(u64::MAX)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        match out.items().first() {
+            Some(head) => self.head_tip(stream, head, Some(&meta)).map(Some),
+            None => Err(DynamoError::Corrupt(format!(
+                "stream {stream}: a meta item without an append item"
+            ))),
+        }
+    }
+
+    fn head_tip(
+        &self,
+        stream: &StreamKey,
+        head: &Item,
+        meta: Option<&items::Meta>,
+    ) -> Result<Tip, DynamoError> {
+        match items::AppendItem::from_item(head)? {
+            Some(h) => Ok(h.head_tip(meta)),
+            None => Err(DynamoError::Corrupt(format!(
+                "stream {stream}: newest item {} is no append item",
+                items::get_str(head, items::SK).unwrap_or("?")
+            ))),
         }
     }
 
@@ -264,7 +337,7 @@ impl DynamoStore {
 impl EventStore for DynamoStore {
     #[tracing::instrument(skip_all, fields(stream = %request.stream()))]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.append_inner(request).await
+        self.append_request(request).await
     }
 
     async fn stream_info(&self, stream: &StreamKey) -> Result<Option<StreamInfo>, StoreError> {

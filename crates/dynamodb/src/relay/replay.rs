@@ -321,17 +321,30 @@ impl Relay {
             let build = |e: aws_sdk_dynamodb::error::BuildError| {
                 DynamoError::request("TransactWriteItems", e)
             };
-            let check = ConditionCheck::builder()
-                .table_name(self.store.table())
-                .set_key(Some(items::key(items::stream_pk(stream), items::TIP_SK)))
-                .condition_expression(format!(
-                    "{} = :r AND attribute_not_exists({})",
-                    attr::tip::REVISION,
-                    attr::tip::DELETED
-                ))
-                .expression_attribute_values(":r", n(tip.revision))
-                .build()
-                .map_err(build)?;
+            let check = if tip.per_append {
+                // No append item (and no tombstone) after the one read.
+                ConditionCheck::builder()
+                    .table_name(self.store.table())
+                    .set_key(Some(items::key(
+                        items::stream_pk(stream),
+                        items::pad(tip.revision + 1),
+                    )))
+                    .condition_expression(items::cond::ABSENT)
+                    .build()
+                    .map_err(build)?
+            } else {
+                ConditionCheck::builder()
+                    .table_name(self.store.table())
+                    .set_key(Some(items::key(items::stream_pk(stream), items::TIP_SK)))
+                    .condition_expression(format!(
+                        "{} = :r AND attribute_not_exists({})",
+                        attr::tip::REVISION,
+                        attr::tip::DELETED
+                    ))
+                    .expression_attribute_values(":r", n(tip.revision))
+                    .build()
+                    .map_err(build)?
+            };
             let put = |item: Item| {
                 Put::builder()
                     .table_name(self.store.table())
