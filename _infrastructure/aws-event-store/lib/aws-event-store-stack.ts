@@ -48,17 +48,22 @@ export interface AwsEventStoreStackProps extends cdk.StackProps {
 const MAX_LONG_POLL_SECONDS = 30;
 
 /**
- * The stream records the relay needs: a stream's tip item written (INSERT or
- * MODIFY), which is how every append, deletion and truncation shows (`crates/dynamodb/src/relay.rs`,
- * `parse_tip_change`, ignores every other item). Everything else — the
- * relay's own feed pages, listing entries, type and announcement items,
- * chunks and append-id items, and deletions — is filtered out before Lambda
- * is invoked, so the relay's writes do not invoke it again.
+ * The stream records the relay needs (`crates/dynamodb/src/relay.rs`,
+ * `parse_change`, ignores every other item):
+ * - an append item's first write, marked by its event count `n` (every
+ *   append and deletion of a stream of append items: the tombstone is one);
+ * - a stream's `tip` item written (INSERT or MODIFY): every append,
+ *   deletion and truncation of a stream of tip format, and the truncations
+ *   of a stream of append items (its meta item).
+ * Everything else — the relay's own feed pages, listing entries, type and
+ * announcement items, chunks and append-id items, and deletions — is
+ * filtered out before Lambda is invoked, so the relay's writes do not
+ * invoke it again.
  */
-export const RELAY_RECORD_FILTER = {
-  eventName: ['INSERT', 'MODIFY'],
-  dynamodb: { Keys: { s: { S: ['tip'] } } },
-};
+export const RELAY_RECORD_FILTERS = [
+  { eventName: ['INSERT'], dynamodb: { NewImage: { n: { N: [{ exists: true }] } } } },
+  { eventName: ['INSERT', 'MODIFY'], dynamodb: { Keys: { s: { S: ['tip'] } } } },
+];
 
 const attr = (k: KeyAttribute): dynamodb.Attribute => ({
   name: k.name,
@@ -176,7 +181,7 @@ export class AwsEventStoreStack extends Stack {
         // Gather records for a while: one feed page and one SNS batch per
         // invocation, so fewer, larger writes per event.
         maxBatchingWindow: Duration.seconds(config.relayBatchingWindowSeconds),
-        filters: [lambda.FilterCriteria.filter(RELAY_RECORD_FILTER)],
+        filters: RELAY_RECORD_FILTERS.map((f) => lambda.FilterCriteria.filter(f)),
         // One batch per shard at a time: positions are assigned in stream-record
         // order, so the relay's parallelism is the number of open shards.
         parallelizationFactor: 1,

@@ -242,28 +242,42 @@ describe('relay function', () => {
     assert.deepEqual(m.DestinationConfig.OnFailure.Destination, { 'Fn::GetAtt': [queueId, 'Arn'] });
   });
 
-  it('is invoked only for appends (tip writes), after a batching window', () => {
+  it('is invoked only for appends, deletions and truncations, after a batching window', () => {
     const m = only(synth().json, 'AWS::Lambda::EventSourceMapping')[1].Properties;
     assert.equal(m.MaximumBatchingWindowInSeconds, 1);
-    assert.equal(m.FilterCriteria.Filters.length, 1);
-    const pattern = JSON.parse(m.FilterCriteria.Filters[0].Pattern);
-    // Lambda's filter semantics for this pattern: every key path must hold a
-    // value listed in the pattern.
+    assert.equal(m.FilterCriteria.Filters.length, 2);
+    const patterns = m.FilterCriteria.Filters.map((f: any) => JSON.parse(f.Pattern));
+    // Lambda's filter semantics for these patterns: a record passes when one
+    // pattern matches it, and a pattern matches when every key path holds a
+    // value listed (or, for `{exists: true}`, holds one at all).
     const matches = (pat: any, rec: any): boolean =>
       Object.entries(pat).every(([k, v]) =>
-        Array.isArray(v) ? v.includes(rec?.[k]) : matches(v, rec?.[k]),
+        Array.isArray(v)
+          ? v.some((x: any) => (typeof x === 'object' && x !== null && 'exists' in x ? (rec?.[k] !== undefined) === x.exists : x === rec?.[k]))
+          : matches(v, rec?.[k]),
       );
-    const rec = (eventName: string, p: string, s: string) => ({ eventName, dynamodb: { Keys: { p: { S: p }, s: { S: s } } } });
+    const passes = (rec: any) => patterns.some((p: any) => matches(p, rec));
+    const rec = (eventName: string, p: string, s: string, image: Record<string, any> = {}) => ({
+      eventName,
+      dynamodb: { Keys: { p: { S: p }, s: { S: s } }, NewImage: { p: { S: p }, s: { S: s }, ...image } },
+    });
     // Every item kind of docs/dynamodb.md, as the stream shows its writes.
-    assert.ok(matches(pattern, rec('INSERT', 'S#order#o-1', 'tip')), 'a new stream');
-    assert.ok(matches(pattern, rec('MODIFY', 'S#order#o-1', 'tip')), 'an append');
-    assert.ok(!matches(pattern, rec('REMOVE', 'S#order#o-1', 'tip')));
-    assert.ok(!matches(pattern, rec('INSERT', 'S#order#o-1', '00000000000000000001')), 'chunk');
-    assert.ok(!matches(pattern, rec('INSERT', 'S#order#o-1', 'i#00ff')), 'append-id item');
-    assert.ok(!matches(pattern, rec('INSERT', 'F', '00000000000000000001')), 'feed page (the relay’s own write)');
-    assert.ok(!matches(pattern, rec('INSERT', 'L#order', '00000000000000000001#o-1')), 'listing entry');
-    assert.ok(!matches(pattern, rec('INSERT', 'T', 'order')), 'type');
-    assert.ok(!matches(pattern, rec('MODIFY', 'A', 'shardId-1')), 'announcement mark');
+    const appendItem = { l: { N: '1' }, n: { N: '1' }, u: { N: '1700000000000000' } };
+    assert.ok(passes(rec('INSERT', 'S#order#o-1', '00000000000000000001', appendItem)), 'an append item');
+    assert.ok(passes(rec('INSERT', 'S#order#o-1', '00000000000000000002', { ...appendItem, d: { N: '1' } })), 'a tombstone');
+    assert.ok(!passes(rec('MODIFY', 'S#order#o-1', '00000000000000000001', { l: { N: '1' } })), 'a truncated head');
+    assert.ok(!passes(rec('INSERT', 'S#order#o-1', '00000000000000000003', { l: { N: '4' }, u: { N: '1' } })), 'a truncation’s rewrite');
+    assert.ok(!passes(rec('REMOVE', 'S#order#o-1', '00000000000000000001')), 'a removed append item');
+    assert.ok(passes(rec('INSERT', 'S#order#o-1', 'tip')), 'a new stream of tip format, or a meta item');
+    assert.ok(passes(rec('MODIFY', 'S#order#o-1', 'tip')), 'an append to a stream of tip format, a truncation');
+    assert.ok(!passes(rec('REMOVE', 'S#order#o-1', 'tip')));
+    assert.ok(!passes(rec('INSERT', 'S#order#o-1', '00000000000000000001', { l: { N: '1' } })), 'chunk');
+    assert.ok(!passes(rec('INSERT', 'S#order#o-1', '#00ff', { f: { N: '1' }, k: { N: '1' } })), 'append-id item');
+    assert.ok(!passes(rec('INSERT', 'S#order#o-1', 'i#00ff', { f: { N: '1' }, k: { N: '1' } })), 'append-id item (tip format)');
+    assert.ok(!passes(rec('INSERT', 'F', '00000000000000000001')), 'feed page (the relay’s own write)');
+    assert.ok(!passes(rec('INSERT', 'L#order', '00000000000000000001#o-1')), 'listing entry');
+    assert.ok(!passes(rec('INSERT', 'T', 'order')), 'type');
+    assert.ok(!passes(rec('MODIFY', 'A', 'shardId-1')), 'announcement mark');
   });
 
   it('has reserved concurrency outside development, configurable', () => {

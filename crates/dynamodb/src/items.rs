@@ -244,8 +244,9 @@ pub mod attr {
     pub mod append {
         /// The append's event count, on the last item of an append only
         /// (most appends are one item): what marks the item as an append
-        /// to the relay. A tombstone has 1.
-        pub const COUNT: &str = "k";
+        /// to the relay (append-id items have a count `k`; this is the
+        /// tip's name for the last append's count). A tombstone has 1.
+        pub const COUNT: &str = "n";
         /// The stream's createdAt, µs.
         pub const CREATED: &str = "c";
         /// The commit time, µs (the stream's updatedAt from then on).

@@ -154,11 +154,18 @@ impl DynamoStore {
             // appends that have not been put (yet).
             return Ok(None);
         }
-        if sk != TIP_SK {
+        let meta = if sk.starts_with(items::APPEND_ID_PREFIX) {
+            // An append-id item of tip format without a tip: a large
+            // append's claim whose transaction failed. The stream has no
+            // tip; it may have append items.
+            None
+        } else if sk != TIP_SK {
             return self.head_tip(stream, item, None).map(Some);
-        }
-        let Some(meta) = items::Meta::from_item(item)? else {
-            return Tip::from_item(item);
+        } else {
+            match items::Meta::from_item(item)? {
+                Some(meta) => Some(meta),
+                None => return Tip::from_item(item),
+            }
         };
         let out = self
             .client
@@ -174,9 +181,10 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("Query", e))?;
-        match out.items().first() {
-            Some(head) => self.head_tip(stream, head, Some(&meta)).map(Some),
-            None => Err(DynamoError::Corrupt(format!(
+        match (out.items().first(), meta) {
+            (Some(head), meta) => self.head_tip(stream, head, meta.as_ref()).map(Some),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(DynamoError::Corrupt(format!(
                 "stream {stream}: a meta item without an append item"
             ))),
         }

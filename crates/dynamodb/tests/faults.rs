@@ -39,11 +39,39 @@ fn faults(table: &str, rules: &[String]) {
     );
 }
 
+/// An event of 200 KiB: two of them pass an append item's 350 KiB, so an
+/// append of two is two items in one transaction.
+fn huge_event(kind: &str) -> NewEvent {
+    NewEvent::new(
+        EventType::parse(kind).unwrap(),
+        JsonValue::from_text(format!("\"{}\"", "x".repeat(200 * 1024))).unwrap(),
+    )
+}
+
+/// The transactional appends: of a stream of tip format, large appends
+/// (over the tip's 640 bytes); of a stream of append items, appends over
+/// 350 KiB (several items).
+async fn transactional(tag: &str, tip_format: bool) -> (support::Harness, fn(&str) -> NewEvent) {
+    let mut h = support::harness(tag, None, false).await;
+    if tip_format {
+        h.store = h.store.with_tip_format();
+        (h, large_event)
+    } else {
+        (h, huge_event)
+    }
+}
+
 #[tokio::test]
 async fn a_transaction_retried_after_a_conflict_is_not_an_idempotent_parameter_mismatch() {
-    let h = support::harness("token", None, false).await;
+    for tip_format in [true, false] {
+        transaction_retried_after_a_conflict(tip_format).await;
+    }
+}
+
+async fn transaction_retried_after_a_conflict(tip_format: bool) {
+    let (h, big) = transactional("token", tip_format).await;
     let table = h.store.table().to_string();
-    // The first attempt of each large append is cancelled for a
+    // The first attempt of each transactional append is cancelled for a
     // TransactionConflict; the retry must not reuse the token with other
     // parameters (its commit time), which DynamoDB refuses.
     faults(&table, &[rule(&table, "TransactWriteItems", "conflict", 2)]);
@@ -54,22 +82,26 @@ async fn a_transaction_retried_after_a_conflict_is_not_an_idempotent_parameter_m
             AppendRequest::new(
                 stream.clone(),
                 Expectation::NoStream,
-                vec![large_event("Placed")],
+                vec![big("Placed"), big("More")],
             )
             .unwrap(),
         )
         .await
         .expect("a retried transaction succeeds");
-    assert_eq!(out.last_revision, Revision::new(1));
+    assert_eq!(out.last_revision, Revision::new(2));
     let out = h
         .store
         .append(
-            AppendRequest::new(stream.clone(), Expectation::Any, vec![large_event("Paid")])
-                .unwrap(),
+            AppendRequest::new(
+                stream.clone(),
+                Expectation::Any,
+                vec![big("Paid"), big("More")],
+            )
+            .unwrap(),
         )
         .await
         .expect("a retried transaction succeeds");
-    assert_eq!(out.last_revision, Revision::new(2));
+    assert_eq!(out.last_revision, Revision::new(4));
     let report = support::fidelity("GET", &table, "");
     assert!(
         report.contains(r#""TransactWriteItems:conflict": 2"#),
@@ -80,7 +112,13 @@ async fn a_transaction_retried_after_a_conflict_is_not_an_idempotent_parameter_m
 
 #[tokio::test]
 async fn a_transaction_whose_answer_was_lost_is_deduplicated_by_its_token() {
-    let h = support::harness("lost-tx", None, false).await;
+    for tip_format in [true, false] {
+        transaction_whose_answer_was_lost(tip_format).await;
+    }
+}
+
+async fn transaction_whose_answer_was_lost(tip_format: bool) {
+    let (h, big) = transactional("lost-tx", tip_format).await;
     let table = h.store.table().to_string();
     faults(
         &table,
@@ -90,7 +128,7 @@ async fn a_transaction_whose_answer_was_lost_is_deduplicated_by_its_token() {
         ],
     );
     let stream = key("order", "lost-1");
-    let events = vec![large_event("A"), large_event("B")];
+    let events = vec![big("A"), big("B")];
     let out = h
         .store
         .append(AppendRequest::new(stream.clone(), Expectation::NoStream, events.clone()).unwrap())
@@ -232,7 +270,8 @@ async fn a_feed_read_after_the_last_position_does_not_overflow() {
 async fn a_throttled_store_answers_overloaded_not_a_backend_failure() {
     let h = support::harness("throttled", None, false).await;
     let table = h.store.table().to_string();
-    faults(&table, &[rule(&table, "GetItem", "throttle", 1000)]);
+    // A stream's state is read with one `Query`.
+    faults(&table, &[rule(&table, "Query", "throttle", 1000)]);
     let err = h
         .store
         .stream_info(&key("order", "t"))
@@ -628,28 +667,35 @@ async fn retry_across_expectation_kinds(with_faults: bool) {
 /// the writer sees its touch move the stream to the end of the listing.
 /// (Before, only appends written by the call itself were waited for: under
 /// the standard faults the conformance suite listed a touched stream in
-/// its old place.)
+/// its old place.) The lost write is the append item's `PutItem` (at
+/// revision 2), or, in tip format, the tip's `UpdateItem`.
 #[tokio::test]
 async fn a_listing_after_an_append_whose_answer_was_lost_shows_it() {
-    listing_after_a_lost_answer(
-        "lost-listing",
-        Expectation::Exact(Revision::new(1)),
-        "UpdateItem",
-    )
-    .await;
+    let pinned = Expectation::Exact(Revision::new(1));
+    listing_after_a_lost_answer("lost-listing", pinned, "PutItem", false).await;
+    listing_after_a_lost_answer("lost-listing-tip", pinned, "UpdateItem", true).await;
 }
 
-/// The same on the checked path (`any`: a `TransactGetItems` of the tip
-/// and the append-id item, then a `PutItem` of the tip conditioned on the
-/// tip as read): the resend's condition fails, and the re-read finds the
-/// ids.
+/// The same with `any`; in tip format, on the checked path (a
+/// `TransactGetItems` of the tip and the append-id item, then a `PutItem`
+/// of the tip conditioned on the tip as read): the resend's condition
+/// fails, and the re-read finds the ids.
 #[tokio::test]
 async fn a_listing_after_a_checked_append_whose_answer_was_lost_shows_it() {
-    listing_after_a_lost_answer("lost-listing-any", Expectation::Any, "PutItem").await;
+    listing_after_a_lost_answer("lost-listing-any", Expectation::Any, "PutItem", false).await;
+    listing_after_a_lost_answer("lost-listing-any-tip", Expectation::Any, "PutItem", true).await;
 }
 
-async fn listing_after_a_lost_answer(name: &str, expectation: Expectation, op: &str) {
-    let h = support::harness(name, None, false).await;
+async fn listing_after_a_lost_answer(
+    name: &str,
+    expectation: Expectation,
+    op: &str,
+    tip_format: bool,
+) {
+    let mut h = support::harness(name, None, false).await;
+    if tip_format {
+        h.store = h.store.with_tip_format();
+    }
     let table = h.store.table().to_string();
     // The relay runs only when the test says so: a listing that does not
     // wait for it shows the stream in its old place.
@@ -689,7 +735,12 @@ async fn listing_after_a_lost_answer(name: &str, expectation: Expectation, op: &
         &table,
         &[format!(
             r#"{{"op":"{op}","fault":"lost","probability":1,"times":1,"match":"{}"}}"#,
-            items::stream_pk(&a)
+            if tip_format {
+                items::stream_pk(&a)
+            } else {
+                // The append item at revision 2, not the append-id item.
+                items::pad(2)
+            }
         )],
     );
     let out = h

@@ -259,12 +259,15 @@ async fn items_of(store: &DynamoStore, k: &StreamKey) -> i32 {
         .count()
 }
 
-/// A stream of 30 large appends: 30 chunks, 30 append-id items, the tip.
-async fn large_stream(store: &DynamoStore, k: &StreamKey) {
+/// A stream of 30 large appends: 30 chunks, 30 append-id items and the tip
+/// (tip format), or 30 append items and 30 append-id items. Its item count.
+async fn large_stream(store: &DynamoStore, k: &StreamKey, tip_format: bool) -> i32 {
     for _ in 0..30 {
         append(store, k, vec![event("", 700)]).await;
     }
-    assert_eq!(items_of(store, k).await, 61);
+    let expected = if tip_format { 61 } else { 60 };
+    assert_eq!(items_of(store, k).await, expected);
+    expected
 }
 
 /// A deletion whose second `BatchWriteItem` fails for good (the first is
@@ -282,7 +285,8 @@ async fn an_interrupted_deletion_is_finished_by_the_relay_or_the_next_request() 
             .retry_config(RetryConfig::standard().with_max_attempts(1))
             .build(),
     );
-    let fragile = DynamoStore::new(once, h.store.table());
+    let fragile_append_items = DynamoStore::new(once, h.store.table());
+    let fragile_tips = fragile_append_items.clone().with_tip_format();
     let table = h.store.table().to_string();
     let interrupt = || {
         support::fidelity(
@@ -294,14 +298,31 @@ async fn an_interrupted_deletion_is_finished_by_the_relay_or_the_next_request() 
         );
     };
 
-    for (name, by_relay) in [("by-relay", true), ("by-request", false)] {
+    let tips = h.store.clone().with_tip_format();
+    for (name, by_relay, tip_format) in [
+        ("by-relay", true, false),
+        ("by-request", false, false),
+        ("tips-by-relay", true, true),
+        ("tips-by-request", false, true),
+    ] {
         let k = key("bulky", name);
-        large_stream(&h.store, &k).await;
+        let (store, fragile) = if tip_format {
+            (&tips, &fragile_tips)
+        } else {
+            (&h.store, &fragile_append_items)
+        };
+        let all = large_stream(store, &k, tip_format).await;
+        // What a deletion leaves: the tip as a tombstone, or the tombstone
+        // and the meta item.
+        let kept = if tip_format { 1 } else { 2 };
         interrupt();
         let failed = fragile.delete_stream(&k, None).await;
         assert!(failed.is_err(), "the deletion was interrupted: {failed:?}");
         let left = items_of(&h.store, &k).await;
-        assert!(left > 1 && left < 61, "half done: {left} items of 61 left");
+        assert!(
+            left > kept && left < all,
+            "half done: {left} items of {all} left"
+        );
         match h.store.read_stream(&k, StreamRead::forward()).await {
             Err(StoreError::StreamDeleted(_)) => {}
             other => panic!("a half-done deletion is a deletion: {other:?}"),
@@ -317,8 +338,8 @@ async fn an_interrupted_deletion_is_finished_by_the_relay_or_the_next_request() 
         }
         assert_eq!(
             items_of(&h.store, &k).await,
-            1,
-            "only the tombstone is left"
+            kept,
+            "only the tombstone (and the meta item) is left"
         );
         match h
             .store

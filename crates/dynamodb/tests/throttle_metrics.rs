@@ -61,7 +61,7 @@ async fn throttled_attempts_are_counted_and_the_sdk_retries_them() {
     assert!(h.store.stream_info(&key).await.unwrap().is_none());
     assert_eq!(throttles.0.0.load(Ordering::SeqCst), 0);
     let rule = format!(
-        r#"{{"op":"GetItem","fault":"throttle","probability":1,"times":3,"match":"\"{table}\""}}"#
+        r#"{{"op":"Query","fault":"throttle","probability":1,"times":3,"match":"\"{table}\""}}"#
     );
     support::fidelity("PUT", &table, &format!(r#"{{"rules":[{rule}]}}"#));
     assert!(
