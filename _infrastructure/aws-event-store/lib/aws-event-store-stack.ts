@@ -24,19 +24,20 @@ import type { KeyAttribute, TableSchema } from './table-schema';
  */
 export const API_TABLE_ACTIONS = [
   'dynamodb:GetItem', // tips, append-id items
-  'dynamodb:Query', // chunks, feed pages, listings, types
-  'dynamodb:UpdateItem', // tip path, tip updates in transactions, deletion and truncation of a tip, listing first revision
-  'dynamodb:PutItem', // chunks and append-id items in transactions
+  'dynamodb:Query', // a stream's state (its newest item), append items and chunks, feed pages, listings, types
+  'dynamodb:UpdateItem', // tip path, tip updates in transactions, deletion and truncation of a tip or a meta item, listing first revision
+  'dynamodb:PutItem', // append items, tombstones and append-id items; chunks in transactions
+  'dynamodb:DeleteItem', // the append-id item of a refused append (append items)
   'dynamodb:BatchWriteItem', // append-id items before a tip's events move; a deletion's and a truncation's item deletes
-  'dynamodb:ConditionCheckItem', // a truncation's rewrite of the chunk across its bound, checked against the tip
+  'dynamodb:ConditionCheckItem', // a truncation's rewrite of the item across its bound, checked against the tip or meta item
 ] as const;
 export const RELAY_TABLE_ACTIONS = [
-  'dynamodb:GetItem', // checkpoints, announcement marks, tips
-  'dynamodb:Query', // chunks, the feed's last page
+  'dynamodb:GetItem', // checkpoints, announcement marks
+  'dynamodb:Query', // a stream's state, append items and chunks, the feed's last page
   'dynamodb:PutItem', // feed pages, announcement marks
   'dynamodb:BatchWriteItem', // listing entries and types (puts and deletes); finishing a deletion's item deletes
-  'dynamodb:UpdateItem', // a truncated stream's listing entry (first revision)
-  'dynamodb:ConditionCheckItem', // finishing a truncation's rewrite of the chunk across its bound
+  'dynamodb:UpdateItem', // a truncated stream's listing entry (first revision); a deleted stream's meta item
+  'dynamodb:ConditionCheckItem', // finishing a truncation's rewrite of the item across its bound
 ] as const;
 
 export interface AwsEventStoreStackProps extends cdk.StackProps {

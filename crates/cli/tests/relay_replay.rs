@@ -200,19 +200,24 @@ async fn replay_failures_puts_dead_lettered_appends_into_the_feed_once_and_annou
         for r in skipped {
             let img = r.new_image.as_ref().unwrap();
             let get = |k: &str| img.get(k).cloned();
-            if get(items::SK)
-                .and_then(|v| v.as_s().ok().cloned())
-                .as_deref()
-                != Some(items::TIP_SK)
+            // An append's record: its append item's first write (marked by
+            // its count), or a tip's write in tip format.
+            let sk = get(items::SK).and_then(|v| v.as_s().ok().cloned());
+            let last = if sk.as_deref() == Some(items::TIP_SK) {
+                attr::tip::REVISION
+            } else if img.contains_key(attr::append::COUNT)
+                && !img.contains_key(attr::append::DELETED)
             {
+                attr::chunk::LAST
+            } else {
                 continue;
-            }
+            };
             let pk = get(items::PK).unwrap().as_s().unwrap().clone();
             let stream = items::parse_stream_pk(&pk).unwrap().unwrap();
             let num = |k: &str| get(k).unwrap().as_n().unwrap().parse::<u64>().unwrap();
             skipped_appends.insert((
                 stream.stream_id.to_string(),
-                num(attr::tip::REVISION) - num(attr::tip::LAST_COUNT) + 1,
+                num(last) - num(attr::append::COUNT) + 1,
             ));
         }
     }

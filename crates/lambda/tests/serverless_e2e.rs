@@ -669,10 +669,11 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
     assert_eq!(events.len(), 1, "moto's table stream has one shard");
     let mut event = events.remove(0);
     let records = event["Records"].as_array().unwrap().clone();
-    // Every head-item record of the middle stream becomes unreadable.
+    // Every append record of the middle stream (its append item's) becomes
+    // unreadable.
     let image_of = |r: &Value, id: &str| {
         let image = &r["dynamodb"]["NewImage"];
-        image["s"]["S"] == "tip" && image["p"]["S"].as_str().is_some_and(|p| p.ends_with(id))
+        image.get("n").is_some() && image["p"]["S"].as_str().is_some_and(|p| p.ends_with(id))
     };
     let bad: Vec<usize> = (0..records.len())
         .filter(|&i| image_of(&records[i], &audit_ids[1]))
@@ -680,7 +681,7 @@ async fn appends_through_the_function_url_are_relayed_and_announced() {
     assert!(!bad.is_empty());
     let mut corrupt = records.clone();
     for &i in &bad {
-        corrupt[i]["dynamodb"]["NewImage"]["r"] = json!({"S": "not a revision"});
+        corrupt[i]["dynamodb"]["NewImage"]["l"] = json!({"S": "not a revision"});
     }
     let seq = |i: usize| corrupt[i]["dynamodb"]["SequenceNumber"].clone();
     // Lambda's side: deliver from `from`; on a reported failure retry once
