@@ -19,8 +19,9 @@ import { METRICS_NAMESPACE_ENV, Observability, metricsNamespace } from './observ
 import type { KeyAttribute, TableSchema } from './table-schema';
 
 /**
- * The DynamoDB item actions each function's code calls (grep the SDK calls in
- * `crates/dynamodb/src`): a transaction needs the action of each of its parts.
+ * The DynamoDB item actions each function's code calls (the CDK tests read
+ * the SDK calls in `crates/dynamodb/src`): a transaction needs the action of
+ * each of its parts.
  */
 export const API_TABLE_ACTIONS = [
   'dynamodb:GetItem', // tips, append-id items
@@ -36,7 +37,8 @@ export const RELAY_TABLE_ACTIONS = [
   'dynamodb:Query', // a stream's state, append items and chunks, the feed's last page
   'dynamodb:PutItem', // feed pages, announcement marks
   'dynamodb:BatchWriteItem', // listing entries and types (puts and deletes); finishing a deletion's item deletes
-  'dynamodb:UpdateItem', // a truncated stream's listing entry (first revision); a deleted stream's meta item
+  'dynamodb:UpdateItem', // a truncated stream's listing entry (first revision); a deleted stream's meta item; a cut feed page or type index item
+  'dynamodb:DeleteItem', // a type index item left without entries by a deletion's or truncation's cleanup
   'dynamodb:ConditionCheckItem', // finishing a truncation's rewrite of the item across its bound
 ] as const;
 

@@ -370,12 +370,13 @@ async fn a_dynamodb_failure_is_a_5xx_with_a_request_id_and_its_detail_only_in_th
         "0",
     ]);
     let base = server.url.clone();
-    // Every read of this table is throttled, on every retry.
+    // Every read of this table is throttled, on every retry (a stream's
+    // state is one `Query`).
     moto::fidelity(
         "PUT",
         &table,
         &format!(
-            r#"{{"rules":[{{"op":"GetItem","fault":"throttle","probability":1,"match":"\"{table}\""}}]}}"#
+            r#"{{"rules":[{{"op":"Query","fault":"throttle","probability":1,"match":"\"{table}\""}}]}}"#
         ),
     );
     let (s, body) = send(&base, M::GET, "/streams/order/o-1/details", None).await;
@@ -385,7 +386,7 @@ async fn a_dynamodb_failure_is_a_5xx_with_a_request_id_and_its_detail_only_in_th
     let request_id = body["requestId"].as_str().unwrap_or_default().to_owned();
     assert!(!request_id.is_empty(), "{body}");
     let text = body.to_string();
-    for secret in ["Throttling", "GetItem", table.as_str(), "dynamodb"] {
+    for secret in ["Throttling", "Query", table.as_str(), "dynamodb"] {
         assert!(
             !text.contains(secret),
             "{secret:?} leaked to the client: {text}"

@@ -113,10 +113,9 @@ pub const CLAIM_PREFIX: &str = "#";
 /// of append items (`#…`): the first 16 bytes of SHA-256 over the ids.
 pub fn id_sk(per_append: bool, ids: &[eventstore_core::EventId]) -> String {
     let sk = append_id_sk(ids);
-    if per_append {
-        format!("{CLAIM_PREFIX}{}", &sk[APPEND_ID_PREFIX.len()..])
-    } else {
-        sk
+    match sk.strip_prefix(APPEND_ID_PREFIX) {
+        Some(hash) if per_append => format!("{CLAIM_PREFIX}{hash}"),
+        _ => sk,
     }
 }
 
@@ -240,7 +239,7 @@ pub mod attr {
     /// events, written once with `attribute_not_exists` (the append's
     /// commit point), or a deletion's tombstone at the revision after the
     /// last. Its [`chunk`] attributes hold the events; a truncation may
-    /// write its kept events again under a later key, without [`COUNT`].
+    /// write its kept events again under a later key, without [`append::COUNT`](COUNT).
     pub mod append {
         /// The append's event count, on the last item of an append only
         /// (most appends are one item): what marks the item as an append
