@@ -239,7 +239,7 @@ pub mod attr {
     /// events, written once with `attribute_not_exists` (the append's
     /// commit point), or a deletion's tombstone at the revision after the
     /// last. Its [`chunk`] attributes hold the events; a truncation may
-    /// write its kept events again under a later key, without [`append::COUNT`](self::append::COUNT).
+    /// write its kept events again under a later key, without [`append::COUNT`].
     pub mod append {
         /// The append's event count, on the last item of an append only
         /// (most appends are one item): what marks the item as an append
