@@ -334,7 +334,6 @@ impl DynamoStore {
     /// and retried by the SDK, or a twin of the request), or the
     /// expectation is pinned, so the request is refused with the revision
     /// the stream had then. `None`: the state is read again.
-    #[allow(clippy::type_complexity)]
     fn judge_taken(
         &self,
         request: &AppendRequest,
