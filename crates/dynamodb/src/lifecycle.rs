@@ -395,27 +395,20 @@ impl DynamoStore {
                     .map_err(|e| sdk_err("Query", e))?;
                 for item in page.items() {
                     let chunk = Chunk::from_item(item)?;
-                    // The newest append item of a stream of append items
-                    // stays, without its events: the next append's put is
-                    // built on it.
-                    let head_stub = tip.per_append
-                        && chunk.last == tip.revision
-                        && chunk.last < first
-                        && !chunk.blobs.is_empty();
-                    if chunk.last >= first || head_stub {
+                    // A bound is at most the stream's revision, so the
+                    // newest item (what the next append's put is built on)
+                    // keeps at least its last event: it is never deleted,
+                    // only written again from the bound.
+                    if chunk.last >= first {
                         // Written again with its kept events (and its other
                         // attributes, but the relay's mark: it is no append).
                         let mut kept = item.clone();
                         kept.remove(attr::append::COUNT);
-                        if head_stub {
-                            kept.remove(attr::chunk::EVENTS);
-                        } else {
-                            kept.insert(items::SK.into(), s(pad(first)));
-                            kept.insert(
-                                attr::chunk::EVENTS.into(),
-                                items::blob_list(trim_blobs(&chunk.blobs, chunk.first - 1, first)?),
-                            );
-                        }
+                        kept.insert(items::SK.into(), s(pad(first)));
+                        kept.insert(
+                            attr::chunk::EVENTS.into(),
+                            items::blob_list(trim_blobs(&chunk.blobs, chunk.first - 1, first)?),
+                        );
                         let build = |e| DynamoError::request("TransactWriteItems", e);
                         let put = Put::builder()
                             .table_name(&self.table)
@@ -460,12 +453,6 @@ impl DynamoStore {
                             }
                             Err(e) => return Err(sdk_err("TransactWriteItems", e)),
                         }
-                        if head_stub {
-                            continue;
-                        }
-                    }
-                    if tip.per_append && chunk.last == tip.revision && chunk.last < first {
-                        continue; // the head, already without events
                     }
                     doomed.push(items::key(&pk, pad(chunk.first)));
                 }
