@@ -113,11 +113,12 @@ fn scale(events: u64) -> Value {
 /// events: open after a clean stop replays nothing (the index was
 /// checkpointed at the stop), open after SIGKILL replays only the tail
 /// written after the last checkpoint (a few hundred events here), and the
-/// server's resident memory after open grows by less than 8 MiB when the
+/// server's resident memory after open grows by less than 10 MiB when the
 /// events double (an index held in memory would grow by about 15 MiB:
 /// 100 bytes an event; the runs' fences and filters, read by a warm-up
 /// beside the first requests, make the figure vary by a few MiB with the
-/// machine's load). No time is asserted.
+/// machine's load: 8.1 MiB was seen under a parallel test run, against
+/// 2–5 MiB on a quiet machine). No time is asserted.
 #[test]
 fn open_replays_only_the_tail_and_memory_does_not_grow_with_the_events() {
     let small = scale(150_000);
@@ -134,7 +135,7 @@ fn open_replays_only_the_tail_and_memory_does_not_grow_with_the_events() {
     );
     println!("resident memory after open: {a:.1} MiB at 150,000 events, {b:.1} MiB at 300,000");
     assert!(
-        b - a < 8.0,
+        b - a < 10.0,
         "memory grows with the events: {a:.1} MiB at 150,000, {b:.1} MiB at 300,000"
     );
 }

@@ -323,10 +323,12 @@ impl Writer {
             }
             if !batch.is_empty() {
                 let appends = batch.len();
+                // Recorded before the commit answers its appends: a client
+                // that scrapes `/metrics` right after its answer sees it.
+                crate::metrics::committed(appends);
                 let started = Instant::now();
                 carried = self.commit(batch);
                 gather = Gather::after(appends, started.elapsed(), Instant::now());
-                crate::metrics::committed(appends);
                 self.maybe_checkpoint();
             }
             if closing && carried.is_empty() {
