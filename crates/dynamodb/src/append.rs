@@ -173,6 +173,17 @@ enum Attempt {
     Conflict,
 }
 
+/// What putting an append-id item came to ([`DynamoStore::put_append_id`]).
+enum PutId {
+    /// Written: it names the revisions given.
+    Written,
+    /// The condition failed: the item as it is (`first`, `last`), or
+    /// `None` when it is gone.
+    Found(Option<(u64, u64)>),
+    /// A transient conflict.
+    Conflict,
+}
+
 /// What claiming an append-id item before a large append found.
 enum Claim {
     /// The item names the revisions this append is about to take.
@@ -436,6 +447,67 @@ impl DynamoStore {
             && stored.iter().zip(kept_ids).all(|(e, id)| e.event_id == *id))
     }
 
+    /// Puts the append-id item of `ids` naming `first ..` (of a stream of
+    /// append items when `per_append`), with `attribute_not_exists`, or,
+    /// when `named`, moving an item that names that revision. On a failed
+    /// condition, what the item names: from the answer, else read.
+    async fn put_append_id(
+        &self,
+        per_append: bool,
+        stream: &StreamKey,
+        ids: &[EventId],
+        first: u64,
+        named: Option<u64>,
+    ) -> Result<PutId, DynamoError> {
+        use crate::items::attr::append_id::FIRST;
+        let item = AppendId {
+            first,
+            count: ids.len() as u64,
+        }
+        .to_item_of(per_append, stream, ids);
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        put = match named {
+            Some(f) => put
+                .condition_expression(format!("{FIRST} = :f0"))
+                .expression_attribute_values(":f0", n(f)),
+            None => put.condition_expression(items::cond::ABSENT),
+        };
+        let found = match put.send().await {
+            Ok(_) => return Ok(PutId::Written),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                PutItemError::ConditionalCheckFailedException(c) => {
+                    c.item().map(stored_range).transpose()?
+                }
+                other if other.meta().code().is_some_and(is_retryable) => {
+                    return Ok(PutId::Conflict);
+                }
+                _ => return Err(sdk_err("PutItem", SdkError::ServiceError(se))),
+            },
+            Err(e) => return Err(sdk_err("PutItem", e)),
+        };
+        if found.is_some() {
+            return Ok(PutId::Found(found));
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(
+                items::stream_pk(stream),
+                items::id_sk(per_append, ids),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        Ok(PutId::Found(out.item().map(stored_range).transpose()?))
+    }
+
     /// Claims the append-id item of a large append (its events go
     /// straight to chunk items) before the transaction that writes them,
     /// as a plain conditional `PutItem` (1 WCU, where a `Put` inside the
@@ -459,63 +531,16 @@ impl DynamoStore {
         ids: &[EventId],
         first: u64,
     ) -> Result<Claim, DynamoError> {
-        use crate::items::attr::append_id::FIRST;
-        let item = AppendId {
-            first,
-            count: ids.len() as u64,
-        }
-        .to_item(stream, ids);
-        let mut condition = items::cond::ABSENT.to_string();
         let mut named: Option<u64> = None;
         for _ in 0..12 {
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item.clone()))
-                .condition_expression(&condition)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            if let Some(f) = named {
-                put = put.expression_attribute_values(":f0", n(f));
-            }
-            let existing = match put.send().await {
-                Ok(_) => return Ok(Claim::Claimed),
-                Err(SdkError::ServiceError(se)) => match se.err() {
-                    PutItemError::ConditionalCheckFailedException(c) => match c.item() {
-                        Some(item) => Some(stored_range(item)?),
-                        None => None,
-                    },
-                    other if other.meta().code().is_some_and(is_retryable) => {
-                        return Ok(Claim::Conflict);
-                    }
-                    _ => return Err(sdk_err("PutItem", SdkError::ServiceError(se))),
-                },
-                Err(e) => return Err(sdk_err("PutItem", e)),
-            };
-            let existing = match existing {
-                Some(range) => Some(range),
-                None => {
-                    let out = self
-                        .client
-                        .get_item()
-                        .table_name(&self.table)
-                        .set_key(Some(items::key(
-                            items::stream_pk(stream),
-                            items::append_id_sk(ids),
-                        )))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_err("GetItem", e))?;
-                    out.item().map(stored_range).transpose()?
-                }
+            let existing = match self.put_append_id(false, stream, ids, first, named).await? {
+                PutId::Written => return Ok(Claim::Claimed),
+                PutId::Conflict => return Ok(Claim::Conflict),
+                PutId::Found(range) => range,
             };
             let Some((f0, l0)) = existing else {
                 // Gone between the put and the read (it is never deleted,
                 // so only a test's table reset does that): claim afresh.
-                condition = items::cond::ABSENT.to_string();
                 named = None;
                 continue;
             };
@@ -542,7 +567,6 @@ impl DynamoStore {
             // Other events took those revisions (or the claim was made for
             // an expectation ahead of the stream, which failed): the ids
             // are stored nowhere, and the item moves to this attempt.
-            condition = format!("{FIRST} = :f0");
             named = Some(f0);
         }
         Ok(Claim::Conflict)

@@ -21,10 +21,10 @@ use eventstore_core::{
     AppendOutcome, AppendRequest, EventId, Revision, StoreError, StreamInfo, StreamKey, Timestamp,
 };
 
-use super::{ID_WINDOW, request_token, split_chunks, stored_range, token_taken};
+use super::{ID_WINDOW, PutId, request_token, split_chunks, token_taken};
 use crate::codec;
 use crate::error::DynamoError;
-use crate::items::{self, AppendId, AppendItem, Tip, n};
+use crate::items::{self, AppendItem, Tip, n};
 use crate::retry::{Backoff, is_retryable};
 use crate::store::{DynamoStore, sdk_err};
 
@@ -400,45 +400,18 @@ impl DynamoStore {
         ids: &[EventId],
         first: u64,
     ) -> Result<Claim, DynamoError> {
-        use crate::items::attr::append_id::FIRST;
         let count = ids.len() as u64;
-        let item = AppendId { first, count }.to_item_of(true, stream, ids);
         let mut named: Option<u64> = None;
         for _ in 0..12 {
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item.clone()))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            put = match named {
-                Some(f) => put
-                    .condition_expression(format!("{FIRST} = :f0"))
-                    .expression_attribute_values(":f0", n(f)),
-                None => put.condition_expression(items::cond::ABSENT),
-            };
-            let existing = match put.send().await {
-                Ok(_) => return Ok(Claim::Claimed),
-                Err(SdkError::ServiceError(se)) => match se.err() {
-                    PutItemError::ConditionalCheckFailedException(c) => {
-                        c.item().map(stored_range).transpose()?
-                    }
-                    other if other.meta().code().is_some_and(is_retryable) => {
-                        return Ok(Claim::Conflict);
-                    }
-                    _ => return Err(sdk_err("PutItem", SdkError::ServiceError(se))),
-                },
-                Err(e) => return Err(sdk_err("PutItem", e)),
-            };
-            let existing = match existing {
-                Some(range) => Some(range),
-                None => self.read_claim(stream, ids).await?,
+            let existing = match self.put_append_id(true, stream, ids, first, named).await? {
+                PutId::Written => return Ok(Claim::Claimed),
+                PutId::Conflict => return Ok(Claim::Conflict),
+                PutId::Found(range) => range,
             };
             let Some((f0, l0)) = existing else {
-                // Gone between the put and the read (only a deletion's
-                // cleanup removes it): the state is read again.
+                // Gone between the put and the read (a refused twin
+                // dropped it, or a deletion's cleanup): read the state
+                // again.
                 return Ok(Claim::Stale);
             };
             if f0 == first && l0 + 1 - f0 == count {
@@ -495,26 +468,5 @@ impl DynamoStore {
             Err(SdkError::ServiceError(_)) => Ok(()),
             Err(e) => Err(sdk_err("DeleteItem", e)),
         }
-    }
-
-    /// The revisions the append-id item of `ids` names, read.
-    async fn read_claim(
-        &self,
-        stream: &StreamKey,
-        ids: &[EventId],
-    ) -> Result<Option<(u64, u64)>, DynamoError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(items::key(
-                items::stream_pk(stream),
-                items::id_sk(true, ids),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("GetItem", e))?;
-        out.item().map(stored_range).transpose()
     }
 }
