@@ -65,19 +65,7 @@ impl DynamoStore {
                 .map_err(Into::into);
         }
         // The page holding `start`, then the pages after it.
-        let first = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(cond::SORT_AT_MOST)
-            .expression_attribute_values(":p", s(items::FEED_PK))
-            .expression_attribute_values(":s", s(pad(start)))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("Query", e))?;
+        let first = self.item_at_or_below(items::FEED_PK, &pad(start)).await?;
         let mut wanted: Vec<(FeedEntry, u64)> = Vec::new(); // entry, offset in it
         let consider =
             |page: &Item, wanted: &mut Vec<(FeedEntry, u64)>| -> Result<bool, DynamoError> {
@@ -88,7 +76,7 @@ impl DynamoStore {
                 Ok(take_events(entries, start, limit, wanted))
             };
         let mut full = false;
-        for page in first.items() {
+        for page in first.iter() {
             full = consider(page, &mut wanted)?;
         }
         let mut cursor: Option<Item> = None;

@@ -105,17 +105,7 @@ impl DynamoStore {
             check_expected(expected, Revision::new(tip.revision))?;
             if tip.per_append {
                 match self.put_tombstone(stream, &tip, now).await? {
-                    Some(true) => {
-                        if let Some(p) = &self.progress {
-                            p.committed(stream, tip.revision + 1);
-                        }
-                        self.purge_stream(stream).await?;
-                        return Ok(DeleteOutcome {
-                            last_revision: Revision::new(tip.revision),
-                            position: None,
-                            already_deleted: false,
-                        });
-                    }
+                    Some(true) => return self.deleted_now(stream, &tip).await,
                     // The revision after the last was taken (an append, a
                     // deletion, or this call's own put whose answer was
                     // lost): read again.
@@ -156,19 +146,7 @@ impl DynamoStore {
                 .send()
                 .await;
             match result {
-                Ok(_) => {
-                    if let Some(p) = &self.progress {
-                        // The relay's `$stream-deleted` entry is at
-                        // revision + 1: listings wait for it.
-                        p.committed(stream, tip.revision + 1);
-                    }
-                    self.purge_stream(stream).await?;
-                    return Ok(DeleteOutcome {
-                        last_revision: Revision::new(tip.revision),
-                        position: None,
-                        already_deleted: false,
-                    });
-                }
+                Ok(_) => return self.deleted_now(stream, &tip).await,
                 Err(SdkError::ServiceError(se)) => match se.err() {
                     // An append or another deletion came first, or this
                     // call's own update was applied and its answer lost:
@@ -184,6 +162,26 @@ impl DynamoStore {
                 Err(e) => return Err(sdk_err("UpdateItem", e).into()),
             }
         }
+    }
+
+    /// After a deletion's commit point (the stream was `tip`): its
+    /// cleanup, and the answer.
+    async fn deleted_now(
+        &self,
+        stream: &StreamKey,
+        tip: &items::Tip,
+    ) -> Result<DeleteOutcome, StoreError> {
+        if let Some(p) = &self.progress {
+            // The relay's `$stream-deleted` entry is at revision + 1:
+            // listings wait for it.
+            p.committed(stream, tip.revision + 1);
+        }
+        self.purge_stream(stream).await?;
+        Ok(DeleteOutcome {
+            last_revision: Revision::new(tip.revision),
+            position: None,
+            already_deleted: false,
+        })
     }
 
     pub(crate) async fn truncate_inner(

@@ -123,6 +123,29 @@ impl DynamoStore {
         }
     }
 
+    /// The item of partition `pk` with the greatest sort key at most
+    /// `at` (one consistent `Query`, newest first, limit 1).
+    pub(crate) async fn item_at_or_below(
+        &self,
+        pk: &str,
+        at: &str,
+    ) -> Result<Option<Item>, DynamoError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond::SORT_AT_MOST)
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":s", s(at))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        Ok(out.items().first().cloned())
+    }
+
     /// The stream's state: its tip item (a stream of tip format), or what
     /// its newest append item and its meta item say (a stream of append
     /// items); `None`: no stream. One `Query` of the partition's newest
@@ -132,22 +155,10 @@ impl DynamoStore {
     /// a meta item.
     pub(crate) async fn get_tip(&self, stream: &StreamKey) -> Result<Option<Tip>, DynamoError> {
         let pk = items::stream_pk(stream);
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(cond::SORT_AT_MOST)
-            .expression_attribute_values(":p", s(&pk))
-            .expression_attribute_values(":s", s(TIP_SK))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("Query", e))?;
-        let Some(item) = out.items().first() else {
+        let Some(item) = self.item_at_or_below(&pk, TIP_SK).await? else {
             return Ok(None);
         };
+        let item = &item;
         let sk = items::get_str(item, items::SK)?;
         if sk.starts_with(items::CLAIM_PREFIX) {
             // Append-id items sort first: the stream has only claims of
@@ -167,21 +178,15 @@ impl DynamoStore {
                 None => return Tip::from_item(item),
             }
         };
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(cond::SORT_BETWEEN)
-            .expression_attribute_values(":p", s(&pk))
-            .expression_attribute_values(":lo", s(pad(1)))
-            .expression_attribute_values(":hi", s(pad(u64::MAX)))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("Query", e))?;
-        match (out.items().first(), meta) {
+        // The newest revision key (append-id items of this format sort
+        // below revisions: a `#…` key found is none).
+        let head = self
+            .item_at_or_below(&pk, &pad(u64::MAX))
+            .await?
+            .filter(|i| {
+                items::get_str(i, items::SK).is_ok_and(|k| !k.starts_with(items::CLAIM_PREFIX))
+            });
+        match (head.as_ref(), meta) {
             (Some(head), meta) => self.head_tip(stream, head, meta.as_ref()).map(Some),
             (None, None) => Ok(None),
             (None, Some(_)) => Err(DynamoError::Corrupt(format!(
@@ -223,21 +228,14 @@ impl DynamoStore {
         if from <= tip.base {
             let pk = items::stream_pk(stream);
             // The chunk holding `from`, then the chunks starting after it.
-            let first = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(cond::SORT_BETWEEN)
-                .expression_attribute_values(":p", s(&pk))
-                .expression_attribute_values(":lo", s(pad(1)))
-                .expression_attribute_values(":hi", s(pad(from)))
-                .scan_index_forward(false)
-                .limit(1)
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query", e))?;
-            let mut chunks: Vec<Item> = first.items().to_vec();
+            let mut chunks: Vec<Item> = self
+                .item_at_or_below(&pk, &pad(from))
+                .await?
+                .filter(|i| {
+                    items::get_str(i, items::SK).is_ok_and(|k| !k.starts_with(items::CLAIM_PREFIX))
+                })
+                .into_iter()
+                .collect();
             let hi = to.min(tip.base);
             if hi > from {
                 let mut start: Option<Item> = None;
