@@ -259,24 +259,12 @@ impl DynamoStore {
         if tip.first_kept() > 1 && ids.iter().any(|id| !known.contains_key(id)) {
             // The ids may sit below a truncation's bound, where only their
             // append-id item is left.
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(items::key(
-                    items::stream_pk(stream),
-                    items::id_sk(tip.per_append, ids),
-                )))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_err("GetItem", e))?;
-            if let Some(item) = out.item() {
-                let (first, last) = stored_range(item)?;
-                if first < tip.first_kept() && self.holds(stream, tip, ids, first, last).await? {
-                    for (id, rev) in ids.iter().zip(first..) {
-                        known.insert(*id, rev);
-                    }
+            if let Some((first, last)) = self.read_append_id(tip.per_append, stream, ids).await?
+                && first < tip.first_kept()
+                && self.holds(stream, tip, ids, first, last).await?
+            {
+                for (id, rev) in ids.iter().zip(first..) {
+                    known.insert(*id, rev);
                 }
             }
         }
@@ -493,6 +481,19 @@ impl DynamoStore {
         if found.is_some() {
             return Ok(PutId::Found(found));
         }
+        Ok(PutId::Found(
+            self.read_append_id(per_append, stream, ids).await?,
+        ))
+    }
+
+    /// The revisions the append-id item of `ids` names (one consistent
+    /// `GetItem`); `None` when there is none.
+    async fn read_append_id(
+        &self,
+        per_append: bool,
+        stream: &StreamKey,
+        ids: &[EventId],
+    ) -> Result<Option<(u64, u64)>, DynamoError> {
         let out = self
             .client
             .get_item()
@@ -505,7 +506,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("GetItem", e))?;
-        Ok(PutId::Found(out.item().map(stored_range).transpose()?))
+        out.item().map(stored_range).transpose()
     }
 
     /// Claims the append-id item of a large append (its events go
